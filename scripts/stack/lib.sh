@@ -1,0 +1,83 @@
+# Shared helpers for the local-stack services (sourced, not run).
+# Every service keeps its state under $STACK_DIR/<service>/, its log in $STACK_DIR/log/<service>*.log
+# and the pid of each process it started in $STACK_DIR/run/<name>.pid, so `down` stops exactly those.
+STACK_DIR=${HPCCI_STACK_DIR:-/var/lib/hpcci-stack}
+STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$STACK_SRC/../.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+say()  { printf 'local-stack: %s\n' "$*" >&2; }
+warn() { printf 'local-stack: warning: %s\n' "$*" >&2; }
+die()  { local rc=$1; shift; printf 'local-stack: error: %s\n' "$*" >&2; exit "$rc"; }
+
+stack_init() {
+  [ "$(id -u)" = 0 ] || die 2 "the local stack needs root (it installs packages and starts daemons); run it as root"
+  mkdir -p "$STACK_DIR/run" "$STACK_DIR/log"
+}
+
+# apt_install PKG...: install the Debian packages that are not installed yet.
+_apt_updated=""
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  if [ -z "$_apt_updated" ]; then
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >"$STACK_DIR/log/apt.log" 2>&1 || die 3 "apt-get update failed: see $STACK_DIR/log/apt.log"
+    _apt_updated=1
+  fi
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >>"$STACK_DIR/log/apt.log" 2>&1 \
+    || die 3 "apt-get install ${missing[*]} failed: see $STACK_DIR/log/apt.log"
+}
+
+# pid_alive NAME: the process recorded in run/NAME.pid is running.
+pid_alive() {
+  local f="$STACK_DIR/run/$1.pid"
+  [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start_bg NAME LOGFILE CMD...: start CMD in the background (own session) and record its pid.
+start_bg() {
+  local name=$1 logf=$2; shift 2
+  setsid "$@" >>"$logf" 2>&1 < /dev/null &
+  echo $! >"$STACK_DIR/run/$name.pid"
+}
+
+# stop_pid NAME: stop the recorded process (TERM, then KILL after 10 s) and forget it.
+stop_pid() {
+  local f="$STACK_DIR/run/$1.pid" pid i
+  [ -s "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  fi
+  rm -f "$f"
+}
+
+# wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, or fail naming DESCRIPTION.
+wait_for() {
+  local what=$1 secs=$2 i; shift 2
+  for i in $(seq 1 $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die 4 "$what did not come up within ${secs}s"
+}
+
+# random_secret [LEN]: a random alphanumeric string (default 32 characters).
+random_secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "${1:-32}"; }
+
+# creds_file FILE KEY=VALUE...: write a KEY=VALUE file with mode 600 unless it exists (first up only).
+creds_file() {
+  local f=$1; shift
+  [ -s "$f" ] && return 0
+  mkdir -p "$(dirname "$f")"
+  ( umask 077; printf '%s\n' "$@" >"$f.new" ) && mv "$f.new" "$f"
+}
+
+# creds_get FILE KEY: the value of KEY in a creds_file.
+creds_get() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1; }
+
+# http_code URL [CURL-ARGS...]: the HTTP status of a GET (000 when nothing answers).
+http_code() { local u=$1; shift; curl -s -o /dev/null -m 5 -w '%{http_code}' "$@" "$u" 2>/dev/null || true; }

@@ -1,0 +1,3 @@
+from hpcci.cli import main
+
+raise SystemExit(main())

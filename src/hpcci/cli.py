@@ -1,0 +1,79 @@
+"""Command line: argument parsing only. Each command lives in hpcci.commands.<name>; errors map to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from hpcci import __version__
+from hpcci.errors import HpcciError, UsageError
+
+COMMANDS = {
+    "build": "build multi-arch images from the Dockerfile in hpcci.yaml",
+    "publish": "push images to a registry and/or upload docker-archive tars to S3",
+    "deploy": "stage and convert the image on clusters, run the smoke tests as Slurm jobs, judge them",
+    "report": "post results as GitHub check runs (and a job summary)",
+    "run": "build, publish, deploy and report in one go",
+    "plan": "print what a run would do (tags, targets, remote commands, sbatch scripts); touches nothing",
+    "validate": "check hpcci.yaml and cluster configs; print their JSON schemas",
+    "doctor": "check that a cluster is reachable and ready (host key, runtime, scheduler, space)",
+}
+
+
+def _command(name: str) -> ModuleType:
+    return importlib.import_module(f"hpcci.commands.{name}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hpcci",
+        description="Get containers from a GitHub repository onto HPC clusters, tested and trusted.",
+    )
+    p.add_argument("--version", action="version", version=f"hpcci {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        _command(name).add_arguments(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hpcci.log import Log
+
+    log = Log()
+    args = None
+    try:
+        args = parser().parse_args(argv)
+        module = _command(args.command)
+        rc: int = module.main(args, log)
+        return rc
+    except HpcciError as e:
+        if args is not None and args.debug:
+            import traceback
+
+            traceback.print_exc()
+        for line in str(e).splitlines() or [type(e).__name__]:
+            log.error(line) if log.github else print(f"hpcci: error: {log.redact(line)}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hpcci: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # argparse: usage errors exit 2 with their own message
+        return e.code if isinstance(e.code, int) else UsageError.exit_code
+    except Exception as e:  # the last resort: a one-line message, never a bare traceback
+        if args is not None and args.debug:
+            raise
+        print(
+            f"hpcci: internal error: {type(e).__name__}: {log.redact(str(e))[:300]} "
+            "(re-run with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""What each stage hands the next: small JSON files (also GitHub Actions outputs).
+
+build -> BuildRecord -> publish -> PublishRecord -> deploy -> DeployRecord + Results -> report.
+Each record can be written in one job and read in another, so a stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+from hpcci.errors import UsageError
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    platform: str  # linux/amd64
+    digest: str  # manifest digest in the registry, or image id when only local
+    ref: str  # a local or registry reference to this platform's image
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    image: str  # repository, e.g. docker.io/org/fib
+    tags: list[str]
+    platforms: list[PlatformImage]
+    builder: str
+    labels: dict[str, str] = field(default_factory=dict)
+    manifest_digest: str | None = None  # the multi-arch index/list digest, once pushed
+    source_sha: str = ""
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    platform: str
+    digest: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryPublication:
+    refs: list[str]  # every tag pushed, e.g. 127.0.0.1:5000/org/fib:v1.2.3
+    digest: str  # manifest list digest
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> digest
+
+
+@dataclass(frozen=True)
+class PublishRecord:
+    image: str
+    tags: list[str]
+    registry: RegistryPublication | None = None
+    s3: list[S3Object] = field(default_factory=list)
+    s3_index_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterDeploy:
+    cluster: str
+    login_host: str
+    platform: str
+    staging: str  # s3 | sftp | registry
+    tar_path: str | None
+    tar_sha256: str | None
+    sif_path: str
+    image_digest: str
+    cache_hit: bool = False
+    jobs: dict[str, str] = field(default_factory=dict)  # test name -> job id
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    image: str
+    clusters: list[ClusterDeploy]
+
+
+@dataclass(frozen=True)
+class TestResult:
+    cluster: str
+    test: str
+    platform: str
+    job_id: str | None
+    state: str  # Slurm state (COMPLETED, FAILED, TIMEOUT, ...) or NOT_RUN
+    exit_code: int | None
+    elapsed_s: float | None
+    verdict: str  # pass | fail | error | timed_out | cancelled | infra | action_required | skipped
+    reason: str  # one sentence a person understands
+    output_tail: str = ""
+    source_file: str | None = None  # the hpcci.yaml that defines the test
+    source_line: int | None = None
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    cluster: str
+    platform: str
+    tests: list[TestResult]
+    image_digest: str = ""
+    tar_sha256: str | None = None
+    sif_path: str | None = None
+    error: str | None = None  # the cluster failed before or around its tests (unreachable, conversion failed...)
+
+
+@dataclass(frozen=True)
+class Results:
+    image: str
+    clusters: list[ClusterResult]
+    ref: str = ""
+    sha: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.error is None and all(t.verdict == "pass" for t in c.tests) for c in self.clusters)
+
+
+# -- JSON ----------------------------------------------------------------------------------------------------
+
+
+def to_json(record: Any) -> str:
+    return json.dumps({"schema": SCHEMA_VERSION, **dataclasses.asdict(record)}, indent=2, sort_keys=False) + "\n"
+
+
+def from_json(cls: type[T], text: str, *, source: str = "record") -> T:
+    try:
+        data = json.loads(text)
+        data.pop("schema", None)
+        return _build(cls, data)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UsageError(f"{source}: not a valid {cls.__name__} ({e}); re-run the stage that writes it") from e
+
+
+def _build(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(value) - names
+        if unknown:
+            raise KeyError(f"unknown field(s) {sorted(unknown)}")
+        return tp(**{k: _build(hints[k], v) for k, v in value.items()})
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _build(args[0], value)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _build(item, v) for k, v in value.items()}
+    return value
+
+
+def write(record: Any, path: Path) -> None:
+    """Write atomically: a reader never sees a half-written record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(to_json(record), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read(cls: type[T], path: Path) -> T:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: no {cls.__name__} here; run the stage that writes it first") from e
+    return from_json(cls, text, source=str(path))
+
+
+RECORD_FILES = {
+    BuildRecord: "build.json",
+    PublishRecord: "publish.json",
+    DeployRecord: "deploy.json",
+    Results: "results.json",
+}
