@@ -162,7 +162,7 @@ class PublishConfig(_Model):
 class DeployConfig(_Model):
     clusters: list[Name] = Field(default_factory=list)
     cluster_configs: str = "cluster-configs"
-    on: list[Literal["tag", "push", "pull_request", "workflow_dispatch"]] = Field(
+    triggers: list[Literal["tag", "push", "pull_request", "workflow_dispatch"]] = Field(
         default_factory=lambda: ["tag", "workflow_dispatch"]  # type: ignore[arg-type]
     )
     staging: Literal["auto", "s3", "sftp", "registry"] = "auto"
@@ -280,6 +280,7 @@ class RuntimeConfig(_Model):
     executable: str | None = None
     convert_on: Literal["login", "compute"] = "login"
     gpu_flag: Literal["--nv", "--rocm"] = "--nv"
+    gpu_modules: list[str] = Field(default_factory=list, description="Modules GPU tests load (e.g. cuda)")
     cleanenv: bool = True
     binds: list[str] = Field(default_factory=list)
 
@@ -310,7 +311,9 @@ class Cluster(_Model):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     mpi: MpiConfig = Field(default_factory=MpiConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)
-    modules_init: list[str] = Field(default_factory=list, description="Shell lines run before module loads")
+    modules: list[str] = Field(
+        default_factory=list, description="Modules every remote step loads first (e.g. slurm), before the runtime's"
+    )
 
     _source: Source | None = PrivateAttr(default=None)
 
@@ -483,7 +486,7 @@ def _error_lines(model: type[BaseModel], err: ValidationError, source: Source) -
             lines.append(f"{where}: {key}: required key is missing; add it")
             continue
         got = e.get("input")
-        shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and "got" not in msg else ""
+        shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and repr(got) not in msg else ""
         if e["type"] == "literal_error" and isinstance(got, str):
             allowed_vals = re.findall(r"'([^']+)'", msg)
             hint = difflib.get_close_matches(got, allowed_vals, n=1)

@@ -50,7 +50,7 @@ class GitEvent:
 
     @property
     def trigger(self) -> str:
-        """The deploy.on vocabulary: tag | push | pull_request | workflow_dispatch."""
+        """The deploy.triggers vocabulary: tag | push | pull_request | workflow_dispatch."""
         if self.event_name == "push":
             return "tag" if self.is_tag else "push"
         if self.event_name in ("pull_request", "pull_request_target"):

@@ -1,0 +1,160 @@
+"""The config loader: shipped configs pass, and every kind of bad input is one line with file:line:column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from hpcci import config
+from hpcci.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_CONFIGS = sorted((ROOT / "cluster-configs").glob("*.yaml"))
+PIPELINES = sorted(ROOT.glob("examples/*/hpcci.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "hpcci.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def error_of(path: Path, model: type = config.Pipeline) -> str:
+    with pytest.raises(ConfigError) as e:
+        config.load(model, path)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("path", CLUSTER_CONFIGS, ids=lambda p: p.stem)
+def test_shipped_cluster_configs_load(path: Path) -> None:
+    cluster = config.load_cluster(path)
+    assert cluster.name == path.stem
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.parent.name)
+def test_shipped_pipelines_load(path: Path) -> None:
+    assert config.load_pipeline(path).tests
+
+
+def test_seed_clusters_are_all_shipped() -> None:
+    names = {p.stem for p in CLUSTER_CONFIGS}
+    assert {"frontera", "stampede2", "riviera", "discovery", "training", "local"} <= names
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "cluster"])
+def test_shipped_json_schema_is_current(kind: str) -> None:
+    model = config.Pipeline if kind == "pipeline" else config.Cluster
+    shipped = json.loads((ROOT / "src/hpcci/schemas" / f"{kind}.json").read_text())
+    assert shipped == config.json_schema(model), "regenerate with: hpcci validate --schema " + kind
+
+
+@pytest.mark.parametrize("path", CLUSTER_CONFIGS + PIPELINES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_shipped_configs_pass_the_json_schema(path: Path) -> None:
+    kind = "cluster" if path.parent.name == "cluster-configs" else "pipeline"
+    schema = json.loads((ROOT / "src/hpcci/schemas" / f"{kind}.json").read_text())
+    jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  name: org/app\n  platfroms: [linux/amd64]\n")
+    assert error_of(p) == f"{p}:3:3: image.platfroms: unknown key; did you mean 'platforms'?"
+
+
+def test_human_time_is_rejected_with_the_slurm_form(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: t\n    command: x\n    resources:\n      time: 10 minutes\n")
+    msg = error_of(p)
+    assert msg.startswith(f"{p}:6:13: tests[0].resources.time: '10 minutes' is not a Slurm time")
+    assert "HH:MM:SS" in msg
+
+
+def test_unknown_runtime_names_the_allowed_ones(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "name: c\nlogin: {host: h, user: u, key: {env: K}, known_hosts: {env: KH}}\n"
+        "scheduler: {partitions: {cpu: {name: c}}}\nruntime: {type: apptainr}\n",
+        "c.yaml",
+    )
+    msg = error_of(p, config.Cluster)
+    assert msg.startswith(f"{p}:4:17: runtime.type:")
+    assert "did you mean 'apptainer'?" in msg
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  name: app\ntests:\n  - name: t\n    command: x\n    resources: {nodes: many}\n")
+    assert error_of(p).startswith(f"{p}:6:24: tests[0].resources.nodes: Input should be a valid integer")
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  context: .\n")
+    assert error_of(p) == f"{p}:2:3: image.name: required key is missing; add it"
+
+
+def test_malformed_yaml_is_one_line_with_position(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: [\n")
+    msg = error_of(p)
+    assert msg.startswith(f"{p}:2:1: malformed YAML:")
+    assert "\n" not in msg
+
+
+def test_duplicate_key_is_malformed(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\nimage: {name: b}\n")
+    assert "malformed YAML" in error_of(p)
+
+
+def test_alias_bomb_is_refused_before_expansion(tmp_path: Path) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        lines.append(f"{chr(ord('a') + i)}: &{chr(ord('a') + i)} [" + ",".join([f"*{prev}"] * 9) + "]")
+    p = write(tmp_path, "\n".join(lines) + "\nimage: {name: x}\n")
+    assert "YAML aliases (*a) are not allowed" in error_of(p)
+
+
+def test_huge_file_is_refused_without_parsing(tmp_path: Path) -> None:
+    p = tmp_path / "hpcci.yaml"
+    with p.open("wb") as f:
+        f.truncate(50 * 1000 * 1000)
+    assert error_of(p) == f"{p}:1:1: file is 50.0 MB; hpcci config files are limited to 1 MiB: is this the right file?"
+
+
+def test_empty_file_says_so(tmp_path: Path) -> None:
+    assert "file is empty" in error_of(write(tmp_path, ""))
+
+
+def test_every_problem_is_reported_one_per_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a, platforms: [windows/amd64]}\ntagz: {}\n")
+    lines = error_of(p).splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith(f"{p}:") for line in lines)
+
+
+def test_test_lines_point_at_the_test(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: one\n    command: x\n  - name: two\n    command: y\n")
+    pipe = config.load_pipeline(p)
+    assert [pipe.test_line(0), pipe.test_line(1)] == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("05:30", 330), ("01:02:03", 3723), ("1-00", 86400), ("2-01:00:00", 176400)],
+)
+def test_slurm_time_forms(text: str, seconds: int) -> None:
+    assert config.slurm_time_seconds(text) == seconds
+
+
+def test_secret_from_missing_env_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPCCI_NOPE", raising=False)
+    with pytest.raises(ConfigError, match="environment variable HPCCI_NOPE is not set"):
+        config.FromEnv(env="HPCCI_NOPE").resolve("login.key")
+
+
+def test_unknown_cluster_suggests_a_known_one(tmp_path: Path) -> None:
+    (tmp_path / "cluster-configs").mkdir()
+    (tmp_path / "cluster-configs" / "frontera.yaml").write_text("name: frontera\n")
+    pipe = config.Pipeline.model_validate({"image": {"name": "a"}})
+    with pytest.raises(ConfigError, match="did you mean 'frontera'"):
+        config.load_clusters(pipe, ["fronterra"], tmp_path)
