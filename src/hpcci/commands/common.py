@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hpcci.config import Cluster, Pipeline, load_clusters, load_pipeline
 from hpcci.context import GitEvent, from_environ
+
+if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
+    from hpcci.config import Cluster, Pipeline
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +41,8 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, required: bool = False)
 
 
 def pipeline(args: argparse.Namespace) -> Pipeline:
+    from hpcci.config import load_pipeline
+
     return load_pipeline(Path(args.config))
 
 
@@ -47,6 +52,8 @@ def base_dir(args: argparse.Namespace) -> Path:
 
 
 def clusters(args: argparse.Namespace, pipe: Pipeline) -> dict[str, Cluster]:
+    from hpcci.config import load_clusters
+
     names = args.clusters or pipe.deploy.clusters
     return load_clusters(pipe, names, base_dir(args))
 
