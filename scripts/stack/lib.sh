@@ -59,14 +59,24 @@ stop_pid() {
 }
 
 # wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, or fail naming DESCRIPTION.
+# With WAIT_PIDS="name1 name2" set (run/<name>.pid), fail at once when one of those processes has died.
 wait_for() {
-  local what=$1 secs=$2 i; shift 2
-  for i in $(seq 1 $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  local what=$1 secs=$2 i n; shift 2
+  for i in $(seq 1 $((secs * 10))); do
+    "$@" >/dev/null 2>&1 && return 0
+    for n in ${WAIT_PIDS:-}; do pid_alive "$n" || die 4 "$what: $n exited (see $STACK_DIR/log/)"; done
+    sleep 0.1
+  done
   die 4 "$what did not come up within ${secs}s"
 }
 
 # random_secret [LEN]: a random alphanumeric string (default 32 characters).
-random_secret() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "${1:-32}"; }
+# (no `tr </dev/urandom | head`: tr dies of SIGPIPE, which pipefail + set -e turn into a silent exit)
+random_secret() {
+  local s
+  s=$(head -c 1024 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+  printf '%s' "${s:0:${1:-32}}"
+}
 
 # creds_file FILE KEY=VALUE...: write a KEY=VALUE file with mode 600 unless it exists (first up only).
 creds_file() {

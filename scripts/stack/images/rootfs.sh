@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# rootfs.sh ARCH OUT.tar: a minimal Debian bookworm root filesystem (minbase + python3-minimal, bash included)
+# for ARCH (amd64, arm64), as a tar. Foreign architectures run their maintainer scripts under QEMU (binfmt).
+# Writes OUT.tar.part and renames it on success, so a half-made tar is never taken for a finished one.
+set -euo pipefail
+arch=${1:?usage: rootfs.sh ARCH OUT.tar}
+out=${2:?usage: rootfs.sh ARCH OUT.tar}
+mirror=${HPCCI_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security=${HPCCI_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+rm -f "$out.part"
+mmdebstrap --quiet --variant=minbase --architectures="$arch" --format=tar \
+  --include=python3-minimal \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  --aptopt='Acquire::Languages "none"' \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --customize-hook='rm -f "$1"/etc/hostname "$1"/etc/resolv.conf' \
+  bookworm "$out.part" \
+  "deb $mirror bookworm main" \
+  "deb $mirror bookworm-updates main" \
+  "deb $security bookworm-security main"
+mv "$out.part" "$out"
