@@ -83,7 +83,9 @@ class FromEnv(_Model):
     def resolve(self, what: str) -> str:
         value = os.environ.get(self.env)
         if not value:
-            raise ConfigError(f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)")
+            raise ConfigError(
+                f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)"
+            )
         return value
 
 
@@ -100,7 +102,9 @@ class FromFile(_Model):
         try:
             return self.path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ConfigError(f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file") from e
+            raise ConfigError(
+                f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file"
+            ) from e
 
 
 Secret = FromEnv | FromFile
@@ -181,7 +185,9 @@ class Resources(_Model):
     cpus_per_task: int | None = Field(None, ge=1)
     time: SlurmTime = "00:10:00"
     memory: Memory | None = None
-    partition: str | None = Field(None, description="A partition name from the cluster config (e.g. cpu, gpu)")
+    partition: str | None = Field(
+        None, description="A partition name from the cluster config (e.g. cpu, gpu)"
+    )
 
 
 class SmokeTest(_Model):
@@ -242,7 +248,9 @@ class LoginConfig(_Model):
     user: Value
     key: Secret
     key_passphrase: Secret | None = None
-    known_hosts: Secret = Field(description="known_hosts lines for the login host: host keys are never auto-accepted")
+    known_hosts: Secret = Field(
+        description="known_hosts lines for the login host: host keys are never auto-accepted"
+    )
     jump: JumpHost | None = None
     connect_timeout: float = Field(30, gt=0)
     command_timeout: float = Field(600, gt=0)
@@ -312,7 +320,8 @@ class Cluster(_Model):
     mpi: MpiConfig = Field(default_factory=MpiConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)
     modules: list[str] = Field(
-        default_factory=list, description="Modules every remote step loads first (e.g. slurm), before the runtime's"
+        default_factory=list,
+        description="Modules every remote step loads first (e.g. slurm), before the runtime's",
     )
 
     _source: Source | None = PrivateAttr(default=None)
@@ -402,14 +411,14 @@ def _collect_positions(node: Any, loc: Loc, out: dict[Loc, tuple[int, int]]) -> 
     if isinstance(node, CommentedMap):
         for key in node:
             kl, kc, vl, vc = node.lc.data[key]
-            out[(*loc, str(key))] = (vl + 1, vc + 1)
-            out[(*loc, str(key), "<key>")] = (kl + 1, kc + 1)
-            _collect_positions(node[key], (*loc, str(key)), out)
+            out[loc + (str(key),)] = (vl + 1, vc + 1)
+            out[loc + (str(key), "<key>")] = (kl + 1, kc + 1)
+            _collect_positions(node[key], loc + (str(key),), out)
     elif isinstance(node, CommentedSeq):
         for i, item in enumerate(node):
             line, col = node.lc.data[i]
-            out[(*loc, i)] = (line + 1, col + 1)
-            _collect_positions(item, (*loc, i), out)
+            out[loc + (i,)] = (line + 1, col + 1)
+            _collect_positions(item, loc + (i,), out)
 
 
 def _plain(node: Any) -> Any:
@@ -423,11 +432,25 @@ def _plain(node: Any) -> Any:
     return node
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "FromEnv", "FromFile", "list[str]", "literal['auto']", "function-after"}
+_TYPE_TAGS = {
+    "str",
+    "int",
+    "float",
+    "bool",
+    "FromEnv",
+    "FromFile",
+    "list[str]",
+    "literal['auto']",
+    "function-after",
+}
 
 
 def _clean_loc(loc: Sequence[str | int]) -> Loc:
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or p.startswith("function"))))
+    return tuple(
+        p
+        for p in loc
+        if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or p.startswith("function")))
+    )
 
 
 def _dotted(loc: Loc) -> str:
@@ -501,9 +524,13 @@ def load(model: type[M], path: Path | str) -> M:
     path = Path(path)
     data, source = _read_yaml(path)
     if data is None:
-        raise ConfigError(f"{path}:1:1: file is empty; see the README for a minimal {model.__name__.lower()} config")
+        raise ConfigError(
+            f"{path}:1:1: file is empty; see the README for a minimal {model.__name__.lower()} config"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1:1: expected a mapping of keys at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}:1:1: expected a mapping of keys at the top level, got {type(data).__name__}"
+        )
     try:
         obj = model.model_validate(_plain(data))
     except ValidationError as e:
@@ -523,7 +550,9 @@ def load_cluster(path: Path | str) -> Cluster:
         value = getattr(cluster.scheduler, field)
         if value not in parts:
             where = cluster.source.where(("scheduler", field))
-            raise ConfigError(f"{where}: scheduler.{field}: {value!r} is not one of the partitions ({', '.join(parts)})")
+            raise ConfigError(
+                f"{where}: scheduler.{field}: {value!r} is not one of the partitions ({', '.join(parts)})"
+            )
     return cluster
 
 

@@ -63,10 +63,14 @@ class Log:
             props.append(f"title={_escape_property(self.redact(title))}")
         self._write(f"::{level} {','.join(props)}::{_escape_data(msg)}".replace(" ::", "::"))
 
-    def warning(self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    def warning(
+        self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None
+    ) -> None:
         self._annotate("warning", msg, file, line, title)
 
-    def error(self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    def error(
+        self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None
+    ) -> None:
         self._annotate("error", msg, file, line, title)
 
     @contextmanager

@@ -80,17 +80,23 @@ def run(
             out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         _kill_group(proc)
-        raise error(f"`{quote(argv)}` did not finish within {timeout:g}s and was killed", transient=True) from e
+        raise error(
+            f"`{quote(argv)}` did not finish within {timeout:g}s and was killed", transient=True
+        ) from e
     except BaseException:
         _kill_group(proc)
         raise
     done = Completed(tuple(argv), proc.returncode, out or "", err or "")
     if check and not done.ok:
-        raise error(f"`{quote(argv)}` failed with exit code {done.returncode}: {tail(done.stdout + done.stderr)}")
+        raise error(
+            f"`{quote(argv)}` failed with exit code {done.returncode}: {tail(done.stdout + done.stderr)}"
+        )
     return done
 
 
-def _pump(proc: subprocess.Popen[str], stream: Callable[[str], None], input: str | None, timeout: float) -> str:
+def _pump(
+    proc: subprocess.Popen[str], stream: Callable[[str], None], input: str | None, timeout: float
+) -> str:
     import threading
 
     lines: list[str] = []

@@ -114,7 +114,9 @@ class ClusterResult:
     image_digest: str = ""
     tar_sha256: str | None = None
     sif_path: str | None = None
-    error: str | None = None  # the cluster failed before or around its tests (unreachable, conversion failed...)
+    error: str | None = (
+        None  # the cluster failed before or around its tests (unreachable, conversion failed...)
+    )
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,21 @@ class Results:
 
 
 def to_json(record: Any) -> str:
-    return json.dumps({"schema": SCHEMA_VERSION, **dataclasses.asdict(record)}, indent=2, sort_keys=False) + "\n"
+    return (
+        json.dumps({"schema": SCHEMA_VERSION, **dataclasses.asdict(record)}, indent=2, sort_keys=False) + "\n"
+    )
 
 
 def from_json(cls: type[T], text: str, *, source: str = "record") -> T:
     try:
         data = json.loads(text)
         data.pop("schema", None)
-        return _build(cls, data)
+        built: T = _build(cls, data)
+        return built
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise UsageError(f"{source}: not a valid {cls.__name__} ({e}); re-run the stage that writes it") from e
+        raise UsageError(
+            f"{source}: not a valid {cls.__name__} ({e}); re-run the stage that writes it"
+        ) from e
 
 
 def _build(tp: Any, value: Any) -> Any:

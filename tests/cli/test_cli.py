@@ -25,14 +25,22 @@ def test_help_lists_every_command() -> None:
 
 def test_help_imports_no_heavy_sdk() -> None:
     r = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "hpcci", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-X", "importtime", "-m", "hpcci", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert not imported & set(HEAVY)
 
 
 def test_validate_passes_the_shipped_configs() -> None:
-    r = hpcci("validate", "examples/fibonacci/hpcci.yaml", *map(str, (ROOT / "cluster-configs").glob("*.yaml")), cwd=ROOT)
+    r = hpcci(
+        "validate",
+        "examples/fibonacci/hpcci.yaml",
+        *map(str, (ROOT / "cluster-configs").glob("*.yaml")),
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("ok: ") == 1 + len(list((ROOT / "cluster-configs").glob("*.yaml")))
 
@@ -41,7 +49,10 @@ def test_validate_passes_the_shipped_configs() -> None:
     ("text", "expected"),
     [
         ("image: [\n", "malformed YAML"),
-        ("image: {name: a}\ntests: [{name: t, command: x, resources: {time: 10 minutes}}]\n", "is not a Slurm time"),
+        (
+            "image: {name: a}\ntests: [{name: t, command: x, resources: {time: 10 minutes}}]\n",
+            "is not a Slurm time",
+        ),
         ("image: {name: a, platfroms: []}\n", "did you mean 'platforms'?"),
         ("a: &a [1, 2]\nb: *a\nimage: {name: x}\n", "YAML aliases"),
     ],

@@ -22,7 +22,12 @@ def test_arguments_never_pass_through_a_shell() -> None:
 
 def test_failure_raises_the_given_error_with_the_output_tail() -> None:
     with pytest.raises(BuildError, match=r"exit code 3: step 1 \| step 2 broke"):
-        run(["sh", "-c", "echo step 1; echo step 2 broke >&2; exit 3"], timeout=10, error=BuildError, echo=False)
+        run(
+            ["sh", "-c", "echo step 1; echo step 2 broke >&2; exit 3"],
+            timeout=10,
+            error=BuildError,
+            echo=False,
+        )
 
 
 def test_timeout_kills_the_process_group(tmp_path: os.PathLike[str]) -> None:

@@ -65,7 +65,10 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 
 def test_human_time_is_rejected_with_the_slurm_form(tmp_path: Path) -> None:
-    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: t\n    command: x\n    resources:\n      time: 10 minutes\n")
+    p = write(
+        tmp_path,
+        "image: {name: a}\ntests:\n  - name: t\n    command: x\n    resources:\n      time: 10 minutes\n",
+    )
     msg = error_of(p)
     assert msg.startswith(f"{p}:6:13: tests[0].resources.time: '10 minutes' is not a Slurm time")
     assert "HH:MM:SS" in msg
@@ -84,7 +87,9 @@ def test_unknown_runtime_names_the_allowed_ones(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
-    p = write(tmp_path, "image:\n  name: app\ntests:\n  - name: t\n    command: x\n    resources: {nodes: many}\n")
+    p = write(
+        tmp_path, "image:\n  name: app\ntests:\n  - name: t\n    command: x\n    resources: {nodes: many}\n"
+    )
     assert error_of(p).startswith(f"{p}:6:24: tests[0].resources.nodes: Input should be a valid integer")
 
 
@@ -118,7 +123,10 @@ def test_huge_file_is_refused_without_parsing(tmp_path: Path) -> None:
     p = tmp_path / "hpcci.yaml"
     with p.open("wb") as f:
         f.truncate(50 * 1000 * 1000)
-    assert error_of(p) == f"{p}:1:1: file is 50.0 MB; hpcci config files are limited to 1 MiB: is this the right file?"
+    assert (
+        error_of(p)
+        == f"{p}:1:1: file is 50.0 MB; hpcci config files are limited to 1 MiB: is this the right file?"
+    )
 
 
 def test_empty_file_says_so(tmp_path: Path) -> None:
@@ -133,7 +141,9 @@ def test_every_problem_is_reported_one_per_line(tmp_path: Path) -> None:
 
 
 def test_test_lines_point_at_the_test(tmp_path: Path) -> None:
-    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: one\n    command: x\n  - name: two\n    command: y\n")
+    p = write(
+        tmp_path, "image: {name: a}\ntests:\n  - name: one\n    command: x\n  - name: two\n    command: y\n"
+    )
     pipe = config.load_pipeline(p)
     assert [pipe.test_line(0), pipe.test_line(1)] == [3, 5]
 

@@ -2,6 +2,7 @@ import socket
 import subprocess
 
 import pytest
+
 from conftest import OutsideWorld  # type: ignore[import-not-found]
 
 

@@ -25,7 +25,9 @@ def sample_results() -> records.Results:
         source_file="hpcci.yaml",
         source_line=12,
     )
-    cluster = records.ClusterResult(cluster="local", platform="linux/amd64", tests=[test], image_digest="sha256:ab")
+    cluster = records.ClusterResult(
+        cluster="local", platform="linux/amd64", tests=[test], image_digest="sha256:ab"
+    )
     return records.Results(image="org/fib", clusters=[cluster], ref="refs/tags/v1.0.0", sha="abc")
 
 
@@ -38,7 +40,9 @@ def test_publish_record_round_trips_nested_optionals() -> None:
     rec = records.PublishRecord(
         image="org/fib",
         tags=["v1"],
-        registry=records.RegistryPublication(refs=["r/org/fib:v1"], digest="sha256:1", platforms={"linux/amd64": "x"}),
+        registry=records.RegistryPublication(
+            refs=["r/org/fib:v1"], digest="sha256:1", platforms={"linux/amd64": "x"}
+        ),
         s3=[records.S3Object("b", "k", 10, "ff", "linux/amd64", "sha256:1")],
     )
     assert records.from_json(records.PublishRecord, records.to_json(rec)) == rec

@@ -13,15 +13,22 @@ if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcc
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default="hpcci.yaml", metavar="FILE", help="pipeline file (default: hpcci.yaml)")
     p.add_argument(
-        "--records", default=".hpcci", metavar="DIR", help="where stage records are read and written (default: .hpcci)"
+        "-c", "--config", default="hpcci.yaml", metavar="FILE", help="pipeline file (default: hpcci.yaml)"
+    )
+    p.add_argument(
+        "--records",
+        default=".hpcci",
+        metavar="DIR",
+        help="where stage records are read and written (default: .hpcci)",
     )
 
 
 def add_event_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("event (default: from the GitHub Actions environment)")
-    g.add_argument("--event", dest="event_name", metavar="NAME", help="push | pull_request | workflow_dispatch")
+    g.add_argument(
+        "--event", dest="event_name", metavar="NAME", help="push | pull_request | workflow_dispatch"
+    )
     g.add_argument("--ref", help="git ref, e.g. refs/tags/v1.2.3 or refs/heads/main")
     g.add_argument("--sha", help="commit sha")
     g.add_argument("--pr", dest="pr_number", type=int, metavar="N", help="pull request number")

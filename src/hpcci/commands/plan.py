@@ -28,7 +28,9 @@ def main(args: argparse.Namespace, log: Log) -> int:
         records=common.records_dir(args),
     )
     ev = ctx.event
-    print(f"# hpcci plan for {pipe.image.name}: event {ev.event_name}, ref {ev.ref or '(none)'}, sha {ev.sha or '(none)'}")
+    print(
+        f"# hpcci plan for {pipe.image.name}: event {ev.event_name}, ref {ev.ref or '(none)'}, sha {ev.sha or '(none)'}"
+    )
     for name in args.only or SECTIONS:
         module = importlib.import_module(f"hpcci.commands.{name}")
         print(f"\n## {name}")

@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_pipeline_arguments(p)
     common.add_event_arguments(p)
     common.add_cluster_arguments(p)
-    p.add_argument("--skip", choices=STAGES, action="append", default=[], help="leave out a stage (repeatable)")
+    p.add_argument(
+        "--skip", choices=STAGES, action="append", default=[], help="leave out a stage (repeatable)"
+    )
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
@@ -40,4 +42,3 @@ def module_args(module: object, args: argparse.Namespace) -> argparse.Namespace:
         if hasattr(ns, key) and value is not None:
             setattr(ns, key, value)
     return ns
-

@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="config files (default: hpcci.yaml and cluster-configs/*.yaml, where they exist)",
     )
-    p.add_argument("--schema", choices=["pipeline", "cluster"], help="print the JSON schema for editors and exit")
+    p.add_argument(
+        "--schema", choices=["pipeline", "cluster"], help="print the JSON schema for editors and exit"
+    )
 
 
 def default_files() -> list[Path]:
@@ -34,7 +36,9 @@ def main(args: argparse.Namespace, log: Log) -> int:
         return 0
     files = [Path(f) for f in args.files] or default_files()
     if not files:
-        raise UsageError("no config files given and no hpcci.yaml or cluster-configs/ here; name the files to check")
+        raise UsageError(
+            "no config files given and no hpcci.yaml or cluster-configs/ here; name the files to check"
+        )
     problems: list[str] = []
     for path in files:
         try:
