@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -87,8 +88,6 @@ def from_environ(env: dict[str, str] | None = None, **overrides: Any) -> GitEven
     values.update({k: v for k, v in overrides.items() if v is not None})
     ref = values["ref"]
     if values["pr_number"] is None and ref.startswith("refs/pull/"):
-        try:
+        with contextlib.suppress(IndexError, ValueError):
             values["pr_number"] = int(ref.split("/")[2])
-        except (IndexError, ValueError):
-            pass
     return GitEvent(**values)
