@@ -17,7 +17,7 @@ CLUSTER_ACCOUNT=hpcci
 CLUSTER_DIR=$STACK_DIR/cluster
 CLUSTER_SRC=$STACK_SRC/cluster
 CLUSTER_PKGS=(slurm-wlm slurmdbd munge mariadb-server openssh-server podman charliecloud skopeo umoci
-  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 uidmap)
+  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 uidmap busybox-static)
 
 # _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @NODE@.
 _cl_render() {
@@ -66,7 +66,11 @@ _cl_user() {
   id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -c "hpcci local cluster user" "$u"
   usermod -p '*' "$u"   # unlocked for key-only sshd without PAM ('!' would be refused)
   home=$(getent passwd "$u" | cut -d: -f6)
-  grep -q "^$u:" /etc/subuid || usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$u"
+  if ! grep -q "^$u:" /etc/subuid; then   # rootless podman needs subordinate ids (useradd usually adds them)
+    local next
+    next=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' /etc/subuid /etc/subgid)
+    usermod --add-subuids "$next-$((next + 65535))" --add-subgids "$next-$((next + 65535))" "$u"
+  fi
   mkdir -p "$CLUSTER_DIR/scratch/$u"
   chown "$u:$u" "$CLUSTER_DIR/scratch/$u"; chmod 700 "$CLUSTER_DIR/scratch/$u"
   # Client key pair and known_hosts for the kit (root-only), server host key, authorized_keys.
