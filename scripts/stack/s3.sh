@@ -1,20 +1,22 @@
 # S3: OpenStack Swift 2.38.3 with its s3api layer at http://127.0.0.1:8080 (path-style, SigV4 checked),
 # tempauth user hpcci:admin with a generated secret, bucket `hpcci` made on up.
 # State: $STACK_DIR/s3/ (venv/, etc/ configs + rings, data/d1, credentials (mode 600)).
-# Processes: swift-{account,container,object,proxy}-server, pids run/swift-<name>.pid, logs log/swift-<name>.log.
+# Processes: memcached (127.0.0.1:11211, the proxy's token and info cache; without it every request logs errors)
+# and swift-{account,container,object,proxy}-server; pids run/swift-<name>.pid, logs log/swift-<name>.log.
 S3_DIR="$STACK_DIR/s3"
 S3_CREDS="$S3_DIR/credentials"
 S3_PORT=8080
 S3_URL="http://127.0.0.1:$S3_PORT"
 S3_BUCKET=hpcci
 S3_SWIFT_VERSION=2.38.3
-S3_SERVERS=(account container object proxy)
+S3_SERVERS=(memcached account container object proxy)
+S3_MEMCACHED=127.0.0.1:11211
 declare -gA S3_RING_PORT=([object]=6200 [container]=6201 [account]=6202)
 
 _s3_healthy() { [ "$(http_code "$S3_URL/healthcheck")" = 200 ]; }
 
 _s3_install() {
-  apt_install python3-venv curl
+  apt_install python3-venv curl memcached
   if [ ! -x "$S3_DIR/venv/bin/swift-proxy-server" ] \
      || [ "$("$S3_DIR/venv/bin/python" -c 'import importlib.metadata as m; import boto3; print(m.version("swift"))' 2>/dev/null)" \
           != "$S3_SWIFT_VERSION" ]; then
@@ -103,6 +105,7 @@ use = egg:swift#healthcheck
 use = egg:swift#proxy_logging
 [filter:cache]
 use = egg:swift#memcache
+memcache_servers = $S3_MEMCACHED
 [filter:listing_formats]
 use = egg:swift#listing_formats
 [filter:bulk]
@@ -177,10 +180,15 @@ s3_up() {
     _s3_config
     for n in "${S3_SERVERS[@]}"; do
       pid_alive "swift-$n" && continue
-      start_bg "swift-$n" "$STACK_DIR/log/swift-$n.log" "$S3_DIR/venv/bin/swift-$n-server" "$S3_DIR/etc/$n-server.conf" --verbose
+      if [ "$n" = memcached ]; then
+        start_bg swift-memcached "$STACK_DIR/log/swift-memcached.log" \
+          memcached -l "${S3_MEMCACHED%:*}" -p "${S3_MEMCACHED#*:}" -U 0 -m 64 -u memcache
+      else
+        start_bg "swift-$n" "$STACK_DIR/log/swift-$n.log" "$S3_DIR/venv/bin/swift-$n-server" "$S3_DIR/etc/$n-server.conf" --verbose
+      fi
     done
   fi
-  WAIT_PIDS="swift-account swift-container swift-object swift-proxy" \
+  WAIT_PIDS="${S3_SERVERS[*]/#/swift-}" \
     wait_for "swift proxy at $S3_URL (logs: $STACK_DIR/log/swift-*.log)" 60 _s3_healthy
   local out
   out=$(_s3_bucket ensure 2>&1) || die 4 "S3 ${out:-bucket $S3_BUCKET check failed}; see $STACK_DIR/log/swift-proxy.log"

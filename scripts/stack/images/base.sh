@@ -9,17 +9,25 @@ BASE_IMAGES_DIR="$STACK_DIR/images"
 
 _base_docker() { DOCKER_HOST="unix://${DOCKER_SOCK:-/var/run/docker.sock}" DOCKER_CONFIG="$STACK_DIR/docker/client" docker "$@"; }
 
-# _base_rootfs ARCH: make the rootfs tar unless it is there.
+# _base_rootfs ARCH...: make the rootfs tars that are missing, all arches at once (the foreign one is the slow one).
 _base_rootfs() {
-  local arch=$1 tar="$BASE_IMAGES_DIR/rootfs-$BASE_TAG-$1.tar"
-  [ -s "$tar" ] && [ -s "$tar.sha256" ] && return 0
+  local arch tar pids=() names=() i
   mkdir -p "$BASE_IMAGES_DIR"
-  if [ ! -s "$tar" ]; then
-    say "making the $arch Debian $BASE_TAG rootfs (once per machine; about 30 s amd64, 2-3 min arm64 under QEMU)"
-    "$STACK_SRC/images/rootfs.sh" "$arch" "$tar" >"$STACK_DIR/log/rootfs-$arch.log" 2>&1 \
-      || die 4 "making the $arch rootfs failed: see $STACK_DIR/log/rootfs-$arch.log"
-  fi
-  sha256sum "$tar" | cut -d' ' -f1 >"$tar.sha256"
+  for arch in "$@"; do
+    tar="$BASE_IMAGES_DIR/rootfs-$BASE_TAG-$arch.tar"
+    [ -s "$tar" ] && continue
+    say "making the $arch Debian $BASE_TAG rootfs (once per machine; about 30 s amd64, 1-3 min arm64 under QEMU)"
+    "$STACK_SRC/images/rootfs.sh" "$arch" "$tar" >"$STACK_DIR/log/rootfs-$arch.log" 2>&1 &
+    pids+=($!); names+=("$arch")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || die 4 "making the ${names[$i]} rootfs failed: see $STACK_DIR/log/rootfs-${names[$i]}.log"
+  done
+  for arch in "$@"; do
+    tar="$BASE_IMAGES_DIR/rootfs-$BASE_TAG-$arch.tar"
+    [ -s "$tar.sha256" ] && [ "$tar.sha256" -nt "$tar" ] && continue
+    sha256sum "$tar" | cut -d' ' -f1 >"$tar.sha256"
+  done
 }
 
 # _base_loaded ARCH: dockerd has the per-arch image, made from the current rootfs, with the right architecture.
@@ -52,7 +60,7 @@ _base_in_registry() {
 base_images_up() {
   apt_install mmdebstrap arch-test qemu-user-static python3
   local a pushed=""
-  for a in "${BASE_ARCHES[@]}"; do _base_rootfs "$a"; done
+  _base_rootfs "${BASE_ARCHES[@]}"
   for a in "${BASE_ARCHES[@]}"; do
     _base_loaded "$a" && continue
     say "loading $BASE_NAME:$BASE_TAG-$a into dockerd"
