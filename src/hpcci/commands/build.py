@@ -1,17 +1,124 @@
-"""`hpcci build`."""
+"""`hpcci build`: build the image for every platform in hpcci.yaml, write .hpcci/build.json."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
+from hpcci import records
 from hpcci.commands import common
-from hpcci.errors import NotImplementedYet
-from hpcci.log import Log
+from hpcci.log import Log, github_output
+
+if TYPE_CHECKING:
+    from hpcci.backends.engine import BuildSpec
+
+BUILDER_CHOICES = ("auto", "buildx", "buildah", "docker")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_pipeline_arguments(p)
+    common.add_event_arguments(p)
+    p.add_argument(
+        "--builder",
+        choices=BUILDER_CHOICES,
+        help="force a builder (default: image.builder in hpcci.yaml, or $HPCCI_BUILDER, else auto)",
+    )
+    p.add_argument(
+        "--platform",
+        dest="platforms",
+        action="append",
+        metavar="OS/ARCH",
+        help="build only this platform (repeatable; default: image.platforms)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached layers")
+
+
+def _created() -> datetime:
+    from hpcci.tags import created_from
+
+    return created_from(os.environ.get("SOURCE_DATE_EPOCH"), datetime.now(timezone.utc))
+
+
+def builder_name(args: argparse.Namespace, configured: str) -> str:
+    return getattr(args, "builder", None) or os.environ.get("HPCCI_BUILDER") or configured
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    raise NotImplementedYet("`hpcci build` is not implemented yet in this version; see the README for the roadmap")
+    from hpcci.backends.engine import pick_builder
+    from hpcci.commands.publish import registry_auths
+    from hpcci.stages.build import plan_build, run_build
+
+    pipe = common.pipeline(args)
+    event = common.event(args)
+    auths = registry_auths(pipe, log, required=False)
+    meta, spec = plan_build(pipe, event, common.base_dir(args), created=_created(), auths=auths)
+    spec = _overrides(args, spec)
+    builder = pick_builder(builder_name(args, pipe.image.builder), log)
+    log.info(f"image {meta.repository}, tags {', '.join(meta.tags)}, platforms {', '.join(spec.platforms)}")
+    record = run_build(spec, meta, builder, log, source_sha=event.sha)
+    path = common.records_dir(args) / records.RECORD_FILES[records.BuildRecord]
+    records.write(record, path)
+    log.info(f"wrote {path}")
+    github_output(
+        image=record.image,
+        tags="\n".join(record.tags),
+        refs="\n".join(f"{record.image}:{t}" for t in record.tags),
+        platforms=",".join(p.platform for p in record.platforms),
+        builder=record.builder,
+        version=meta.version,
+    )
+    log.summary(_summary(record))
+    return 0
+
+
+def _overrides(args: argparse.Namespace, spec: BuildSpec) -> BuildSpec:
+    import dataclasses
+
+    from hpcci.config import _platform
+    from hpcci.errors import UsageError
+
+    if getattr(args, "platforms", None):
+        try:
+            platforms = [_platform(p) for p in args.platforms]
+        except ValueError as e:
+            raise UsageError(f"--platform: {e}") from e
+        spec = dataclasses.replace(spec, platforms=platforms)
+    if getattr(args, "no_cache", False):
+        spec = dataclasses.replace(spec, cache=False)
+    return spec
+
+
+def _summary(record: records.BuildRecord) -> str:
+    rows = "\n".join(f"| {p.platform} | `{p.ref}` | `{p.digest[:19]}` |" for p in record.platforms)
+    tags = ", ".join(f"`{t}`" for t in record.tags)
+    head = f"### Build: {record.image}\n\nTags: {tags} (builder: {record.builder})\n\n"
+    return f"{head}| platform | ref | image id |\n|---|---|---|\n{rows}"
+
+
+def plan_section(ctx: common.PlanContext) -> str:
+    """Tags, labels, platforms and the build command per platform (pure)."""
+    from hpcci.backends.engine import BUILDERS, buildah_argv, buildx_argv, docker_argv
+    from hpcci.process import quote
+    from hpcci.stages.build import plan_build
+
+    pipe = ctx.pipeline
+    meta, spec = plan_build(pipe, ctx.event, ctx.base, created=datetime.now(timezone.utc))
+    configured = pipe.image.builder
+    names = BUILDERS if configured == "auto" else (configured,)
+    argv_of = {"buildx": buildx_argv, "buildah": buildah_argv, "docker": docker_argv}
+    lines = [
+        f"image: {meta.repository}",
+        f"tags: {', '.join(meta.tags)}",
+        f"platforms: {', '.join(spec.platforms)}",
+        f"builder: {configured}"
+        + (" (the first that works: buildx, buildah, docker)" if configured == "auto" else ""),
+        "labels:",
+        *(f"  {k}={v}" for k, v in meta.labels.items()),
+    ]
+    for name in names:
+        lines.append(f"commands ({name}):")
+        lines += [f"  {quote(argv_of[name](spec, p))}" for p in spec.platforms]
+    lines.append(f"record: {ctx.records / records.RECORD_FILES[records.BuildRecord]}")
+    return "\n".join(lines)

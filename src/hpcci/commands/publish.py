@@ -1,17 +1,159 @@
-"""`hpcci publish`."""
+"""`hpcci publish --to registry|s3`: push the built images, write .hpcci/publish.json."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING
 
+from hpcci import records
 from hpcci.commands import common
-from hpcci.errors import NotImplementedYet
-from hpcci.log import Log
+from hpcci.config import Pipeline, resolve_value
+from hpcci.errors import ConfigError, UsageError
+from hpcci.log import Log, github_output
+
+if TYPE_CHECKING:
+    from hpcci.backends.engine import RegistryAuth
+
+TARGETS = ("registry", "s3")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_pipeline_arguments(p)
+    p.add_argument(
+        "--to",
+        dest="targets",
+        action="append",
+        choices=TARGETS,
+        help="where to publish (repeatable; default: every target under publish: in hpcci.yaml)",
+    )
+
+
+def targets(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
+    configured = [t for t in TARGETS if getattr(pipe.publish, t) is not None]
+    wanted = list(dict.fromkeys(getattr(args, "targets", None) or configured))
+    missing = [t for t in wanted if t not in configured]
+    if missing:
+        raise UsageError(f"--to {missing[0]}: hpcci.yaml has no publish.{missing[0]} section; add one")
+    if not wanted:
+        raise UsageError("nothing to publish: hpcci.yaml has neither publish.registry nor publish.s3")
+    return wanted
+
+
+def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[RegistryAuth]:
+    """Credentials for publish.registry: from hpcci.yaml (env/file refs), else HPCCI_REGISTRY_USERNAME/PASSWORD."""
+    from hpcci.backends.engine import RegistryAuth
+    from hpcci.backends.registry import destination
+
+    reg = pipe.publish.registry
+    if reg is None:
+        return []
+    try:
+        user = resolve_value(reg.username, "publish.registry.username") if reg.username else None
+        password = reg.password.resolve("publish.registry.password").strip() if reg.password else None
+    except ConfigError:
+        if required:
+            raise
+        return []
+    user = user or os.environ.get("HPCCI_REGISTRY_USERNAME")
+    password = password or os.environ.get("HPCCI_REGISTRY_PASSWORD")
+    log.mask(password)
+    if not (user and password):
+        if required and (reg.username or reg.password):
+            raise ConfigError("publish.registry: username and password must both be set")
+        return []
+    host = destination(reg.url, reg.repository, pipe.image.name, insecure=reg.insecure).host
+    return [RegistryAuth(host=host, username=user, password=password, insecure=reg.insecure)]
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    raise NotImplementedYet("`hpcci publish` is not implemented yet in this version; see the README for the roadmap")
+    from hpcci.stages.publish import merge
+
+    pipe = common.pipeline(args)
+    wanted = targets(args, pipe)
+    folder = common.records_dir(args)
+    build = records.read(records.BuildRecord, folder / records.RECORD_FILES[records.BuildRecord])
+    record = records.PublishRecord(image=build.image, tags=build.tags)
+    if "registry" in wanted:
+        record = _registry(pipe, build, record, log)
+    if "s3" in wanted:
+        record = _s3(pipe, build, record, log)
+    path = folder / records.RECORD_FILES[records.PublishRecord]
+    old = records.read(records.PublishRecord, path) if path.exists() else None
+    record = merge(old, record)
+    records.write(record, path)
+    log.info(f"wrote {path}")
+    _outputs(record)
+    return 0
+
+
+def _registry(
+    pipe: Pipeline, build: records.BuildRecord, record: records.PublishRecord, log: Log
+) -> records.PublishRecord:
+    import dataclasses
+
+    from hpcci.backends.registry import destination, pusher_for
+    from hpcci.stages.publish import publish_registry
+
+    reg = pipe.publish.registry
+    assert reg is not None
+    dest = destination(reg.url, reg.repository, build.image, insecure=reg.insecure)
+    auths = registry_auths(pipe, log, required=True)
+    pub, _ = publish_registry(
+        build, dest, auths[0] if auths else None, pusher_for(build.builder, insecure=reg.insecure), log
+    )
+    return dataclasses.replace(record, registry=pub)
+
+
+def _s3(
+    pipe: Pipeline, build: records.BuildRecord, record: records.PublishRecord, log: Log
+) -> records.PublishRecord:
+    raise UsageError("publish --to s3 is not ready yet")
+
+
+def _outputs(record: records.PublishRecord) -> None:
+    values = {"image": record.image, "tags": "\n".join(record.tags)}
+    if record.registry:
+        values["digest"] = record.registry.digest
+        values["refs"] = "\n".join(record.registry.refs)
+    if record.s3:
+        values["s3_keys"] = "\n".join(o.key for o in record.s3)
+        values["s3_bucket"] = record.s3[0].bucket
+    if record.s3_index_key:
+        values["s3_index_key"] = record.s3_index_key
+    github_output(**values)
+
+
+def plan_section(ctx: common.PlanContext) -> str:
+    """Targets, refs and S3 keys the publish would write (pure)."""
+    from datetime import datetime, timezone
+
+    from hpcci.backends.engine import platform_tag
+    from hpcci.backends.registry import destination
+    from hpcci.stages.publish import s3_index_key, s3_key
+    from hpcci.tags import image_meta
+
+    pipe = ctx.pipeline
+    meta = image_meta(pipe.image, pipe.tags, ctx.event, created=datetime.now(timezone.utc))
+    lines: list[str] = []
+    reg = pipe.publish.registry
+    if reg:
+        dest = destination(reg.url, reg.repository, meta.repository, insecure=reg.insecure)
+        lines.append(f"registry: {dest.api} ({'insecure' if reg.insecure else 'https'})")
+        lines += [
+            f"  platform image {p}: {dest.ref(platform_tag(meta.tags[0], p))}" for p in pipe.image.platforms
+        ]
+        lines += [f"  manifest list: {dest.ref(t)}" for t in meta.tags]
+    s3 = pipe.publish.s3
+    if s3:
+        where = s3.endpoint_url or "AWS"
+        lines.append(f"s3: bucket {s3.bucket} at {where}")
+        lines += [
+            f"  {p}: s3://{s3.bucket}/{s3_key(s3.prefix, meta.repository, '<image id>', p)}"
+            for p in pipe.image.platforms
+        ]
+        lines.append(f"  index: s3://{s3.bucket}/{s3_index_key(s3.prefix, meta.repository)}")
+    if not lines:
+        lines.append("nothing to publish (no publish.registry or publish.s3 in hpcci.yaml)")
+    lines.append(f"record: {ctx.records / records.RECORD_FILES[records.PublishRecord]}")
+    return "\n".join(lines)
