@@ -1,0 +1,349 @@
+"""What a maintainer reads about one cluster's smoke tests: conclusion, title, summary table, failing output, annotations.
+
+Pure functions from Results to text and dicts, shaped for GitHub check runs and within GitHub's limits (summary
+and text at most 65535 characters, annotation titles at most 255, messages at most 64 KB, 50 annotations per
+request). The same table goes to the job's step summary and, when configured, to a PR comment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hpcci.records import ClusterResult, Results, TestResult
+
+MAX_OUTPUT_CHARS = 65535  # output.summary and output.text
+MAX_TITLE_CHARS = 255  # annotation title (GitHub's prose limit)
+MAX_ANNOTATION_BYTES = 64 * 1024  # annotation message and raw_details
+MAX_ANNOTATIONS_PER_REQUEST = 50
+MAX_STATUS_DESCRIPTION = 140  # commit status description
+TAIL_LINES = 40  # lines of a failing test's output shown in the check run text
+
+# Check-run conclusions, most severe first: a cluster's conclusion is its most severe test's.
+SEVERITY = ("failure", "timed_out", "action_required", "cancelled", "neutral", "skipped", "success")
+
+# Test verdicts (records.TestResult.verdict) -> check-run conclusion.
+VERDICT_CONCLUSION = {
+    "pass": "success",
+    "fail": "failure",
+    "error": "failure",
+    "timed_out": "timed_out",
+    "cancelled": "cancelled",
+    "infra": "neutral",  # NODE_FAIL, PREEMPTED, BOOT_FAIL: the cluster failed, not the code
+    "action_required": "action_required",  # stuck PENDING on an invalid account, partition or QOS
+    "skipped": "skipped",
+}
+INFRA_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REVOKED"})
+
+# Check-run conclusion -> commit status state (the fallback where check runs cannot be written).
+STATUS_STATE = {
+    "success": "success",
+    "skipped": "success",
+    "failure": "failure",
+    "timed_out": "failure",
+    "neutral": "error",
+    "cancelled": "error",
+    "action_required": "error",
+}
+
+VERDICT_LABEL = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "error": "❌ error",
+    "timed_out": "⏱️ timed out",
+    "cancelled": "🚫 cancelled",
+    "infra": "⚠️ cluster problem",
+    "action_required": "🔧 action required",
+    "skipped": "⏭️ skipped",
+}
+FAILING_VERDICTS = frozenset({"fail", "error", "timed_out", "cancelled", "infra", "action_required"})
+
+T = TypeVar("T")
+
+
+def test_conclusion(t: TestResult) -> str:
+    """One test's conclusion, from its verdict (and its Slurm state when the verdict is unknown)."""
+    if t.verdict == "cancelled" and "can never start" in t.reason:
+        return "action_required"  # the deploy cancelled a job stuck on an invalid account/partition/QOS
+    if t.verdict in VERDICT_CONCLUSION:
+        return VERDICT_CONCLUSION[t.verdict]
+    if t.state == "TIMEOUT":
+        return "timed_out"
+    if t.state in INFRA_STATES:
+        return "neutral"
+    return "failure"
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    conclusion: str  # a check-run conclusion
+    reason: str  # one sentence: why
+
+
+def conclude(cr: ClusterResult) -> Conclusion:
+    """The cluster's check-run conclusion and the sentence that explains it."""
+    if cr.error is not None:
+        return Conclusion("failure", f"the deploy failed on {cr.cluster}: {cr.error}")
+    if not cr.tests:
+        return Conclusion("skipped", f"no smoke tests ran on {cr.cluster}")
+    by = {c: [t for t in cr.tests if test_conclusion(t) == c] for c in SEVERITY}
+    worst = next(c for c in SEVERITY if by[c])
+    bad = by[worst]
+    names = ", ".join(t.test for t in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    n = len(bad)
+    tests = "test" if n == 1 else "tests"
+    reasons = {
+        "failure": f"{n} smoke {tests} failed: {names}",
+        "timed_out": f"{n} smoke {tests} hit the time limit: {names}",
+        "action_required": f"{n} smoke {tests} could not start; the cluster config needs a fix: {names}",
+        "cancelled": f"{n} smoke {tests} were cancelled: {names}"
+        if n > 1
+        else f"smoke test {names} was cancelled",
+        "neutral": f"the cluster failed, not the code ({n} {tests}: {names}); re-run",
+        "skipped": f"all smoke tests were skipped on {cr.cluster}",
+        "success": f"all {n} smoke {tests} passed",
+    }
+    reason = reasons[worst]
+    if worst not in ("success", "skipped") and n == 1:
+        reason += f" ({bad[0].reason})" if bad[0].reason else ""
+    return Conclusion(worst, reason)
+
+
+def title(cr: ClusterResult) -> str:
+    """'3/4 smoke tests passed on frontera (linux/amd64)'."""
+    where = f"{cr.cluster} ({cr.platform})" if cr.platform else cr.cluster
+    if cr.error is not None and not cr.tests:
+        return f"Deploy failed on {where}"
+    passed = sum(1 for t in cr.tests if t.verdict == "pass")
+    return f"{passed}/{len(cr.tests)} smoke tests passed on {where}"
+
+
+# -- Markdown -------------------------------------------------------------------------------------------------------
+
+
+def cell(value: Any) -> str:
+    """A value safe inside a Markdown table cell."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip() or "-"
+
+
+def elapsed(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+TABLE_HEADER = (
+    "| Test | Platform | Job | State | Exit code | Elapsed | Verdict |\n|---|---|---|---|---|---|---|"
+)
+
+
+def table_row(t: TestResult) -> str:
+    verdict = VERDICT_LABEL.get(t.verdict, t.verdict)
+    exit_code = "-" if t.exit_code is None else str(t.exit_code)
+    cells = [t.test, t.platform, t.job_id, t.state, exit_code, elapsed(t.elapsed_s), verdict]
+    return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+
+def fit_lines(head: str, lines: Sequence[str], tail: str, limit: int, more: str) -> str:
+    """head + as many lines as fit + tail within ``limit`` characters; ``more`` (with {n}) says what was left out."""
+    out = head
+    for i, line in enumerate(lines):
+        note = more.format(n=len(lines) - i)
+        room_for_note = len(note) + 1 if i < len(lines) - 1 else 0
+        if len(out) + 1 + len(line) + len(tail) + 1 + room_for_note > limit:
+            out += "\n" + note
+            break
+        out += "\n" + line
+    return truncate(out + ("\n" + tail if tail else ""), limit)
+
+
+def truncate(text: str, limit: int = MAX_OUTPUT_CHARS, note: str | None = None) -> str:
+    """``text`` cut to ``limit`` characters with a note saying so (never more than ``limit``)."""
+    if len(text) <= limit:
+        return text
+    note = (
+        note
+        or f"\n\n… truncated: {len(text) - limit:,}+ characters left out (GitHub allows {limit:,}); see the job log."
+    )
+    cut = text[: max(0, limit - len(note))]
+    nl = cut.rfind("\n")
+    if nl > len(cut) // 2:
+        cut = cut[:nl]
+    if cut.count("```") % 2:  # do not leave a code block open
+        closing = "\n```"
+        cut = cut[: max(0, limit - len(note) - len(closing))] + closing
+    return (cut + note)[:limit]
+
+
+def provenance(cr: ClusterResult, image: str) -> str:
+    """Image digest -> tar sha256 -> SIF path, as far as known."""
+    lines = []
+    if cr.image_digest:
+        ref = f"{image}@{cr.image_digest}" if image else cr.image_digest
+        lines.append(f"**Image:** `{ref}`")
+    chain = [f"`{cr.image_digest}`" if cr.image_digest else "image digest unknown"]
+    chain.append(
+        f"tar `sha256:{cr.tar_sha256.removeprefix('sha256:')}`" if cr.tar_sha256 else "no tar (not staged)"
+    )
+    chain.append(f"SIF `{cr.sif_path}`" if cr.sif_path else "no SIF")
+    lines.append("**Provenance:** " + " → ".join(chain))
+    return "\n\n".join(lines)
+
+
+def summary(cr: ClusterResult, image: str = "", *, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """The check run's summary: the conclusion in words, the table, reasons for what did not pass, provenance."""
+    c = conclude(cr)
+    head = f"**{c.conclusion.replace('_', ' ')}**: {c.reason}.\n\n{TABLE_HEADER}"
+    rows = [table_row(t) for t in cr.tests]
+    notes = [
+        f"- **{cell(t.test)}** ({t.state}): {t.reason}" for t in cr.tests if t.verdict != "pass" and t.reason
+    ]
+    tail_parts = []
+    if cr.error:
+        tail_parts.append(f"**Deploy error:** {cr.error}")
+    if notes:
+        tail_parts.append(
+            "\n".join(notes[:50]) + (f"\n- … and {len(notes) - 50} more" if len(notes) > 50 else "")
+        )
+    tail_parts.append(provenance(cr, image))
+    tail = "\n" + "\n\n".join(tail_parts)
+    tail = truncate(tail, limit // 3)  # the table gets the rest
+    return fit_lines(head, rows, tail, limit, "| … | {n} more tests: see the job's step summary | | | | | |")
+
+
+def fence(text: str) -> str:
+    """A fenced block that the text inside cannot close."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}text\n{text.rstrip()}\n{ticks}"
+
+
+def tail_lines(text: str, n: int = TAIL_LINES) -> str:
+    lines = text.rstrip().splitlines()
+    return "\n".join(lines[-n:])
+
+
+def failing(cr: ClusterResult) -> list[TestResult]:
+    return [t for t in cr.tests if t.verdict in FAILING_VERDICTS or t.verdict not in VERDICT_CONCLUSION]
+
+
+def text(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str | None:
+    """The check run's text: the tail of each failing test's output in a fenced block; None when all passed."""
+    bad = failing(cr)
+    if not bad:
+        return None
+    blocks = []
+    for t in bad:
+        job = f"job {t.job_id}, " if t.job_id else ""
+        out = tail_lines(t.output_tail) if t.output_tail.strip() else "(no output)"
+        blocks.append(f"### {t.test} ({job}{t.state})\n\n{t.reason}\n\n{fence(out)}")
+    budget = max(2000, limit // max(1, len(blocks)))
+    shown = [b if len(b) <= budget else _cut_block(b, budget) for b in blocks]
+    return fit_lines(
+        "", shown, "", limit, "… output of {n} more failing tests left out (see the job log)."
+    ).lstrip("\n")
+
+
+def _cut_block(block: str, budget: int) -> str:
+    """Keep the heading and the END of the output (the last lines matter most)."""
+    head, _, rest = block.partition("\n\n")
+    reason, _, fenced = rest.partition("\n\n")
+    first_nl = fenced.find("\n")
+    opening, body = fenced[:first_nl], fenced[first_nl + 1 :]
+    closing = opening.removesuffix("text")
+    body = body[: -len(closing)].rstrip("\n")
+    room = max(0, budget - len(head) - len(reason[:500]) - len(opening) - len(closing) - 60)
+    kept = body[-room:] if room else ""
+    return f"{head}\n\n{reason[:500]}\n\n{opening}\n… (earlier output cut)\n{kept}\n{closing}"
+
+
+# -- annotations ----------------------------------------------------------------------------------------------------
+
+
+def _cap_bytes(s: str, n: int) -> str:
+    data = s.encode()
+    if len(data) <= n:
+        return s
+    return "…" + data[-(n - 4) :].decode(errors="ignore")
+
+
+def annotations_for(cr: ClusterResult, *, default_file: str | None = None) -> list[dict[str, Any]]:
+    """One annotation per failing test, on the hpcci.yaml line that defines it (tests without a line are left out)."""
+    out: list[dict[str, Any]] = []
+    for t in failing(cr):
+        path = t.source_file or default_file
+        if not path or not t.source_line:
+            continue
+        level = "failure" if test_conclusion(t) in ("failure", "timed_out") else "warning"
+        label = VERDICT_LABEL.get(t.verdict, t.verdict).split(" ", 1)[-1]
+        a: dict[str, Any] = {
+            "path": path,
+            "start_line": t.source_line,
+            "end_line": t.source_line,
+            "annotation_level": level,
+            "title": f"{t.test} on {cr.cluster}: {label} ({t.state})"[:MAX_TITLE_CHARS],
+            "message": _cap_bytes(t.reason or label, MAX_ANNOTATION_BYTES),
+        }
+        if t.output_tail.strip():
+            a["raw_details"] = _cap_bytes(tail_lines(t.output_tail, 200), MAX_ANNOTATION_BYTES)
+        out.append(a)
+    return out
+
+
+def batches(items: Sequence[T], size: int = MAX_ANNOTATIONS_PER_REQUEST) -> list[list[T]]:
+    """``items`` in consecutive requests of at most ``size`` (GitHub takes 50 annotations per request)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def annotation_key(a: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies an annotation already on a check run (to never send it twice)."""
+    return (a.get("path"), a.get("start_line"), a.get("end_line"), a.get("title"), a.get("message"))
+
+
+def missing_annotations(
+    wanted: Iterable[dict[str, Any]], present: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``wanted`` minus what is already ``present`` (as a multiset: two equal annotations need two)."""
+    counts: dict[tuple[Any, ...], int] = {}
+    for a in present:
+        k = annotation_key(a)
+        counts[k] = counts.get(k, 0) + 1
+    out = []
+    for a in wanted:
+        k = annotation_key(a)
+        if counts.get(k, 0) > 0:
+            counts[k] -= 1
+        else:
+            out.append(a)
+    return out
+
+
+# -- across clusters ------------------------------------------------------------------------------------------------
+
+
+def status_description(c: Conclusion, t: str) -> str:
+    """A commit status's description (at most 140 characters)."""
+    d = f"{t}: {c.conclusion.replace('_', ' ')}"
+    return d if len(d) <= MAX_STATUS_DESCRIPTION else d[: MAX_STATUS_DESCRIPTION - 1] + "…"
+
+
+def step_summary(
+    results: Results, *, check_names: dict[str, str] | None = None, heading: str = "hpcci smoke tests"
+) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY and the PR comment: one section per cluster."""
+    parts = [f"## {heading}"]
+    if results.sha:
+        parts.append(f"Commit `{results.sha[:12]}`" + (f", image `{results.image}`" if results.image else ""))
+    for cr in results.clusters:
+        name = (check_names or {}).get(cr.cluster, cr.cluster)
+        parts.append(f"### {name}: {title(cr)}")
+        parts.append(summary(cr, results.image, limit=MAX_OUTPUT_CHARS))
+    return "\n\n".join(parts)
