@@ -323,10 +323,15 @@ class _DockerStore:
         return BuiltImage(platform="", ref=ref, image_id=attrs["Id"], size=int(attrs.get("Size") or 0))
 
     def _check(self, ref: str, platform: str) -> BuiltImage:
-        attrs = docker_client().api.inspect_image(ref)
-        check_arch(
-            attrs.get("Architecture", ""), attrs.get("Variant", ""), platform, builder=self.name, ref=ref
-        )
+        client = docker_client()
+        attrs = client.api.inspect_image(ref)
+        try:
+            check_arch(
+                attrs.get("Architecture", ""), attrs.get("Variant", ""), platform, builder=self.name, ref=ref
+            )
+        except PlatformError:
+            client.api.remove_image(ref, noprune=True)  # never leave a wrong image under the platform's tag
+            raise
         return BuiltImage(platform, ref, attrs["Id"], int(attrs.get("Size") or 0))
 
     def export(self, image: BuiltImage, dest: Path) -> Archive:
@@ -525,7 +530,11 @@ class BuildahBuilder:
             errors = [ln for ln in done.stdout.splitlines() if ln.startswith(("Error:", "error"))]
             raise track.failure(spec, platform, errors[-1] if errors else process.tail(done.stdout, lines=2))
         info = self._inspect(spec.ref(platform))
-        check_arch(info["arch"], info["variant"], platform, builder=self.name, ref=spec.ref(platform))
+        try:
+            check_arch(info["arch"], info["variant"], platform, builder=self.name, ref=spec.ref(platform))
+        except PlatformError:
+            process.run(["buildah", "rmi", spec.ref(platform)], timeout=60, check=False, echo=False)
+            raise
         return BuiltImage(platform, spec.ref(platform), info["id"], info["size"])
 
     def _inspect(self, ref: str) -> dict[str, Any]:

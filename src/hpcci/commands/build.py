@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcci import records
@@ -35,10 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached layers")
 
 
-def _created() -> datetime:
+def _created(base: Path, sha: str) -> datetime:
+    """$SOURCE_DATE_EPOCH, else the commit's time (a rebuild of the same commit is the same image), else now."""
+    from hpcci.process import run
     from hpcci.tags import created_from
 
-    return created_from(os.environ.get("SOURCE_DATE_EPOCH"), datetime.now(timezone.utc))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        done = run(
+            ["git", "-C", str(base), "log", "-1", "--format=%ct", sha or "HEAD"],
+            timeout=30,
+            check=False,
+            echo=False,
+        )
+        epoch = done.stdout.strip() if done.ok and done.stdout.strip().isdigit() else None
+    return created_from(epoch, datetime.now(timezone.utc))
 
 
 def builder_name(args: argparse.Namespace, configured: str) -> str:
@@ -53,7 +65,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     pipe = common.pipeline(args)
     event = common.event(args)
     auths = registry_auths(pipe, log, required=False)
-    meta, spec = plan_build(pipe, event, common.base_dir(args), created=_created(), auths=auths)
+    base = common.base_dir(args)
+    meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
     spec = _overrides(args, spec)
     builder = pick_builder(builder_name(args, pipe.image.builder), log)
     log.info(f"image {meta.repository}, tags {', '.join(meta.tags)}, platforms {', '.join(spec.platforms)}")
