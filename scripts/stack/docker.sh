@@ -78,4 +78,9 @@ docker_status() {
 
 docker_env() {
   echo "export DOCKER_HOST=unix://$DOCKER_SOCK"
+  # buildah picks crun when it is installed, and crun refuses this machine's hybrid cgroups (v1 controllers plus
+  # an empty /sys/fs/cgroup/unified): "cgroups in hybrid mode not supported". runc copes, so point buildah at it.
+  if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null && command -v runc >/dev/null; then
+    echo "export BUILDAH_RUNTIME=runc"
+  fi
 }

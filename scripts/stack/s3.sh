@@ -70,7 +70,9 @@ EOF
       printf '[filter:recon]\nuse = egg:swift#recon\n'
     } >"$etc/$n-server.conf"
   done
-  { _s3_server_conf proxy "$S3_PORT"
+  # The proxy listens on every address: the cluster's login node (netns, 10.77.0.1) and containers (docker0)
+  # fetch presigned URLs from it. Every request still needs a signature or a token.
+  { _s3_server_conf proxy "$S3_PORT" | sed 's/^bind_ip = .*/bind_ip = 0.0.0.0/'
     cat <<EOF
 
 [pipeline:main]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hpcci.process import run
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +132,63 @@ def test_base_image_is_a_manifest_list_of_amd64_and_arm64(
     listing = json.loads(body)
     assert listing["mediaType"] == MANIFEST_LIST
     assert {m["platform"]["architecture"] for m in listing["manifests"]} == {"amd64", "arm64"}
+
+
+def test_buildah_builds_from_the_base_image_for_amd64_and_arm64(
+    require: Callable[..., None], stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    require("registry")
+    if shutil.which("buildah") is None:
+        pytest.skip("buildah is not installed (apt-get install buildah)")
+    registry = stack_env["HPCCI_REGISTRY"]
+    userpass = f"{stack_env['HPCCI_REGISTRY_USERNAME']}:{stack_env['HPCCI_REGISTRY_PASSWORD']}"
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(
+        json.dumps({"auths": {registry: {"auth": base64.b64encode(userpass.encode()).decode()}}})
+    )
+    (tmp_path / "Containerfile").write_text(
+        f"FROM {stack_env['HPCCI_BASE_IMAGE']}\nRUN uname -m > /arch.txt && python3 -c 'print(55)' > /out.txt\n"
+    )
+    name = f"hpcci-test-{uuid.uuid4().hex[:12]}"
+    build = [
+        "buildah",
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--manifest",
+        name,
+        "--tls-verify=false",
+        "--authfile",
+        str(authfile),
+        "-f",
+        str(tmp_path / "Containerfile"),
+        str(tmp_path),
+    ]
+    try:
+        run(build, timeout=600, echo=False)
+        listing = json.loads(run(["buildah", "manifest", "inspect", name], timeout=60, echo=False).stdout)
+        arches = {m["platform"]["architecture"]: m["digest"] for m in listing["manifests"]}
+        assert sorted(arches) == ["amd64", "arm64"]
+        for arch, want in (("amd64", "x86_64"), ("arm64", "aarch64")):
+            image = run(
+                ["buildah", "inspect", "--format", "{{.FromImageID}}", f"{name}@{arches[arch]}"],
+                timeout=60,
+                check=False,
+                echo=False,
+            )
+            ctr = run(
+                ["buildah", "from", "--pull=never", image.stdout.strip() or f"{name}@{arches[arch]}"],
+                timeout=60,
+                echo=False,
+            ).stdout.strip()
+            try:
+                root = Path(run(["buildah", "mount", ctr], timeout=60, echo=False).stdout.strip())
+                assert [(root / f).read_text().strip() for f in ("arch.txt", "out.txt")] == [want, "55"]
+            finally:
+                run(["buildah", "rm", ctr], timeout=60, check=False, echo=False)
+    finally:
+        images = run(["buildah", "manifest", "inspect", name], timeout=60, check=False, echo=False)
+        run(["buildah", "manifest", "rm", name], timeout=60, check=False, echo=False)
+        if images.ok:
+            for m in json.loads(images.stdout)["manifests"]:
+                run(["buildah", "rmi", m["digest"].split(":", 1)[1]], timeout=60, check=False, echo=False)
