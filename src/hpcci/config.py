@@ -280,6 +280,9 @@ class SchedulerConfig(_Model):
     gpu_partition: str = "gpu"
     directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '")
     poll: PollConfig = Field(default_factory=PollConfig)
+    template: str | None = Field(
+        None, description="An sbatch script template (path relative to this file) replacing hpcci's default"
+    )
 
 
 class RuntimeConfig(_Model):
@@ -308,6 +311,11 @@ class MpiConfig(_Model):
 class StagingConfig(_Model):
     method: Literal["auto", "s3", "sftp", "registry"] = "auto"
     streams: int = Field(4, ge=1, le=32)
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="The S3 endpoint as the login node reaches it, when it differs from publish.s3.endpoint_url "
+        "(presigned URLs are signed for this host)",
+    )
 
 
 class Cluster(_Model):

@@ -1,0 +1,644 @@
+"""The cluster's login node over SSH (paramiko): run argv, put/get files. Host keys are checked, never accepted.
+
+Every remote command is an argv list turned into one shell line by ``command_line`` - the ONE place where
+quoting happens - so an image name, path or test command holding quotes, ``;``, ``$(...)`` or newlines reaches
+the remote program as one literal argument and never runs as shell. Scripts that need a login shell (module
+loads) are built by ``login_argv`` from argv lists and run as ``bash -lc <one quoted script>``.
+
+One connection is kept for a whole deploy (keepalives on) and re-opened when it drops. Uploads use several SFTP
+channels in parallel, piece by piece, so a dropped connection resumes at the last finished piece.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hpcci.errors import ConfigError, HostKeyError, RemoteAuthError, RemoteError, TransferError
+from hpcci.process import Completed
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from hpcci.config import LoginConfig
+
+# -- quoting: the one place ------------------------------------------------------------------------------------
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """``argv`` as one shell command line in which every element is one literal word (shlex.join)."""
+    if not argv:
+        raise ValueError("empty command")
+    for a in argv:
+        if not isinstance(a, str):
+            raise TypeError(f"argv elements must be str, got {type(a).__name__}: {a!r}")
+        if "\0" in a:
+            raise ConfigError(f"a command argument contains a NUL byte: {a!r}")
+    return shlex.join(argv)
+
+
+def script(steps: Sequence[Sequence[str]], *, modules: Sequence[str] = ()) -> str:
+    """A bash script: `module load` for each of ``modules``, then each argv step; ``set -e`` stops at a failure.
+
+    Every line is quoted by ``command_line``: nothing in it runs as shell but the words themselves.
+    """
+    lines = ["set -e"]
+    lines += [command_line(["module", "load", m]) for m in modules]
+    lines += [command_line(step) for step in steps]
+    return "\n".join(lines)
+
+
+def login_argv(steps: Sequence[Sequence[str]], *, modules: Sequence[str] = ()) -> list[str]:
+    """Run ``steps`` in a login shell (where `module` and site variables such as $SCRATCH exist)."""
+    return ["bash", "-lc", script(steps, modules=modules)]
+
+
+def with_env(env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
+    """``env K=V ... argv``: set variables for one command without any shell."""
+    for k in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise ConfigError(f"{k!r} is not a valid environment variable name")
+    return ["env", *(f"{k}={v}" for k, v in env.items()), *argv] if env else list(argv)
+
+
+# -- variables in cluster paths ----------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def path_variables(paths: Sequence[str]) -> list[str]:
+    """The variable names used in ``paths`` ($SCRATCH, ${HOME}, ...), in order, once each."""
+    names: list[str] = []
+    for p in paths:
+        for m in _VAR.finditer(p):
+            name = m.group(1) or m.group(2)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def expand(path: str, env: Mapping[str, str], *, what: str = "path") -> str:
+    """Substitute $VARS in ``path`` with the values the remote login shell reported; unset is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        value = env.get(name)
+        if not value:
+            raise ConfigError(
+                f"{what} {path!r} uses ${name}, which is not set in a login shell on the cluster; "
+                "use an absolute path or another variable"
+            )
+        return value
+
+    out = _VAR.sub(sub, path)
+    if out.startswith("~/"):
+        home = env.get("HOME")
+        if not home:
+            raise ConfigError(f"{what} {path!r} starts with ~ but $HOME is not set on the cluster")
+        out = home + out[1:]
+    return out
+
+
+def parse_env0(text: str) -> dict[str, str]:
+    """`env -0` output -> dict."""
+    out: dict[str, str] = {}
+    for item in text.split("\0"):
+        key, sep, value = item.partition("=")
+        if sep and key:
+            out[key.lstrip("\n")] = value
+    return out
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint of a host key: 'SHA256:base64'."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+# -- the seam ------------------------------------------------------------------------------------------------------
+
+
+class Remote(Protocol):
+    """What the deploy stage needs from a login node."""
+
+    host: str
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        check: bool = False,
+        error: type[RemoteError] | None = None,
+        echo: str | None = None,
+    ) -> Completed: ...
+
+    def put(
+        self, local: Path, remote: str, *, streams: int = 4, progress: Callable[[int], None] | None = None
+    ) -> None: ...
+
+    def write_text(self, remote: str, text: str, *, mode: int = 0o644) -> None: ...
+
+    def read_tail(self, remote: str, max_bytes: int) -> str: ...
+
+    def close(self) -> None: ...
+
+
+# -- paramiko ------------------------------------------------------------------------------------------------------
+
+PIECE = 64 << 20  # upload piece: the unit of resumption
+WINDOW = 64 << 20  # SSH channel window: a large one is what makes SFTP fast on fat links
+MAX_OUTPUT = 4 << 20  # bytes of a remote command's stdout/stderr kept (the tail)
+CIPHERS = ("aes128-gcm@openssh.com", "aes128-ctr", "aes256-gcm@openssh.com", "aes256-ctr")
+
+
+def _load_key(text: str, passphrase: str | None, what: str) -> paramiko.PKey:
+    import paramiko
+
+    last: Exception | None = None
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text), password=passphrase)
+        except paramiko.PasswordRequiredException as e:
+            raise RemoteAuthError(
+                f"{what} is encrypted; set login.key_passphrase in the cluster config"
+            ) from e
+        except (paramiko.SSHException, ValueError) as e:
+            last = e
+    msg = "wrong passphrase or not a private key" if passphrase else "not an ed25519/ECDSA/RSA private key"
+    raise RemoteAuthError(f"{what}: cannot read the SSH key ({msg}); check login.key") from last
+
+
+def _host_keys(text: str) -> paramiko.HostKeys:
+    import paramiko
+
+    keys = paramiko.HostKeys()
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
+        except (paramiko.SSHException, ValueError):
+            entry = None
+        if entry is None or entry.key is None:
+            continue
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    return keys
+
+
+class SSHRemote:
+    """A login node reached with paramiko. One connection (plus one per extra upload stream), re-opened on drop."""
+
+    def __init__(
+        self,
+        cluster: str,
+        login: LoginConfig,
+        *,
+        echo: Callable[[str], None] | None = None,
+        mask: Callable[[str], None] | None = None,
+    ) -> None:
+        from hpcci.config import resolve_value
+
+        self.cluster = cluster
+        self.login = login
+        self.host = login.host
+        self.user = resolve_value(login.user, f"cluster {cluster}: login.user")
+        self._echo = echo or (lambda _line: None)
+        self._mask = mask or (lambda _secret: None)
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._jump: paramiko.SSHClient | None = None
+        self._extra: list[Any] = []  # extra connections for parallel upload streams
+        self._pkey: paramiko.PKey | None = None
+        self._known: paramiko.HostKeys | None = None
+
+    # -- connection --------------------------------------------------------------------------------------------
+    def _credentials(self) -> tuple[paramiko.PKey, paramiko.HostKeys]:
+        if self._pkey is None or self._known is None:
+            what = f"cluster {self.cluster}: login.key"
+            key_text = self.login.key.resolve(what)
+            passphrase = (
+                self.login.key_passphrase.resolve(f"cluster {self.cluster}: login.key_passphrase").strip("\n")
+                if self.login.key_passphrase
+                else None
+            )
+            if passphrase:
+                self._mask(passphrase)
+            self._pkey = _load_key(key_text, passphrase, what)
+            self._known = _host_keys(
+                self.login.known_hosts.resolve(f"cluster {self.cluster}: login.known_hosts")
+            )
+        return self._pkey, self._known
+
+    def _new_client(self, host: str, port: int, user: str, sock: Any = None) -> paramiko.SSHClient:
+        import paramiko
+
+        pkey, known = self._credentials()
+        client = paramiko.SSHClient()
+        for name, entries in known.items():
+            for keytype, key in entries.items():
+                client.get_host_keys().add(name, keytype, key)
+        client.set_missing_host_key_policy(_RefuseUnknown(self.cluster))
+        t = self.login.connect_timeout
+
+        def transport(sock: Any, **kw: Any) -> paramiko.Transport:
+            tr = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=32768, **kw)
+            opts = tr.get_security_options()
+            opts.ciphers = tuple(c for c in CIPHERS if c in opts.ciphers) + tuple(
+                c for c in opts.ciphers if c not in CIPHERS
+            )
+            return tr
+
+        where = f"{user}@{known_hosts_name(host, port)}"
+        try:
+            client.connect(
+                hostname=host,
+                port=port,
+                username=user,
+                pkey=pkey,
+                sock=sock,
+                timeout=t,
+                banner_timeout=t,
+                auth_timeout=t,
+                channel_timeout=t,
+                allow_agent=False,
+                look_for_keys=False,
+                transport_factory=transport,
+            )
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise HostKeyError(
+                f"cluster {self.cluster}: the host key of {known_hosts_name(host, port)} CHANGED: the server offered "
+                f"{e.key.get_name()} {fingerprint(e.key)} but login.known_hosts has {fingerprint(e.expected_key)}; "
+                "this may be an attack - confirm the new fingerprint with the cluster's admins before updating "
+                "known_hosts"
+            ) from e
+        except paramiko.AuthenticationException as e:
+            client.close()
+            raise RemoteAuthError(
+                f"cluster {self.cluster}: {where} refused the SSH key; check login.user and login.key "
+                "(is the public key in ~/.ssh/authorized_keys there?)"
+            ) from e
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            client.close()
+            raise RemoteError(
+                f"cluster {self.cluster}: cannot connect to {where}: {e or type(e).__name__}; "
+                "check login.host/login.port and that the login node is up",
+                transient=True,
+            ) from e
+        tr = client.get_transport()
+        if tr is not None and self.login.keepalive:
+            tr.set_keepalive(self.login.keepalive)
+        return client
+
+    def _connect(self) -> paramiko.SSHClient:
+        sock = None
+        jump = self.login.jump
+        if jump is not None:
+            from hpcci.config import resolve_value
+
+            if self._jump is None or not _active(self._jump):
+                juser = resolve_value(jump.user, f"cluster {self.cluster}: login.jump.user")
+                self._jump = self._new_client(jump.host, jump.port, juser)
+            jt = self._jump.get_transport()
+            assert jt is not None
+            try:
+                sock = jt.open_channel(
+                    "direct-tcpip",
+                    (self.login.host, self.login.port),
+                    ("127.0.0.1", 0),
+                    timeout=self.login.connect_timeout,
+                )
+            except Exception as e:
+                raise RemoteError(
+                    f"cluster {self.cluster}: the jump host {jump.host} could not open a connection to "
+                    f"{self.login.host}:{self.login.port}: {e}; check login.host/port as seen from the jump host",
+                    transient=True,
+                ) from e
+        return self._new_client(self.login.host, self.login.port, self.user, sock)
+
+    def connect(self, attempts: int = 3) -> paramiko.SSHClient:
+        """The live connection: opened on first use and re-opened when it dropped (transient failures retried)."""
+        with self._lock:
+            if self._client is not None and _active(self._client):
+                return self._client
+            if self._client is not None:
+                self._echo(f"cluster {self.cluster}: connection dropped; reconnecting")
+                self._client.close()
+                self._client = None
+            for i in range(attempts):
+                try:
+                    self._client = self._connect()
+                    return self._client
+                except RemoteError as e:
+                    if not e.transient or i == attempts - 1:
+                        raise
+                    self._echo(f"cluster {self.cluster}: {e} (attempt {i + 1}/{attempts}, retrying)")
+                    time.sleep(min(2.0 * (i + 1), 5.0))
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            for c in [*self._extra, self._client, self._jump]:
+                if c is not None:
+                    c.close()
+            self._client = self._jump = None
+            self._extra = []
+
+    # -- commands ----------------------------------------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        check: bool = False,
+        error: type[RemoteError] | None = None,
+        echo: str | None = None,
+    ) -> Completed:
+        """Run ``argv`` on the login node; stdout/stderr kept (their last MAX_OUTPUT bytes); killed at ``timeout``."""
+        import paramiko
+
+        cmd = command_line(argv)
+        limit = timeout if timeout is not None else self.login.command_timeout
+        self._echo(f"+ [{self.cluster}] {echo if echo is not None else cmd}")
+        client = self.connect()
+        try:
+            tr = client.get_transport()
+            assert tr is not None
+            chan = tr.open_session(timeout=self.login.connect_timeout)
+            try:
+                chan.exec_command(cmd)
+                if stdin is not None:
+                    chan.sendall(stdin.encode())
+                chan.shutdown_write()
+                out, err, code = _collect(chan, time.monotonic() + limit)
+            finally:
+                chan.close()
+        except TimeoutError as e:
+            raise (error or RemoteError)(
+                f"cluster {self.cluster}: `{_short(echo or cmd)}` did not finish within {limit:g}s and was stopped",
+                transient=True,
+            ) from e
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise RemoteError(
+                f"cluster {self.cluster}: the connection dropped while running `{_short(echo or cmd)}`: "
+                f"{e or type(e).__name__}",
+                transient=True,
+            ) from e
+        done = Completed(tuple(argv), code, out, err)
+        if check and not done.ok:
+            from hpcci.process import tail
+
+            raise (error or RemoteError)(
+                f"cluster {self.cluster}: `{_short(echo or cmd)}` failed with exit code {code}: "
+                f"{tail(out + err)}"
+            )
+        return done
+
+    # -- files ---------------------------------------------------------------------------------------------------
+    def _sftp(self, client: paramiko.SSHClient | None = None) -> paramiko.SFTPClient:
+        import paramiko
+
+        tr = (client or self.connect()).get_transport()
+        assert tr is not None
+        sftp = paramiko.SFTPClient.from_transport(tr, window_size=WINDOW, max_packet_size=32768)
+        if sftp is None:
+            raise RemoteError(
+                f"cluster {self.cluster}: the login node refused an SFTP session", transient=True
+            )
+        sftp.get_channel().settimeout(self.login.connect_timeout)  # type: ignore[union-attr]
+        return sftp
+
+    def write_text(self, remote: str, text: str, *, mode: int = 0o644) -> None:
+        """Write a small file atomically (temporary name, then rename)."""
+        tmp = f"{remote}.tmp{os.getpid()}"
+        try:
+            sftp = self._sftp()
+            try:
+                with sftp.open(tmp, "w") as f:
+                    f.write(text.encode())
+                sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, remote)
+            finally:
+                sftp.close()
+        except OSError as e:
+            raise RemoteError(f"cluster {self.cluster}: cannot write {remote}: {e}") from e
+
+    def read_tail(self, remote: str, max_bytes: int) -> str:
+        """The last ``max_bytes`` of a remote file ('' when it does not exist)."""
+        try:
+            sftp = self._sftp()
+            try:
+                size = sftp.stat(remote).st_size or 0
+                with sftp.open(remote, "r") as f:
+                    f.seek(max(0, size - max_bytes))
+                    data = f.read(max_bytes)
+            finally:
+                sftp.close()
+        except FileNotFoundError:
+            return ""
+        except OSError as e:
+            raise RemoteError(f"cluster {self.cluster}: cannot read {remote}: {e}", transient=True) from e
+        text = data.decode("utf-8", errors="replace")
+        return text if size <= max_bytes else text.split("\n", 1)[-1]
+
+    def put(
+        self, local: Path, remote: str, *, streams: int = 4, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Upload ``local`` to ``remote`` over ``streams`` parallel SFTP connections, piece by piece.
+
+        A dropped connection is re-opened and only unfinished pieces are sent again (up to 3 rounds).
+        """
+        size = local.stat().st_size
+        pieces = [(off, min(PIECE, size - off)) for off in range(0, size, PIECE)] or [(0, 0)]
+        sftp = self._sftp()
+        try:
+            with sftp.open(remote, "w") as f:
+                f.truncate(size)
+        except OSError as e:
+            raise TransferError(
+                f"cluster {self.cluster}: cannot create {remote}: {e}; check free space"
+            ) from e
+        finally:
+            sftp.close()
+        todo = list(pieces)
+        for attempt in range(3):
+            failed = self._put_pieces(local, remote, todo, streams, progress)
+            if not failed:
+                return
+            todo = [p for p, _ in failed]
+            cause = failed[0][1]
+            self._echo(
+                f"cluster {self.cluster}: upload interrupted ({cause}); resuming {len(todo)} piece(s) "
+                f"(round {attempt + 2}/3)"
+            )
+            time.sleep(1.0 + attempt)
+        raise TransferError(
+            f"cluster {self.cluster}: upload of {local.name} to {remote} failed after 3 rounds: {cause}; "
+            "check the connection and free space on the cluster"
+        ) from cause
+
+    def _put_pieces(
+        self,
+        local: Path,
+        remote: str,
+        pieces: list[tuple[int, int]],
+        streams: int,
+        progress: Callable[[int], None] | None,
+    ) -> list[tuple[tuple[int, int], Exception]]:
+        queue = list(reversed(pieces))
+        qlock = threading.Lock()
+        failed: list[tuple[tuple[int, int], Exception]] = []
+
+        def worker(index: int) -> None:
+            try:
+                client = self._stream_client(index)
+                sftp = self._sftp(client)
+            except Exception as e:
+                with qlock:
+                    failed.extend((p, e) for p in queue)
+                    queue.clear()
+                return
+            try:
+                fd = os.open(local, os.O_RDONLY)
+                try:
+                    while True:
+                        with qlock:
+                            if not queue:
+                                return
+                            piece = queue.pop()
+                        try:
+                            _send_piece(sftp, fd, remote, piece, progress)
+                        except Exception as e:
+                            with qlock:
+                                failed.append((piece, e))
+                                failed.extend((p, e) for p in queue)
+                                queue.clear()
+                            return
+                finally:
+                    os.close(fd)
+            finally:
+                sftp.close()
+
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(max(1, streams))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return failed
+
+    def _stream_client(self, index: int) -> paramiko.SSHClient:
+        """Connection ``index`` for an upload stream: 0 is the main one, others are opened once and reused."""
+        if index == 0:
+            return self.connect()
+        with self._lock:
+            while len(self._extra) < index:
+                self._extra.append(None)
+            client = self._extra[index - 1]
+            if client is None or not _active(client):
+                if client is not None:
+                    client.close()
+                client = self._connect()
+                self._extra[index - 1] = client
+            assert client is not None
+            return client  # type: ignore[no-any-return]
+
+
+def _send_piece(
+    sftp: paramiko.SFTPClient,
+    fd: int,
+    remote: str,
+    piece: tuple[int, int],
+    progress: Callable[[int], None] | None,
+) -> None:
+    offset, length = piece
+    block = 1 << 20
+    with sftp.open(remote, "r+") as f:
+        f.set_pipelined(True)
+        f.seek(offset)
+        done = 0
+        while done < length:
+            data = os.pread(fd, min(block, length - done), offset + done)
+            if not data:
+                raise TransferError(f"local file shrank while uploading (at byte {offset + done})")
+            f.write(data)
+            done += len(data)
+        f.flush()
+    if progress:
+        progress(length)
+
+
+def _active(client: paramiko.SSHClient) -> bool:
+    tr = client.get_transport()
+    return tr is not None and tr.is_active()
+
+
+def _collect(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int]:
+    """Read a channel's stdout and stderr until the command exits; TimeoutError past ``deadline``."""
+    out, err = bytearray(), bytearray()
+    while True:
+        busy = False
+        if chan.recv_ready():
+            out += chan.recv(1 << 16)
+            busy = True
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(1 << 16)
+            busy = True
+        if len(out) > MAX_OUTPUT:
+            del out[: len(out) - MAX_OUTPUT]
+        if len(err) > MAX_OUTPUT:
+            del err[: len(err) - MAX_OUTPUT]
+        if not busy:
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if chan.closed and not chan.exit_status_ready():
+                raise EOFError("the channel closed before the command exited")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.005)
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), chan.recv_exit_status()
+
+
+def _short(cmd: str, width: int = 160) -> str:
+    one = cmd.replace("\n", "; ")
+    return one if len(one) <= width else one[: width - 3] + "..."
+
+
+def _refusal_class() -> type:
+    import paramiko
+
+    class Refuse(paramiko.MissingHostKeyPolicy):
+        def __init__(self, cluster: str) -> None:
+            self.cluster = cluster
+
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            raise HostKeyError(
+                f"cluster {self.cluster}: the host key of {hostname} is not in login.known_hosts (the server offered "
+                f"{key.get_name()} {fingerprint(key)}); never accepted automatically: confirm this fingerprint with "
+                "the cluster's admins, then add the host's line (ssh-keyscan) to known_hosts"
+            )
+
+    return Refuse
+
+
+def _RefuseUnknown(cluster: str) -> paramiko.MissingHostKeyPolicy:
+    return _refusal_class()(cluster)  # type: ignore[no-any-return]

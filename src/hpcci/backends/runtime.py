@@ -1,0 +1,194 @@
+"""Container runtimes on the cluster: apptainer | singularity | charliecloud | podman, as pure command lines.
+
+One Protocol-like base, one table of names (``RUNTIMES``). Each runtime says how to turn a docker-archive tar
+into its image file (``convert``), how to pull from a registry (``pull``) and how to run a command in the image
+(``exec``), with the GPU flag, binds, environment and a clean environment. On the local stack `apptainer` and
+`singularity` are a stand-in that accepts these same command lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hpcci.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    gpu_flag: str | None = None  # --nv | --rocm, only for GPU tests
+    binds: Sequence[str] = ()  # "src[:dst[:opts]]"
+    cleanenv: bool = True
+    env: Mapping[str, str] | None = None
+
+
+def _check_env(env: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    items = list((env or {}).items())
+    for key, _ in items:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"test env: {key!r} is not a valid environment variable name")
+    return items
+
+
+def _check_bind(bind: str) -> str:
+    if not bind or "\n" in bind or bind.startswith("-"):
+        raise ConfigError(f"bind {bind!r} is not 'src[:dst[:opts]]'")
+    return bind
+
+
+class Runtime:
+    """Base: Apptainer's command lines (Singularity shares them under another name)."""
+
+    name = "apptainer"
+    suffix = ".sif"
+    env_prefix = "APPTAINER"
+
+    def __init__(self, executable: str | None = None) -> None:
+        self.executable = executable or self.name
+
+    def version(self) -> list[str]:
+        return [self.executable, "--version"]
+
+    def image_path(self, cache_dir: str, key: str) -> str:
+        """Where the converted image for content key ``key`` (a digest's hex) lives."""
+        return f"{cache_dir}/{key}{self.suffix}"
+
+    def exists(self, image: str) -> list[str]:
+        """A command that succeeds when the converted image is there (non-empty)."""
+        return ["test", "-s", image]
+
+    def is_file(self) -> bool:
+        """Whether the image is a file (written to a temporary name and renamed) or lives in a store."""
+        return True
+
+    def tmp_env(self, tmpdir: str) -> dict[str, str]:
+        """Environment for conversion: keep big temporary files off /tmp (the seeds show /tmp overflowing)."""
+        return {
+            "TMPDIR": tmpdir,
+            f"{self.env_prefix}_TMPDIR": tmpdir,
+            f"{self.env_prefix}_CACHEDIR": f"{tmpdir}/cache",
+        }
+
+    def convert(self, tar: str, image: str) -> list[list[str]]:
+        """Steps that turn the docker-archive ``tar`` into the image file ``image``."""
+        return [[self.executable, "build", "--force", image, f"docker-archive://{tar}"]]
+
+    def pull(self, ref: str, image: str) -> list[list[str]]:
+        """Steps that pull ``ref`` (a registry reference, no scheme) into the image file ``image``."""
+        return [[self.executable, "pull", "--force", image, f"docker://{ref}"]]
+
+    def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
+        out = [self.executable, "exec"]
+        if opts.gpu_flag:
+            out.append(opts.gpu_flag)
+        if opts.cleanenv:
+            out.append("--cleanenv")
+        for b in opts.binds:
+            out += ["--bind", _check_bind(b)]
+        for k, v in _check_env(opts.env):
+            out += ["--env", f"{k}={v}"]
+        return [*out, image, *argv]
+
+
+class Singularity(Runtime):
+    name = "singularity"
+    env_prefix = "SINGULARITY"
+
+
+class Charliecloud(Runtime):
+    """ch-convert makes a SquashFS image from a docker-archive tar loaded into ch-image storage; ch-run runs it."""
+
+    name = "charliecloud"
+    suffix = ".sqfs"
+
+    def __init__(self, executable: str | None = None) -> None:
+        super().__init__(executable or "ch-run")
+
+    def _tool(self, tool: str) -> str:
+        # ch-run, ch-image and ch-convert live side by side; a configured ch-run path gives the folder.
+        return self.executable.rsplit("ch-run", 1)[0] + tool if "ch-run" in self.executable else tool
+
+    def version(self) -> list[str]:
+        return [self.executable, "--version"]
+
+    def tmp_env(self, tmpdir: str) -> dict[str, str]:
+        return {"TMPDIR": tmpdir, "CH_IMAGE_STORAGE": f"{tmpdir}/ch-image"}
+
+    def convert(self, tar: str, image: str) -> list[list[str]]:
+        name = "hpcci-" + re.sub(r"[^a-z0-9]+", "-", image.rsplit("/", 1)[-1].lower()).strip("-")
+        return [
+            [self._tool("ch-image"), "import", tar, name],
+            [self._tool("ch-convert"), "-i", "ch-image", "-o", "squash", name, image],
+        ]
+
+    def pull(self, ref: str, image: str) -> list[list[str]]:
+        return [
+            [self._tool("ch-image"), "pull", ref],
+            [self._tool("ch-convert"), "-i", "ch-image", "-o", "squash", ref, image],
+        ]
+
+    def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
+        out = [self.executable]
+        if opts.cleanenv:
+            out.append("--unset-env=*")
+        for b in opts.binds:
+            out += ["--bind", _check_bind(b)]
+        for k, v in _check_env(opts.env):
+            out.append(f"--set-env={k}={v}")
+        # GPUs: charliecloud needs the host libraries injected at conversion (ch-fromhost --nvidia); no run flag.
+        return [*out, image, "--", *argv]
+
+
+class Podman(Runtime):
+    """Rootless podman: the 'image file' is an image name in the user's store, loaded from the tar."""
+
+    name = "podman"
+    suffix = ""
+
+    def tmp_env(self, tmpdir: str) -> dict[str, str]:
+        return {"TMPDIR": tmpdir}
+
+    def image_path(self, cache_dir: str, key: str) -> str:
+        # docker save's image id is the config digest, which is the cache key: `podman load` keeps it.
+        return f"localhost/hpcci-cache:{key}"
+
+    def exists(self, image: str) -> list[str]:
+        return [self.executable, "image", "exists", image]
+
+    def is_file(self) -> bool:
+        return False
+
+    def convert(self, tar: str, image: str) -> list[list[str]]:
+        key = image.rsplit(":", 1)[-1]
+        return [[self.executable, "load", "--quiet", "--input", tar], [self.executable, "tag", key, image]]
+
+    def pull(self, ref: str, image: str) -> list[list[str]]:
+        return [[self.executable, "pull", "--quiet", ref], [self.executable, "tag", ref, image]]
+
+    def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
+        out = [self.executable, "run", "--rm", "--pull=never", "--network=none"]
+        # This VM class lacks CAP_SYS_RESOURCE: rootless podman needs explicit ulimits (see ENVIRONMENT.md).
+        out += ["--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024"]
+        if opts.gpu_flag:
+            out.append("--device=nvidia.com/gpu=all" if opts.gpu_flag == "--nv" else "--device=/dev/kfd")
+        for b in opts.binds:
+            out += ["--volume", _check_bind(b)]
+        for k, v in _check_env(opts.env):
+            out += ["--env", f"{k}={v}"]
+        return [*out, image, *argv]
+
+
+RUNTIMES: dict[str, type[Runtime]] = {
+    "apptainer": Runtime,
+    "singularity": Singularity,
+    "charliecloud": Charliecloud,
+    "podman": Podman,
+}
+
+
+def runtime_for(name: str, executable: str | None = None) -> Runtime:
+    try:
+        return RUNTIMES[name](executable)
+    except KeyError:
+        raise ConfigError(f"unknown runtime {name!r}; use one of: {', '.join(RUNTIMES)}") from None

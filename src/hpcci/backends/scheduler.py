@@ -1,0 +1,456 @@
+"""Slurm: job states with their meaning, sbatch script rendering, command builders and output parsers.
+
+Everything here is pure: scripts and argv lists are built as data (printable by `hpcci plan`, run by the remote
+runner), and squeue/sacct/sbatch output is parsed from text. States keep Slurm's meaning all the way to the
+check run, each with a sentence a person understands (after psij's _STATE_MAP/_REASONS_MAP and reframe's
+slurm_state_completed).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+from hpcci.errors import ConfigError, SchedulerError
+
+# -- states ---------------------------------------------------------------------------------------------------
+
+PENDING = "PENDING"
+CONFIGURING = "CONFIGURING"
+RUNNING = "RUNNING"
+COMPLETING = "COMPLETING"
+SUSPENDED = "SUSPENDED"
+REQUEUED = "REQUEUED"
+RESIZING = "RESIZING"
+STAGE_OUT = "STAGE_OUT"
+SIGNALING = "SIGNALING"
+STOPPED = "STOPPED"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+TIMEOUT = "TIMEOUT"
+CANCELLED = "CANCELLED"
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+NODE_FAIL = "NODE_FAIL"
+PREEMPTED = "PREEMPTED"
+BOOT_FAIL = "BOOT_FAIL"
+DEADLINE = "DEADLINE"
+REVOKED = "REVOKED"
+SPECIAL_EXIT = "SPECIAL_EXIT"
+UNKNOWN = "UNKNOWN"  # hpcci's own: the scheduler has no record of the job
+NOT_RUN = "NOT_RUN"  # hpcci's own: the job was never submitted
+
+ACTIVE_STATES = frozenset(
+    {PENDING, CONFIGURING, RUNNING, COMPLETING, SUSPENDED, REQUEUED, RESIZING, STAGE_OUT, SIGNALING, STOPPED}
+)
+FINAL_STATES = frozenset(
+    {
+        COMPLETED,
+        FAILED,
+        TIMEOUT,
+        CANCELLED,
+        OUT_OF_MEMORY,
+        NODE_FAIL,
+        PREEMPTED,
+        BOOT_FAIL,
+        DEADLINE,
+        REVOKED,
+        SPECIAL_EXIT,
+    }
+)
+# Final states that say something about the cluster rather than about the software under test.
+INFRA_STATES = frozenset({NODE_FAIL, BOOT_FAIL, PREEMPTED, REVOKED})
+
+_STATE_SENTENCES = {
+    PENDING: "is waiting in the queue",
+    CONFIGURING: "is starting (nodes are being configured)",
+    RUNNING: "is running",
+    COMPLETING: "is finishing",
+    SUSPENDED: "was suspended by the scheduler",
+    REQUEUED: "was put back in the queue",
+    COMPLETED: "finished with exit code 0",
+    FAILED: "failed",
+    TIMEOUT: "hit its time limit and was stopped by Slurm",
+    CANCELLED: "was cancelled",
+    OUT_OF_MEMORY: "ran out of memory and was killed (raise resources.memory)",
+    NODE_FAIL: "was lost because its node failed (a cluster problem, not your code; re-run it)",
+    PREEMPTED: "was preempted by a higher-priority job (a cluster policy, not your code; re-run it)",
+    BOOT_FAIL: "could not start because its node failed to boot (a cluster problem; re-run it)",
+    DEADLINE: "was stopped because it reached its deadline",
+    REVOKED: "was revoked (moved to another cluster of a federation)",
+    SPECIAL_EXIT: "ended in a special exit state (requeued and held by the cluster's epilog)",
+    UNKNOWN: "is not known to the scheduler (squeue and sacct have no record of it)",
+    NOT_RUN: "was not submitted",
+}
+
+# PENDING reasons (squeue %r / sacct Reason): what they mean and what to do.
+_PENDING_REASONS = {
+    "None": "is waiting to be scheduled",
+    "Priority": "is waiting behind higher-priority jobs",
+    "Resources": "is waiting for free resources",
+    "Dependency": "is waiting for the job it depends on",
+    "DependencyNeverSatisfied": "can never start: the job it depends on failed",
+    "BeginTime": "is waiting for its start time",
+    "ReqNodeNotAvail": "is waiting for nodes that are not available (down, drained or reserved); "
+    "check `sinfo` or pick another partition",
+    "PartitionDown": "is waiting because its partition is down; ask the cluster's admins or pick another partition",
+    "PartitionInactive": "is waiting because its partition is inactive; pick another partition",
+    "PartitionNodeLimit": "asks for more nodes than its partition allows; lower resources.nodes",
+    "PartitionTimeLimit": "asks for more time than its partition allows; lower resources.time",
+    "PartitionConfig": "asks for something its partition cannot give (cores, memory or GRES); check the partition",
+    "InvalidAccount": "can never start: the account is invalid or not allowed on this partition; "
+    "fix scheduler.account in the cluster config",
+    "InvalidQOS": "can never start: the QOS is invalid for this account; fix scheduler.qos in the cluster config",
+    "QOSNotAllowed": "can never start: the QOS is not allowed on this partition; fix scheduler.qos",
+    "AccountNotAllowed": "can never start: the account may not use this partition; fix scheduler.account",
+    "JobHeldUser": "is held by its user (`scontrol release` it)",
+    "JobHeldAdmin": "is held by an administrator",
+    "BadConstraints": "can never start: its constraints cannot be satisfied; check the partition's directives",
+    "ReqNodeNotAvail, UnavailableNodes": "is waiting for nodes that are not available",
+    "AssocGrpCpuLimit": "is waiting: the account's CPU limit is reached",
+    "AssocGrpJobsLimit": "is waiting: the account's job limit is reached",
+    "AssocMaxJobsLimit": "is waiting: the account's limit on running jobs is reached",
+    "QOSMaxWallDurationPerJobLimit": "can never start: it asks for more time than the QOS allows; lower resources.time",
+    "Reservation": "is waiting for its reservation to start",
+    "NodeDown": "is waiting because a required node is down",
+}
+# Reasons that will not clear by waiting: the deploy cancels such a job at once instead of waiting for its deadline.
+HOPELESS_REASONS = frozenset(
+    {
+        "DependencyNeverSatisfied",
+        "InvalidAccount",
+        "InvalidQOS",
+        "QOSNotAllowed",
+        "AccountNotAllowed",
+        "BadConstraints",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "QOSMaxWallDurationPerJobLimit",
+    }
+)
+
+
+def is_active(state: str) -> bool:
+    return state in ACTIVE_STATES
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL_STATES
+
+
+def is_infra(state: str) -> bool:
+    return state in INFRA_STATES
+
+
+def reason_base(reason: str) -> str:
+    """'ReqNodeNotAvail, UnavailableNodes:n1' -> 'ReqNodeNotAvail'."""
+    return re.split(r"[,:( ]", reason.strip(), maxsplit=1)[0] if reason.strip() else ""
+
+
+def is_hopeless(reason: str) -> bool:
+    return reason_base(reason) in HOPELESS_REASONS
+
+
+def pending_sentence(reason: str) -> str:
+    base = reason_base(reason)
+    sentence = _PENDING_REASONS.get(reason) or _PENDING_REASONS.get(base)
+    if sentence:
+        return sentence
+    return f"is waiting in the queue (Slurm reason: {reason})" if reason else "is waiting in the queue"
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One job as the scheduler last described it."""
+
+    job_id: str
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    elapsed_s: float | None = None
+    reason: str = ""  # the PENDING reason (squeue %r / sacct Reason), '' when None
+    nodes: str = ""
+    cancelled_by: str = ""  # sacct "CANCELLED by 1000" -> "1000"
+
+    @property
+    def final(self) -> bool:
+        return is_final(self.state)
+
+    def sentence(self) -> str:
+        """What happened to the job, for a person: 'the job failed with exit code 3'."""
+        if self.state == PENDING:
+            return f"the job {pending_sentence(self.reason)}"
+        if self.state == FAILED:
+            if self.signal:
+                return f"the job was killed by signal {self.signal}"
+            return (
+                f"the job failed with exit code {self.exit_code}"
+                if self.exit_code is not None
+                else "the job failed"
+            )
+        if self.state == COMPLETED and self.exit_code not in (None, 0):
+            return f"the job finished with exit code {self.exit_code}"
+        if self.state == CANCELLED:
+            who = f" (by uid {self.cancelled_by})" if self.cancelled_by else ""
+            return f"the job was cancelled{who}"
+        text = _STATE_SENTENCES.get(self.state)
+        return f"the job {text}" if text else f"the job ended in Slurm state {self.state}"
+
+
+# -- parsing ---------------------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float | None:
+    """Slurm elapsed/time: '[D-]HH:MM:SS', 'MM:SS', 'MM:SS.mmm' -> seconds; None for '', 'INVALID', 'UNLIMITED'."""
+    text = text.strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text)
+    if not m:
+        return None
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _state_word(raw: str) -> tuple[str, str]:
+    """'CANCELLED by 1000' -> ('CANCELLED', '1000'); 'COMPLETED' -> ('COMPLETED', ''); 'CANCELLED+' too."""
+    parts = raw.strip().split()
+    word = parts[0].rstrip("+") if parts else UNKNOWN
+    by = parts[2] if len(parts) >= 3 and parts[1] == "by" else ""
+    return word, by
+
+
+def _exit_pair(raw: str) -> tuple[int | None, int | None]:
+    """sacct ExitCode 'code:signal' -> (code, signal)."""
+    m = re.fullmatch(r"(\d+):(\d+)", raw.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else (None, None)
+
+
+SQUEUE_FORMAT = "%i|%T|%r|%M|%N"
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList"
+
+
+def parse_squeue(text: str) -> dict[str, JobState]:
+    """Parse `squeue --noheader --format=SQUEUE_FORMAT` output."""
+    jobs: dict[str, JobState] = {}
+    for line in text.splitlines():
+        cols = line.strip().split("|")
+        if len(cols) < 3 or not cols[0]:
+            continue
+        job_id = cols[0].strip()
+        state, _ = _state_word(cols[1])
+        reason = cols[2].strip()
+        jobs[job_id] = JobState(
+            job_id=job_id,
+            state=state,
+            reason="" if reason in ("None", "(null)") else reason,
+            elapsed_s=parse_duration(cols[3]) if len(cols) > 3 else None,
+            nodes=cols[4].strip() if len(cols) > 4 else "",
+        )
+    return jobs
+
+
+def parse_sacct(text: str) -> dict[str, JobState]:
+    """Parse `sacct -X -n -P -o SACCT_FIELDS` output (allocations only: job steps are left out)."""
+    jobs: dict[str, JobState] = {}
+    for line in text.splitlines():
+        cols = line.strip().split("|")
+        if len(cols) < 3 or not cols[0] or "." in cols[0]:
+            continue
+        job_id = cols[0].strip()
+        state, by = _state_word(cols[1])
+        code, sig = _exit_pair(cols[2])
+        reason = cols[4].strip() if len(cols) > 4 else ""
+        jobs[job_id] = JobState(
+            job_id=job_id,
+            state=state,
+            exit_code=code,
+            signal=sig or None,
+            elapsed_s=parse_duration(cols[3]) if len(cols) > 3 else None,
+            reason="" if reason in ("None", "(null)") else reason,
+            nodes=cols[5].strip() if len(cols) > 5 and cols[5].strip() != "None assigned" else "",
+            cancelled_by=by,
+        )
+    return jobs
+
+
+def parse_sbatch(stdout: str) -> str:
+    """`sbatch --parsable` prints 'JOBID' or 'JOBID;CLUSTER'."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = line.split(";")[0].strip()
+    if not job_id.isdigit():
+        raise SchedulerError(
+            f"sbatch did not print a job id (got {stdout.strip()[:200]!r}); check the sbatch output"
+        )
+    return job_id
+
+
+def sbatch_refusal(stderr: str) -> str:
+    """The useful part of sbatch's complaint, with what to do about it."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else "no message"
+    text = re.sub(r"^sbatch: error: ", "", text)
+    low = text.lower()
+    if "invalid partition" in low:
+        hint = "fix the partition name in the cluster config (see `sinfo -s`)"
+    elif "invalid account" in low or "account/partition" in low:
+        hint = "fix scheduler.account in the cluster config (see `sacctmgr show assoc user=$USER`)"
+    elif "invalid qos" in low:
+        hint = "fix scheduler.qos in the cluster config"
+    elif "time limit" in low or "--time" in low or "invalid time" in low:
+        hint = "lower resources.time in hpcci.yaml"
+    elif "gres" in low or "generic resource" in low:
+        hint = "fix the partition's gres in the cluster config"
+    elif "memory" in low:
+        hint = "lower resources.memory in hpcci.yaml"
+    else:
+        hint = "check the sbatch script shown by `hpcci plan`"
+    return f"{text}; {hint}"
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+
+def _ids(job_ids: Iterable[str]) -> str:
+    ids = list(job_ids)
+    for j in ids:
+        if not re.fullmatch(r"\d+(_\d+)?", j):
+            raise SchedulerError(f"{j!r} is not a Slurm job id")
+    return ",".join(ids)
+
+
+def sbatch_argv(
+    script: str, *, dependency: Sequence[str] = (), kill_on_invalid_dep: bool = True
+) -> list[str]:
+    argv = ["sbatch", "--parsable"]
+    if dependency:
+        argv.append(f"--dependency=afterok:{':'.join(dependency)}")
+        if kill_on_invalid_dep:
+            argv.append("--kill-on-invalid-dep=yes")
+    return [*argv, script]
+
+
+def squeue_argv(job_ids: Iterable[str]) -> list[str]:
+    return ["squeue", "--noheader", "--states=all", f"--jobs={_ids(job_ids)}", f"--format={SQUEUE_FORMAT}"]
+
+
+def sacct_argv(job_ids: Iterable[str]) -> list[str]:
+    return ["sacct", "-X", "--noheader", "--parsable2", f"--jobs={_ids(job_ids)}", f"--format={SACCT_FIELDS}"]
+
+
+def scancel_argv(job_ids: Iterable[str]) -> list[str]:
+    return ["scancel", *_ids(job_ids).split(",")]
+
+
+def sinfo_argv() -> list[str]:
+    return ["sinfo", "--noheader", "--format=%R|%a|%D|%G|%l"]
+
+
+def parse_sinfo(text: str) -> dict[str, dict[str, str]]:
+    """`sinfo --format=%R|%a|%D|%G|%l` -> {partition: {avail, nodes, gres, timelimit}}."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        cols = line.strip().split("|")
+        if len(cols) >= 5 and cols[0]:
+            out[cols[0]] = {"avail": cols[1], "nodes": cols[2], "gres": cols[3], "timelimit": cols[4]}
+    return out
+
+
+def assoc_argv(user: str) -> list[str]:
+    return [
+        "sacctmgr",
+        "--noheader",
+        "--parsable2",
+        "show",
+        "associations",
+        f"user={user}",
+        "format=Account,Partition",
+    ]
+
+
+# -- sbatch scripts --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one sbatch script says. ``body`` lines are already shell-quoted command lines."""
+
+    job_name: str
+    output: str
+    partition: str | None = None
+    account: str | None = None
+    reservation: str | None = None
+    qos: str | None = None
+    nodes: int = 1
+    tasks: int = 1
+    tasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    time: str = "00:10:00"
+    memory: str | None = None
+    gres: str | None = None
+    chdir: str | None = None
+    extra: Sequence[str] = ()  # further directives without '#SBATCH '
+    body: Sequence[str] = ()
+    comment: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def _directive(option: str) -> str:
+    if any(c in option for c in "\n\r\0"):
+        raise ConfigError(f"an #SBATCH directive may not contain a line break: {option!r}")
+    return f"#SBATCH {option}"
+
+
+def directives(spec: JobSpec) -> list[str]:
+    """The #SBATCH lines of ``spec``, in the order a person writes them."""
+    opts: list[str] = [f"--job-name={spec.job_name}", f"--output={spec.output}"]
+    for name, value in (
+        ("partition", spec.partition),
+        ("account", spec.account),
+        ("reservation", spec.reservation),
+        ("qos", spec.qos),
+    ):
+        if value:
+            opts.append(f"--{name}={value}")
+    opts += [f"--nodes={spec.nodes}", f"--ntasks={spec.tasks}"]
+    if spec.tasks_per_node:
+        opts.append(f"--ntasks-per-node={spec.tasks_per_node}")
+    if spec.cpus_per_task:
+        opts.append(f"--cpus-per-task={spec.cpus_per_task}")
+    opts.append(f"--time={spec.time}")
+    if spec.memory:
+        opts.append(f"--mem={spec.memory}")
+    if spec.gres:
+        opts.append(f"--gres={spec.gres}")
+    if spec.chdir:
+        opts.append(f"--chdir={spec.chdir}")
+    opts += [e.removeprefix("#SBATCH").strip() for e in spec.extra]
+    return [_directive(o) for o in opts]
+
+
+DEFAULT_TEMPLATE = "slurm.sbatch"
+
+
+def default_template() -> str:
+    return (
+        resources.files("hpcci").joinpath("templates").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
+    )
+
+
+def render_script(spec: JobSpec, template: str | None = None) -> str:
+    """The sbatch script for ``spec`` from a template (``$directives``, ``$body``, ``$comment``, ``$job_name``)."""
+    tpl = string.Template(template if template is not None else default_template())
+    values = {
+        "directives": "\n".join(directives(spec)),
+        "body": "\n".join(spec.body),
+        "comment": spec.comment,
+        "job_name": spec.job_name,
+    }
+    try:
+        text = tpl.substitute(values)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(
+            f"sbatch template: unknown or malformed placeholder {e}; use $directives, $body, $comment, $job_name "
+            "(write $$ for a literal $)"
+        ) from e
+    return text if text.endswith("\n") else text + "\n"

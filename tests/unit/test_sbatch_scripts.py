@@ -1,0 +1,165 @@
+"""sbatch scripts rendered from hpcci.yaml tests and the cluster config (what `hpcci plan` shows and sbatch gets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcci.backends import scheduler as slurm
+from hpcci.config import Cluster, Pipeline, load_cluster
+from hpcci.errors import ConfigError
+from hpcci.stages.deploy import ImageSource, Paths, plan_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+PATHS = Paths("/scratch/u/hpcci", "/scratch/u/hpcci/images", "/scratch/u/tmp", "/scratch/u/hpcci/runs/r1")
+DIGEST = "sha256:" + "ab" * 32
+
+
+def local_cluster(**changes: Any) -> Cluster:
+    cluster = load_cluster(ROOT / "cluster-configs" / "local.yaml")
+    if changes:
+        data = cluster.model_dump()
+        for dotted, value in changes.items():
+            node = data
+            *path, last = dotted.split(".")
+            for p in path:
+                node = node[p]
+            node[last] = value
+        cluster = Cluster.model_validate(data)
+    return cluster
+
+
+def pipeline(*tests: dict[str, Any]) -> Pipeline:
+    return Pipeline.model_validate({"image": {"name": "reg/org/fib"}, "tests": list(tests)})
+
+
+def scripts(pipe: Pipeline, cluster: Cluster | None = None) -> dict[str, str]:
+    source = ImageSource("linux/amd64", DIGEST, local_tar="/tmp/x.tar")
+    plan = plan_cluster(pipe, cluster or local_cluster(), {"linux/amd64": source}, PATHS, "r1")
+    return {t.test.name: t.script for t in plan.tests}
+
+
+def sbatch_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
+
+
+def body_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+
+
+FIB = {
+    "name": "fib",
+    "command": "python3 /app/fib.py 10",
+    "resources": {"time": "00:05:00", "memory": "512M"},
+}
+
+
+def test_fibonacci_script_matches_the_seeds_by_hand_script() -> None:
+    text = scripts(pipeline(FIB))["fib"]
+    assert text.startswith("#!/bin/bash\n")
+    assert sbatch_lines(text) == [
+        "#SBATCH --job-name=hpcci-fib",
+        "#SBATCH --output=/scratch/u/hpcci/runs/r1/fib.out",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --account=hpcci",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks=1",
+        "#SBATCH --time=00:05:00",
+        "#SBATCH --mem=512M",
+        "#SBATCH --chdir=/scratch/u/hpcci/runs/r1",
+    ]
+    assert body_lines(text) == [
+        "module load apptainer",
+        f"apptainer exec --cleanenv /scratch/u/hpcci/images/{'ab' * 32}.sif python3 /app/fib.py 10",
+    ]
+
+
+def test_gpu_test_lands_on_the_gpu_partition_with_gres_and_the_gpu_flag() -> None:
+    text = scripts(pipeline({"name": "g", "command": "nvidia-smi", "gpu": True}))["g"]
+    assert "#SBATCH --partition=gpu" in text and "#SBATCH --gres=gpu:1" in text
+    assert body_lines(text)[-1].startswith("apptainer exec --nv --cleanenv ")
+
+
+def test_rocm_clusters_get_the_rocm_flag() -> None:
+    text = scripts(
+        pipeline({"name": "g", "command": "rocminfo", "gpu": True}),
+        local_cluster(**{"runtime.gpu_flag": "--rocm"}),
+    )
+    assert "apptainer exec --rocm" in text["g"]
+
+
+def test_mpi_test_runs_the_host_mpirun_around_the_container() -> None:
+    test = {"name": "mpi", "command": ["python3", "/app/fib.py", "5"], "mpi": True, "resources": {"tasks": 3}}
+    text = scripts(pipeline(test))["mpi"]
+    assert "#SBATCH --ntasks=3" in text
+    assert body_lines(text) == [
+        "module load openmpi",
+        "module load apptainer",
+        f"mpirun -n 3 apptainer exec --cleanenv /scratch/u/hpcci/images/{'ab' * 32}.sif python3 /app/fib.py 5",
+    ]
+
+
+def test_srun_launcher_takes_its_task_count_from_slurm() -> None:
+    test = {
+        "name": "mpi",
+        "command": "hello",
+        "mpi": True,
+        "resources": {"tasks": 4, "nodes": 2, "tasks_per_node": 2},
+    }
+    text = scripts(pipeline(test), local_cluster(**{"mpi.launcher": "srun", "mpi.args": ["--mpi=pmix"]}))[
+        "mpi"
+    ]
+    assert "#SBATCH --ntasks-per-node=2" in text and "#SBATCH --nodes=2" in text
+    assert body_lines(text)[-1].startswith("srun --mpi=pmix apptainer exec")
+
+
+def test_reservation_qos_and_extra_directives_are_written() -> None:
+    cluster = local_cluster(
+        **{
+            "scheduler.reservation": "train",
+            "scheduler.qos": "debug",
+            "scheduler.directives": ["--exclusive"],
+        }
+    )
+    lines = sbatch_lines(scripts(pipeline(FIB), cluster)["fib"])
+    assert "#SBATCH --reservation=train" in lines and "#SBATCH --qos=debug" in lines
+    assert lines[-1] == "#SBATCH --exclusive"
+
+
+def test_binds_env_and_cleanenv_come_from_cluster_and_test() -> None:
+    test = {"name": "b", "command": "true", "binds": ["/data:/data"], "env": {"OMP_NUM_THREADS": "2"}}
+    cluster = local_cluster(**{"runtime.binds": ["/scratch"], "runtime.cleanenv": False})
+    line = body_lines(scripts(pipeline(test), cluster)["b"])[-1]
+    assert line.endswith(
+        f"exec --bind /scratch --bind /data:/data --env OMP_NUM_THREADS=2 {PATHS.cache}/{'ab' * 32}.sif true"
+    )
+
+
+def test_test_commands_are_quoted_into_the_script() -> None:
+    test = {"name": "q", "command": ["sh", "-c", "echo $HOME; exit 3"]}
+    assert body_lines(scripts(pipeline(test))["q"])[-1].endswith("sh -c 'echo $HOME; exit 3'")
+
+
+def test_a_user_template_replaces_the_default() -> None:
+    spec = slurm.JobSpec(job_name="j", output="o", body=["echo hi"])
+    text = slurm.render_script(spec, "#!/bin/sh\n$directives\n# site prologue\n$body\n# cost: $$5\n")
+    assert (
+        text == "#!/bin/sh\n#SBATCH --job-name=j\n#SBATCH --output=o\n#SBATCH --nodes=1\n#SBATCH --ntasks=1\n"
+        "#SBATCH --time=00:10:00\n# site prologue\necho hi\n# cost: $5\n"
+    )
+
+
+def test_a_template_with_an_unknown_placeholder_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"\$directives, \$body"):
+        slurm.render_script(slurm.JobSpec(job_name="j", output="o"), "$directives $nope")
+
+
+def test_a_directive_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ConfigError, match="line break"):
+        slurm.directives(slurm.JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
+
+
+def test_the_default_template_ships_with_the_package() -> None:
+    assert "$directives" in slurm.default_template() and "$body" in slurm.default_template()
