@@ -16,14 +16,28 @@ CLUSTER_USER=hpcci
 CLUSTER_ACCOUNT=hpcci
 CLUSTER_DIR=$STACK_DIR/cluster
 CLUSTER_SRC=$STACK_SRC/cluster
+# Local-stack services the login node reaches at the same address as the host (127.0.0.1:PORT): registry, S3.
+CLUSTER_FORWARD_PORTS=(5000 8080)
 CLUSTER_PKGS=(slurm-wlm slurmdbd munge mariadb-server openssh-server podman charliecloud skopeo umoci
-  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 uidmap busybox-static)
+  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 uidmap busybox-static socat)
 
-# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @NODE@.
+# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @NODE@; a changed file is listed in
+# _CL_CHANGED so `up` restarts the daemon that reads it.
+_CL_CHANGED=""
 _cl_render() {
   sed -e "s|@STATE@|$CLUSTER_DIR|g" -e "s|@LOG@|$STACK_DIR/log|g" -e "s|@NODE@|$(hostname -s)|g" "$1" >"$2.tmp"
   chmod "${3:-644}" "$2.tmp"
+  cmp -s "$2.tmp" "$2" || _CL_CHANGED="$_CL_CHANGED $(basename "$2")"
   mv -f "$2.tmp" "$2"
+}
+
+# _cl_restart_if_changed FILE PIDNAME...: stop the running daemons whose config file changed (up starts them again).
+_cl_restart_if_changed() {
+  local f=$1 n; shift
+  case " $_CL_CHANGED " in *" $f "*) ;; *) return 0 ;; esac
+  for n in "$@"; do
+    if pid_alive "$n"; then say "cluster: $f changed, restarting ${n#cluster-}"; stop_pid "$n"; fi
+  done
 }
 
 # _cl_link TARGET LINK: make LINK a symlink to TARGET, keeping a copy of a file that was there before.
@@ -172,8 +186,10 @@ _cl_sshd() {
   pid_alive cluster-sshd && return 0
   install -d -m 755 /run/sshd
   /usr/sbin/sshd -t -f "$CLUSTER_DIR/etc/sshd_config" || die 4 "sshd config invalid: $CLUSTER_DIR/etc/sshd_config"
+  # nsenter --net, not `ip netns exec`: the latter also remounts /sys, which hides /sys/fs/cgroup from login
+  # sessions and breaks rootless podman (and its long-lived pause process) for the user.
   start_bg cluster-sshd "$STACK_DIR/log/cluster-sshd.log" \
-    ip netns exec "$CLUSTER_NS" /usr/sbin/sshd -D -e -f "$CLUSTER_DIR/etc/sshd_config"
+    nsenter --net="/run/netns/$CLUSTER_NS" /usr/sbin/sshd -D -e -f "$CLUSTER_DIR/etc/sshd_config"
   wait_for "sshd on $CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT" 15 _cl_ssh_answers
 }
 
@@ -182,19 +198,37 @@ _cl_ssh_answers() {
     2>/dev/null | grep -q '^SSH-2.0'
 }
 
+# Inside the namespace 127.0.0.1 is the login node's own loopback. Two socat relays per port make the host's
+# 127.0.0.1:PORT services (registry, S3) answer there too: ns 127.0.0.1:P -> 10.77.0.1:P -> host 127.0.0.1:P.
+_cl_forward() {
+  local p
+  for p in "${CLUSTER_FORWARD_PORTS[@]}"; do
+    pid_alive "cluster-fwd-host-$p" || start_bg "cluster-fwd-host-$p" "$STACK_DIR/log/cluster-forward.log" \
+      socat "TCP-LISTEN:$p,bind=$CLUSTER_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$p"
+    pid_alive "cluster-fwd-ns-$p" || start_bg "cluster-fwd-ns-$p" "$STACK_DIR/log/cluster-forward.log" \
+      ip netns exec "$CLUSTER_NS" socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" "TCP:$CLUSTER_HOST_IP:$p"
+  done
+}
+
 cluster_up() {
   apt_install "${CLUSTER_PKGS[@]}"
   _cl_files
+  _cl_restart_if_changed slurmdbd.conf cluster-slurmdbd
+  _cl_restart_if_changed slurm.conf cluster-slurmd cluster-slurmctld
+  _cl_restart_if_changed gres.conf cluster-slurmd cluster-slurmctld
+  _cl_restart_if_changed sshd_config cluster-sshd
   _cl_user
   _cl_netns
   _cl_munge
   _cl_mariadb
   _cl_slurm
   _cl_sshd
+  _cl_forward
 }
 
 cluster_down() {
-  local n
+  local n p
+  for p in "${CLUSTER_FORWARD_PORTS[@]}"; do stop_pid "cluster-fwd-ns-$p"; stop_pid "cluster-fwd-host-$p"; done
   for n in sshd slurmd slurmctld slurmdbd mariadb munged; do stop_pid "cluster-$n"; done
   if [ -e "$CLUSTER_DIR/run/veth.made" ]; then
     ip link del "$CLUSTER_VETH_HOST" 2>/dev/null || true
