@@ -3,6 +3,7 @@
 # and the pid of each process it started in $STACK_DIR/run/<name>.pid, so `down` stops exactly those.
 STACK_DIR=${HPCCI_STACK_DIR:-/var/lib/hpcci-stack}
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034  # used by the service plugins
 REPO_ROOT=$(cd "$STACK_SRC/../.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
@@ -47,12 +48,12 @@ start_bg() {
 
 # stop_pid NAME: stop the recorded process (TERM, then KILL after 10 s) and forget it.
 stop_pid() {
-  local f="$STACK_DIR/run/$1.pid" pid i
+  local f="$STACK_DIR/run/$1.pid" pid
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   fi
   rm -f "$f"
@@ -61,8 +62,8 @@ stop_pid() {
 # wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, or fail naming DESCRIPTION.
 # With WAIT_PIDS="name1 name2" set (run/<name>.pid), fail at once when one of those processes has died.
 wait_for() {
-  local what=$1 secs=$2 i n; shift 2
-  for i in $(seq 1 $((secs * 10))); do
+  local what=$1 secs=$2 n; shift 2
+  for _ in $(seq 1 $((secs * 10))); do
     "$@" >/dev/null 2>&1 && return 0
     for n in ${WAIT_PIDS:-}; do pid_alive "$n" || die 4 "$what: $n exited (see $STACK_DIR/log/)"; done
     sleep 0.1

@@ -52,8 +52,10 @@ registry_up() {
   fi
   wait_for "registry at $REGISTRY_ADDR (log: $STACK_DIR/log/registry.log)" 30 _registry_answers
   # The base image needs dockerd (to load it) and the registry (to push it).
+  # shellcheck source=docker.sh
   declare -F docker_up >/dev/null || . "$STACK_SRC/docker.sh"
   docker_up
+  # shellcheck source=images/base.sh
   . "$STACK_SRC/images/base.sh"
   base_images_up
 }
@@ -68,6 +70,7 @@ registry_status() {
   user=$(creds_get "$REGISTRY_CREDS" username); pass=$(creds_get "$REGISTRY_CREDS" password)
   code=$(http_code "http://$REGISTRY_ADDR/v2/" -K <(printf 'user = "%s:%s"\n' "$user" "$pass"))
   [ "$code" = 200 ] || { echo "registry at $REGISTRY_ADDR refuses the stored credentials (HTTP $code)"; return 1; }
+  # shellcheck source=images/base.sh
   . "$STACK_SRC/images/base.sh"
   _base_in_registry || { echo "registry at $REGISTRY_ADDR lacks the base image list $REGISTRY_ADDR/$BASE_NAME:$BASE_TAG"; return 1; }
   echo "registry pid $(cat "$STACK_DIR/run/registry.pid") at http://$REGISTRY_ADDR, basic auth ok, base image $BASE_NAME:$BASE_TAG (${BASE_ARCHES[*]})"

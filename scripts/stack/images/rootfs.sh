@@ -8,6 +8,7 @@ out=${2:?usage: rootfs.sh ARCH OUT.tar}
 mirror=${HPCCI_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${HPCCI_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 rm -f "$out.part"
+# shellcheck disable=SC2016  # the hook's $1 is expanded by mmdebstrap
 mmdebstrap --quiet --variant=minbase --architectures="$arch" --format=tar \
   --include=python3-minimal \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
