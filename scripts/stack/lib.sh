@@ -33,17 +33,26 @@ apt_install() {
     || die 3 "apt-get install ${missing[*]} failed: see $STACK_DIR/log/apt.log"
 }
 
-# pid_alive NAME: the process recorded in run/NAME.pid is running.
+# _pid_start PID: the process's start time (clock ticks since boot; survives exec, changes when a pid is reused).
+_pid_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
+# pid_alive NAME: the process recorded in run/NAME.pid is running, and is still the one start_bg started
+# (run/NAME.start): a stale pid reused by another process does not count, so `down` never kills a stranger.
 pid_alive() {
-  local f="$STACK_DIR/run/$1.pid"
-  [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  local f="$STACK_DIR/run/$1.pid" pid
+  [ -s "$f" ] || return 1
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ -s "$STACK_DIR/run/$1.start" ] || return 0
+  [ "$(_pid_start "$pid")" = "$(cat "$STACK_DIR/run/$1.start")" ]
 }
 
-# start_bg NAME LOGFILE CMD...: start CMD in the background (own session) and record its pid.
+# start_bg NAME LOGFILE CMD...: start CMD in the background (own session) and record its pid and start time.
 start_bg() {
   local name=$1 logf=$2; shift 2
   setsid "$@" >>"$logf" 2>&1 < /dev/null &
   echo $! >"$STACK_DIR/run/$name.pid"
+  _pid_start $! >"$STACK_DIR/run/$name.start"
 }
 
 # stop_pid NAME: stop the recorded process (TERM, then KILL after 10 s) and forget it.
@@ -51,12 +60,12 @@ stop_pid() {
   local f="$STACK_DIR/run/$1.pid" pid
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$1"; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   fi
-  rm -f "$f"
+  rm -f "$f" "$STACK_DIR/run/$1.start"
 }
 
 # wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, or fail naming DESCRIPTION.
