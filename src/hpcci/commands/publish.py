@@ -14,6 +14,7 @@ from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:
     from hpcci.backends.engine import RegistryAuth
+    from hpcci.backends.objectstore import S3Settings
 
 TARGETS = ("registry", "s3")
 
@@ -105,10 +106,58 @@ def _registry(
     return dataclasses.replace(record, registry=pub)
 
 
+def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:
+    """publish.s3 as store settings; keys from hpcci.yaml (env/file refs), else boto3's usual chain (AWS_*)."""
+    from hpcci.backends.objectstore import S3Settings
+
+    s3 = pipe.publish.s3
+    assert s3 is not None
+    key_id = resolve_value(s3.access_key, "publish.s3.access_key").strip() if s3.access_key else None
+    secret = s3.secret_key.resolve("publish.s3.secret_key").strip() if s3.secret_key else None
+    if bool(key_id) != bool(secret):
+        raise ConfigError(
+            "publish.s3: access_key and secret_key must be set together (or neither: AWS_* env)"
+        )
+    log.mask(secret)
+    log.mask(os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    return S3Settings(
+        bucket=s3.bucket,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        path_style=s3.path_style,
+        access_key=key_id,
+        secret_key=secret,
+    )
+
+
 def _s3(
     pipe: Pipeline, build: records.BuildRecord, record: records.PublishRecord, log: Log
 ) -> records.PublishRecord:
-    raise UsageError("publish --to s3 is not ready yet")
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from hpcci.backends.engine import get_builder
+    from hpcci.backends.objectstore import make_store
+    from hpcci.stages.publish import publish_s3
+
+    s3 = pipe.publish.s3
+    assert s3 is not None
+    settings = s3_settings(pipe, log)
+    store = make_store(settings)
+    with tempfile.TemporaryDirectory(prefix="hpcci-tar-", dir=os.environ.get("HPCCI_TMPDIR")) as tmp:
+        result = publish_s3(
+            build,
+            store,
+            get_builder(build.builder),
+            log,
+            prefix=s3.prefix,
+            workdir=Path(tmp),
+            manifest_digest=record.registry.digest if record.registry else None,
+            endpoint_url=settings.endpoint_url,
+            region=settings.region,
+        )
+    return dataclasses.replace(record, s3=result.objects, s3_index_key=result.index_key)
 
 
 def _outputs(record: records.PublishRecord) -> None:

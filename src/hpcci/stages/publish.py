@@ -5,15 +5,19 @@ Backends come in as arguments; no SDK imports here.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hpcci.backends.engine import platform_key, platform_tag
+from hpcci.errors import UsageError
 from hpcci.log import Log
 from hpcci.records import BuildRecord, PublishRecord, RegistryPublication, S3Object
 
 if TYPE_CHECKING:
-    from hpcci.backends.engine import RegistryAuth
+    from hpcci.backends.engine import Builder, RegistryAuth
+    from hpcci.backends.objectstore import ObjectStore
     from hpcci.backends.registry import Destination, ImagePusher, PushResult
 
 
@@ -72,3 +76,93 @@ def merge(old: PublishRecord | None, new: PublishRecord) -> PublishRecord:
         s3=new.s3 or old.s3,
         s3_index_key=new.s3_index_key or old.s3_index_key,
     )
+
+
+def publish_s3(
+    build: BuildRecord,
+    store: ObjectStore,
+    exporter: Builder,
+    log: Log,
+    *,
+    prefix: str,
+    workdir: Path,
+    manifest_digest: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> S3Result:
+    """One docker-archive tar per platform under a content-addressed key, then the tags -> keys index.
+
+    A key whose object already carries the same image digest and a sha256 is not uploaded again.
+    """
+    from hpcci.backends.engine import BuiltImage
+    from hpcci.backends.objectstore import IMAGE_META, PLATFORM_META, SHA256_META
+
+    store.check_bucket()
+    result = S3Result(index_key=s3_index_key(prefix, build.image))
+    for image in build.platforms:
+        key = s3_key(prefix, build.image, image.digest, image.platform)
+        existing = store.head(key)
+        if existing and existing.sha256 and existing.metadata.get(IMAGE_META) == image.digest:
+            log.info(
+                f"{image.platform}: s3://{store.bucket}/{key} is already there (sha256 {existing.sha256[:12]})"
+            )
+            result.skipped.append(key)
+            sha, size = existing.sha256, existing.size
+        else:
+            with log.step(f"upload {image.platform} -> s3://{store.bucket}/{key}"):
+                if not exporter.exists(image.ref):
+                    raise UsageError(
+                        f"{image.ref} is not in this machine's {exporter.name} image store: run `hpcci build` in "
+                        "the same job (or runner) before `hpcci publish --to s3`"
+                    )
+                tar = workdir / f"{platform_key(image.platform)}.tar"
+                archive = exporter.export(
+                    BuiltImage(image.platform, image.ref, image.digest, image.size), tar
+                )
+                log.info(f"exported {image.ref}: {archive.size / (1 << 20):.0f} MiB, sha256 {archive.sha256}")
+                try:
+                    meta = {
+                        SHA256_META: archive.sha256,
+                        IMAGE_META: image.digest,
+                        PLATFORM_META: image.platform,
+                    }
+                    store.upload_file(archive.path, key, metadata=meta, log=log)
+                finally:
+                    archive.path.unlink(missing_ok=True)
+            result.uploaded.append(key)
+            sha, size = archive.sha256, archive.size
+        result.objects.append(
+            S3Object(store.bucket, key, size, sha, image.platform, image.digest, endpoint_url, region)
+        )
+    index_key = result.index_key or ""
+    old = store.get_json(index_key)
+    index = update_index(copy.deepcopy(old), build, result.objects, manifest_digest)
+    if index == old:
+        log.info(
+            f"index s3://{store.bucket}/{index_key} already lists {', '.join(build.tags)} (nothing to do)"
+        )
+    else:
+        store.put_json(index_key, index)
+        log.info(f"index s3://{store.bucket}/{index_key}: {', '.join(build.tags)}")
+    return result
+
+
+def update_index(
+    old: dict[str, Any] | None, build: BuildRecord, objects: list[S3Object], manifest_digest: str | None
+) -> dict[str, Any]:
+    """The index object: every tag -> the image digests, keys and checksums it points at (other tags kept)."""
+    index: dict[str, Any] = old if old and isinstance(old.get("tags"), dict) else {"tags": {}}
+    index["image"] = build.image
+    index["schema"] = 1
+    entry = {
+        "manifest_digest": manifest_digest,
+        "source_sha": build.source_sha,
+        "created": build.created,
+        "platforms": {
+            o.platform: {"digest": o.digest, "key": o.key, "sha256": o.sha256, "size": o.size}
+            for o in objects
+        },
+    }
+    for tag in build.tags:
+        index["tags"][tag] = entry
+    return index
