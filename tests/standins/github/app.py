@@ -280,10 +280,11 @@ class StandIn:
             except GitHubError as e:
                 return e.response()
         response = self.api(request, endpoint, params)
+        entry: JSON = {"method": request.method, "path": request.path, "status": response.status_code}
+        if endpoint in ("create_check_run", "update_check_run"):
+            entry["annotations"] = _annotation_count(request)
         with self.state.lock:
-            self.state.requests.append(
-                {"method": request.method, "path": request.path, "status": response.status_code}
-            )
+            self.state.requests.append(entry)
             del self.state.requests[:-MAX_LOGGED_REQUESTS]
         return response
 
@@ -801,7 +802,14 @@ class StandIn:
         return _json_response({"ok": True, "stand_in": "github"})
 
     def admin_state(self, request: Request) -> Response:
-        return _json_response(self.state.snapshot())
+        """Everything; with ?repo=owner/name only that repository's runs, statuses, comments and requests."""
+        snap = self.state.snapshot()
+        repo = request.args.get("repo")
+        if repo:
+            for key in ("check_runs", "statuses", "comments"):
+                snap[key] = [x for x in snap[key] if x["repo"] == repo]
+            snap["requests"] = [r for r in snap["requests"] if r["path"].startswith(f"/repos/{repo}/")]
+        return _json_response(snap)
 
     def admin_reset(self, request: Request) -> Response:
         self.state.reset()
@@ -873,6 +881,15 @@ def _annotation_problem(a: JSON) -> str | None:
     if ("start_column" in a or "end_column" in a) and a["start_line"] != a["end_line"]:
         return "columns are only allowed when start_line == end_line"
     return None
+
+
+def _annotation_count(request: Request) -> int:
+    """How many annotations a check-run request carried (for tests that count batches)."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+        return len(((body.get("output") or {}).get("annotations")) or [])
+    except (ValueError, AttributeError, TypeError):
+        return 0
 
 
 def _b64decode(s: str) -> bytes:
