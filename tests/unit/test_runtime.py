@@ -28,8 +28,8 @@ def test_apptainer_exec_with_gpu_binds_env_and_cleanenv() -> None:
         ExecOptions(gpu_flag="--nv", binds=["/data:/data:ro"], cleanenv=True, env={"OMP_NUM_THREADS": "2"}),
     )
     assert argv == [
-        "apptainer", "exec", "--nv", "--cleanenv", "--bind", "/data:/data:ro", "--env", "OMP_NUM_THREADS=2",
-        "/s/x.sif", "python3", "-c", "print(1)",
+        "env", "APPTAINERENV_OMP_NUM_THREADS=2",
+        "apptainer", "exec", "--nv", "--cleanenv", "--bind", "/data:/data:ro", "/s/x.sif", "python3", "-c", "print(1)",
     ]  # fmt: skip
 
 

@@ -132,8 +132,9 @@ def test_binds_env_and_cleanenv_come_from_cluster_and_test() -> None:
     test = {"name": "b", "command": "true", "binds": ["/data:/data"], "env": {"OMP_NUM_THREADS": "2"}}
     cluster = local_cluster(**{"runtime.binds": ["/scratch"], "runtime.cleanenv": False})
     line = body_lines(scripts(pipeline(test), cluster)["b"])[-1]
-    assert line.endswith(
-        f"exec --bind /scratch --bind /data:/data --env OMP_NUM_THREADS=2 {PATHS.cache}/{'ab' * 32}.sif true"
+    assert line == (
+        "env APPTAINERENV_OMP_NUM_THREADS=2 apptainer exec --bind /scratch --bind /data:/data "
+        f"{PATHS.cache}/{'ab' * 32}.sif true"
     )
 
 

@@ -379,7 +379,7 @@ class SSHRemote:
 
         cmd = command_line(argv)
         limit = timeout if timeout is not None else self.login.command_timeout
-        self._echo(f"+ [{self.cluster}] {echo if echo is not None else cmd}")
+        self._echo(f"+ {echo if echo is not None else cmd}")
         client = self.connect()
         try:
             tr = client.get_transport()

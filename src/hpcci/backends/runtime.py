@@ -86,9 +86,9 @@ class Runtime:
             out.append("--cleanenv")
         for b in opts.binds:
             out += ["--bind", _check_bind(b)]
-        for k, v in _check_env(opts.env):
-            out += ["--env", f"{k}={v}"]
-        return [*out, image, *argv]
+        # APPTAINERENV_K=V rather than --env K=V: --env splits its value at commas; these survive --cleanenv.
+        env = [f"{self.env_prefix}ENV_{k}={v}" for k, v in _check_env(opts.env)]
+        return [*(["env", *env] if env else []), *out, image, *argv]
 
 
 class Singularity(Runtime):

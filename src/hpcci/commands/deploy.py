@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # -- inputs ------------------------------------------------------------------------------------------------------
 
 
-def image_sources(args: argparse.Namespace, records: Path, log: Log) -> tuple[str, dict[str, ImageSource]]:
+def image_sources(
+    args: argparse.Namespace, records: Path, log: Log, pipe_image: str = ""
+) -> tuple[str, dict[str, ImageSource]]:
     """(image name, platform -> source) from --image-tar and/or .hpcci/publish.json."""
     from hpcci import records as rec
     from hpcci.stages.deploy import ImageSource, docker_archive_info, sources_from_publish
@@ -76,7 +78,7 @@ def image_sources(args: argparse.Namespace, records: Path, log: Log) -> tuple[st
         sources[platform] = (
             replace(have, local_tar=str(path), tar_sha256=have.tar_sha256 or sha) if have else local
         )
-        image = image or path.name
+    image = image or pipe_image
     if not sources:
         raise UsageError(
             f"nothing to deploy: no {publish_path} (run `hpcci publish`) and no --image-tar FILE (from `docker save`)"
@@ -320,7 +322,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     if not clusters:
         raise UsageError("no cluster to deploy to: pass --cluster NAME or list deploy.clusters in hpcci.yaml")
     records = common.records_dir(args)
-    image, sources = image_sources(args, records, log)
+    image, sources = image_sources(args, records, log, pipe.image.name)
     run_id = args.run_id or run_id_default()
     deadline_text = args.deadline or pipe.deploy.deadline
     try:

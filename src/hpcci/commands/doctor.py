@@ -1,17 +1,273 @@
-"""`hpcci doctor`."""
+"""`hpcci doctor --cluster NAME`: is the cluster reachable and ready, and if not, what to fix.
+
+Checks, in order: SSH (reachability, host key, key), the login environment (paths), the container runtime after
+its module loads, Slurm (partitions, GPU gres, account), MPI, curl for S3 staging, free space on scratch.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcci.commands import common
-from hpcci.errors import NotImplementedYet
+from hpcci.errors import HpcciError, RemoteError, UsageError
 from hpcci.log import Log
+
+if TYPE_CHECKING:
+    from hpcci.backends.remote import SSHRemote
+    from hpcci.config import Cluster
+
+MIN_FREE_GIB = 10
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_pipeline_arguments(p)
+    common.add_cluster_arguments(p)
+    p.add_argument(
+        "--cluster-configs",
+        metavar="DIR",
+        help="folder of cluster configs when there is no hpcci.yaml (default: cluster-configs)",
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | FAIL | skip
+    detail: str
+    fix: str = ""
+
+
+def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
+    from hpcci.config import load_cluster
+
+    if Path(args.config).exists() and not args.cluster_configs:
+        pipe = common.pipeline(args)
+        return common.clusters(args, pipe)
+    if not args.clusters:
+        raise UsageError(
+            "which cluster? pass --cluster NAME (a file in cluster-configs/) or a path to its YAML"
+        )
+    folder = Path(args.cluster_configs or "cluster-configs")
+    out: dict[str, Cluster] = {}
+    for name in args.clusters:
+        path = Path(name) if name.endswith((".yaml", ".yml")) else folder / f"{name}.yaml"
+        if not path.exists():
+            raise UsageError(f"{path}: no such cluster config; see cluster-configs/ for the known clusters")
+        cluster = load_cluster(path)
+        out[cluster.name] = cluster
+    return out
+
+
+def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
+    """Every check for one cluster; stops early only when SSH itself fails."""
+    from hpcci.backends.remote import fingerprint, known_hosts_name
+
+    login = cluster.login
+    where = f"{remote.user}@{known_hosts_name(login.host, login.port)}"
+    checks: list[Check] = []
+    try:
+        client = remote.connect(attempts=1)
+        tr = client.get_transport()
+        key = tr.get_remote_server_key() if tr else None
+        shown = f"{key.get_name()} {fingerprint(key)}" if key else "?"
+        checks.append(Check("ssh", "ok", f"connected to {where}; host key {shown} matches known_hosts"))
+    except HpcciError as e:
+        fix = {
+            "HostKeyError": "verify the fingerprint with the cluster's admins, then fix login.known_hosts",
+            "RemoteAuthError": "check login.user/login.key (and key_passphrase); is the public key authorized?",
+        }.get(type(e).__name__, "check login.host/login.port, the network and that the login node is up")
+        return [Check("ssh", "FAIL", str(e), fix)]
+    checks += _environment(cluster, remote)
+    return checks
+
+
+def _run(
+    remote: SSHRemote, steps: list[list[str]], modules: list[str], timeout: float = 60
+) -> tuple[bool, str]:
+    from hpcci.backends.remote import login_argv
+
+    try:
+        done = remote.run(login_argv(steps, modules=modules), timeout=timeout)
+    except RemoteError as e:
+        return False, str(e)
+    text = (done.stdout + done.stderr).strip()
+    return done.ok, text
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0][:200] if text else "(no output)"
+
+
+def _last_line(text: str) -> str:
+    return text.splitlines()[-1][:300] if text else "(no output)"
+
+
+def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
+    from hpcci.backends import scheduler as slurm
+    from hpcci.backends.remote import parse_env0
+    from hpcci.backends.runtime import runtime_for
+    from hpcci.stages.deploy import needed_variables, resolve_paths
+
+    checks: list[Check] = []
+    base = list(cluster.modules)
+    ok, out = _run(remote, [["env", "-0"]], base)
+    paths = None
+    if ok:
+        env = parse_env0(out)
+        try:
+            paths = resolve_paths(
+                cluster, {k: env[k] for k in needed_variables(cluster) if k in env}, "doctor"
+            )
+            checks.append(
+                Check(
+                    "paths", "ok", f"scratch {paths.scratch}, image cache {paths.cache}, tmp {paths.tmpdir}"
+                )
+            )
+        except HpcciError as e:
+            checks.append(
+                Check("paths", "FAIL", str(e), "set paths.* in the cluster config to paths that exist")
+            )
+    else:
+        checks.append(Check("login shell", "FAIL", _last_line(out), "fix `modules` in the cluster config"))
+
+    rt = runtime_for(cluster.runtime.type, cluster.runtime.executable)
+    mods = [*base, *cluster.runtime.modules]
+    ok, out = _run(remote, [rt.version()], mods)
+    if ok:
+        checks.append(
+            Check("runtime", "ok", f"{_first_line(out)} (after module load {' '.join(mods) or '-'})")
+        )
+    elif cluster.runtime.convert_on == "compute":
+        checks.append(Check("runtime", "warn", f"not on the login node: {_last_line(out)}",
+                            "fine with runtime.convert_on: compute if compute nodes have it"))  # fmt: skip
+    else:
+        checks.append(Check("runtime", "FAIL", _last_line(out),
+                            f"fix runtime.modules ({', '.join(cluster.runtime.modules) or 'none'}) or "
+                            "runtime.executable, or set runtime.convert_on: compute"))  # fmt: skip
+
+    ok, out = _run(remote, [slurm.sinfo_argv()], base)
+    if not ok:
+        checks.append(
+            Check(
+                "slurm",
+                "FAIL",
+                _last_line(out),
+                "make sinfo work in a login shell (add e.g. 'slurm' to modules)",
+            )
+        )
+    else:
+        checks += _partitions(cluster, slurm.parse_sinfo(out))
+    if cluster.scheduler.account:
+        ok, out = _run(remote, [slurm.assoc_argv(remote.user)], base)
+        accounts = {line.split("|")[0] for line in out.splitlines() if line.strip()} if ok else set()
+        if not ok:
+            checks.append(Check("account", "warn", f"cannot list associations: {_last_line(out)}"))
+        elif cluster.scheduler.account in accounts:
+            checks.append(
+                Check("account", "ok", f"{remote.user} may use account {cluster.scheduler.account}")
+            )
+        else:
+            checks.append(Check("account", "FAIL",
+                                f"{remote.user} has no association with account {cluster.scheduler.account} "
+                                f"(has: {', '.join(sorted(accounts)) or 'none'})",
+                                "fix scheduler.account in the cluster config"))  # fmt: skip
+    if cluster.mpi.modules:
+        mods = [*base, *cluster.mpi.modules]
+        ok, out = _run(remote, [[cluster.mpi.launcher, "--version"]], mods)
+        checks.append(
+            Check("mpi", "ok", _first_line(out))
+            if ok
+            else Check("mpi", "FAIL", _last_line(out), "fix mpi.modules / mpi.launcher in the cluster config")
+        )
+    ok, out = _run(remote, [["curl", "--version"]], base)
+    checks.append(
+        Check("curl", "ok", " ".join(_first_line(out).split()[:2]))
+        if ok
+        else Check(
+            "curl", "warn", "curl is missing: the login node cannot pull from S3", "use staging.method: sftp"
+        )
+    )
+    if ok and cluster.staging.s3_endpoint_url:
+        checks.append(_s3_reachable(remote, cluster.staging.s3_endpoint_url, base))
+    if paths is not None:
+        checks.append(_space(remote, paths.scratch, base))
+    return checks
+
+
+def _partitions(cluster: Cluster, sinfo: dict[str, dict[str, str]]) -> list[Check]:
+    checks: list[Check] = []
+    for key, part in cluster.scheduler.partitions.items():
+        info = sinfo.get(part.name) or sinfo.get(part.name + "*")
+        if info is None:
+            checks.append(Check(f"partition {key}", "FAIL", f"Slurm has no partition {part.name!r} "
+                                f"(has: {', '.join(p.rstrip('*') for p in sinfo)})",
+                                f"fix scheduler.partitions.{key}.name"))  # fmt: skip
+            continue
+        if info["avail"] != "up":
+            checks.append(
+                Check(f"partition {key}", "warn", f"{part.name} is {info['avail']}", "ask the admins")
+            )
+            continue
+        if part.gres and part.gres.split(":")[0] not in info["gres"]:
+            checks.append(Check(f"partition {key}", "FAIL", f"{part.name} offers gres {info['gres']}, not {part.gres}",
+                                f"fix scheduler.partitions.{key}.gres"))  # fmt: skip
+            continue
+        gres = f", gres {info['gres']}" if info["gres"] not in ("(null)", "") else ""
+        checks.append(Check(f"partition {key}", "ok", f"{part.name} up, {info['nodes']} node(s){gres}, "
+                            f"limit {info['timelimit']}"))  # fmt: skip
+    return checks
+
+
+def _s3_reachable(remote: SSHRemote, url: str, modules: list[str]) -> Check:
+    argv = ["curl", "--silent", "--show-error", "--max-time", "10", "--output", "/dev/null", "--write-out",
+            "%{http_code}", url]  # fmt: skip
+    ok, out = _run(remote, [argv], modules, timeout=30)
+    if ok:
+        return Check("s3", "ok", f"the login node reaches {url} (HTTP {out.strip()[-3:]})")
+    return Check("s3", "FAIL", f"the login node cannot reach {url}: {_last_line(out)}",
+                 "fix staging.s3_endpoint_url (the S3 endpoint as the cluster sees it) or use staging.method: sftp")  # fmt: skip
+
+
+def _space(remote: SSHRemote, path: str, modules: list[str]) -> Check:
+    parent = path
+    ok, out = False, ""
+    for _ in range(6):
+        ok, out = _run(remote, [["df", "-Pk", "--", parent]], modules)
+        if ok or parent in ("", "/"):
+            break
+        parent = parent.rsplit("/", 1)[0] or "/"
+    if not ok:
+        return Check("space", "warn", f"df failed: {_last_line(out)}")
+    cols = out.splitlines()[-1].split()
+    free_gib = int(cols[3]) / (1 << 20)
+    detail = f"{free_gib:.1f} GiB free at {parent}"
+    if free_gib < MIN_FREE_GIB:
+        return Check(
+            "space", "warn", detail, "images need room to stage and convert: free some or move paths.*"
+        )
+    return Check("space", "ok", detail)
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    raise NotImplementedYet("`hpcci doctor` is not implemented yet in this version; see the README for the roadmap")
+    from hpcci.backends.remote import SSHRemote
+
+    clusters = load_clusters(args)
+    failed = False
+    for name, cluster in clusters.items():
+        remote = SSHRemote(name, cluster.login, mask=log.mask)
+        try:
+            checks = check_cluster(cluster, remote)
+        finally:
+            remote.close()
+        print(f"cluster {name}: {cluster.login.host}:{cluster.login.port}")
+        for c in checks:
+            print(f"  {c.status:5} {c.name:14} {c.detail}")
+            if c.fix and c.status != "ok":
+                print(f"  {'':5} {'':14} -> {c.fix}")
+        bad = [c for c in checks if c.status == "FAIL"]
+        failed = failed or bool(bad)
+        print(f"  {'ready' if not bad else f'NOT ready: {len(bad)} problem(s)'}")
+    return 1 if failed else 0

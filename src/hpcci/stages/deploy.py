@@ -528,7 +528,7 @@ class Deployer:
         """Put the tar at image.tar via a temporary name and a sha256 check. False when it was already there."""
         want = image.source.tar_sha256
         if want and self._sha256(image.tar) == want:
-            self.info(f"cluster {self.cluster.name}: tar already staged at {image.tar} (sha256 matches)")
+            self.info(f"tar already staged at {image.tar} (sha256 matches)")
             return False
         src = image.source
         try:
@@ -536,7 +536,7 @@ class Deployer:
                 self._pull_s3(image)
             else:
                 assert src.local_tar is not None
-                self.info(f"cluster {self.cluster.name}: uploading {src.local_tar} -> {image.tar_tmp} (SFTP)")
+                self.info(f"uploading {src.local_tar} -> {image.tar_tmp} (SFTP)")
                 self.remote.put(Path(src.local_tar), image.tar_tmp, streams=self.cluster.staging.streams)
             got = self._sha256(image.tar_tmp)
             if want and got != want:
