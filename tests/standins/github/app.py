@@ -408,6 +408,9 @@ class StandIn:
                 if fault["method"] in ("*", request.method) and fnmatch.fnmatchcase(
                     request.path, fault["path"]
                 ):
+                    if fault["skip"] > 0:  # let this many matching requests through first
+                        fault["skip"] -= 1
+                        return None
                     fault["remaining"] -= 1
                     if fault["remaining"] <= 0:
                         self.state.faults.remove(fault)
@@ -817,7 +820,7 @@ class StandIn:
 
     def admin_faults(self, request: Request) -> Response:
         """{"method": "PATCH", "path": "/repos/*/check-runs/*", "status": 502, "count": 2, "retry_after": 1,
-        "apply": false}: the next `count` matching requests get `status`; with apply, the request takes effect
+        "apply": false, "after": 0}: after `after` matching requests pass, the next `count` get `status`; with apply, the request takes effect
         first (a response lost on the way back)."""
         body = _admin_body(request)
         status = int(body.get("status", 500))
@@ -826,6 +829,7 @@ class StandIn:
         fault = {
             "method": str(body.get("method", "*")).upper(), "path": str(body.get("path", "*")), "status": status,
             "remaining": int(body.get("count", 1)), "retry_after": body.get("retry_after"),
+            "skip": int(body.get("after", 0)),
             "apply": bool(body.get("apply", False)),
         }  # fmt: skip
         with self.state.lock:
