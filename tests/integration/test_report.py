@@ -436,3 +436,28 @@ def test_the_command_reports_from_the_results_file(
     (a,) = run["annotations"]
     assert a["path"] == "examples/fibonacci/hpcci.yaml" and a["start_line"] == 30  # from the config loader
     assert "| fib | linux/amd64 | 5150 | TIMEOUT |" in summary.read_text(encoding="utf-8")
+
+
+def test_the_command_cancels_an_open_check_run_after_a_cancelled_job(
+    env: dict[str, str], repo: str, admin: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_REPOSITORY", repo)
+    monkeypatch.setenv("GITHUB_RUN_ID", "5005")
+    monkeypatch.delenv("GITHUB_EVENT_PATH", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    base = ["report", "-c", str(EXAMPLE), "--records", str(tmp_path), "--cluster", "local"]
+    base += ["--event", "workflow_dispatch", "--sha", SHA]
+    assert cli.main([*base, "--phase", "start"]) == 0
+    assert cli.main([*base, "--phase", "crash", "--job-status", "cancelled"]) == 0
+    (run,) = state(admin, repo)["check_runs"]
+    assert (run["status"], run["conclusion"]) == ("completed", "cancelled")
+
+
+def test_the_command_starts_nothing_for_events_that_do_not_deploy(
+    env: dict[str, str], repo: str, admin: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_REPOSITORY", repo)
+    monkeypatch.delenv("GITHUB_EVENT_PATH", raising=False)
+    base = ["report", "-c", str(EXAMPLE), "--records", str(tmp_path), "--event", "push", "--sha", SHA]
+    assert cli.main([*base, "--ref", "refs/heads/main", "--phase", "start"]) == 0
+    assert state(admin, repo)["requests"] == []

@@ -161,11 +161,14 @@ def main(args: argparse.Namespace, log: Log) -> int:
     results_path = common.records_dir(args) / records.RECORD_FILES[records.Results]
     results = records.read(records.Results, results_path) if results_path.exists() else None
     planned = planned_clusters(args, pipe)
-    if args.phase == "start" and event.trigger not in pipe.deploy.triggers:
+    no_deploy = event.trigger not in pipe.deploy.triggers
+    if no_deploy and (args.phase == "start" or (args.phase == "finish" and results is None)):
         log.info(
-            f"report: the deploy does not run on {event.trigger} events (deploy.triggers); no check runs to start"
+            f"report: the deploy does not run on {event.trigger} events (deploy.triggers); no check runs"
         )
         return 0
+    if results is not None and args.clusters:  # a matrix job reports its own cluster only
+        results = dataclasses.replace(results, clusters=[c for c in results.clusters if c.cluster in planned])
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
     default_file = workspace_path(args.config, workspace)
     if results is not None:
@@ -180,7 +183,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
                 "`permissions: checks: write`, or configure a GitHub App"
             )
         log.warning("report: no GITHUB_TOKEN (or GitHub App): writing the summary only, no check runs")
-    elif not sha or not repository:
+    elif api is not None and (not sha or not repository):
         raise UsageError(
             "report: no commit sha or repository; pass --sha and --repository, or run inside GitHub Actions"
         )
