@@ -1,0 +1,169 @@
+"""The adoption workflow (examples/fibonacci/.github/workflows/hpcci.yml) run by act, as GitHub would run it.
+
+Push: build both platforms and publish to the registry and S3 (no deploy: deploy.triggers is [tag,
+workflow_dispatch]). Tag v1.2.3: also deploy to the local cluster and end with a completed, successful check run
+on the tagged commit. Pull request (deploy.triggers including pull_request): the checks land on the PR's head
+commit, not on the merge commit. A failing smoke test: the workflow fails and the check run says failure.
+Stages that are not built yet stop a run with exit 3; a scenario then checks what ran and is marked xfail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from act_harness import ActRun, UserRepo
+
+PLATFORMS = {"linux/amd64", "linux/arm64"}
+MANIFEST_LISTS = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+
+
+def repository_payload(repo: UserRepo) -> dict[str, Any]:
+    owner, name = repo.repository.split("/")
+    return {"full_name": repo.repository, "name": name, "owner": {"login": owner}, "default_branch": "main"}
+
+
+def push_event(repo: UserRepo, ref: str, sha: str) -> dict[str, Any]:
+    return {"ref": ref, "before": "0" * 40, "after": sha, "head_commit": {"id": sha}, **_repo(repo)}
+
+
+def _repo(repo: UserRepo) -> dict[str, Any]:
+    return {"repository": repository_payload(repo)}
+
+
+def stop_if_unimplemented(result: ActRun, *stages: str) -> None:
+    """xfail when the run stopped at one of ``stages`` because it is not built yet."""
+    stage = result.unimplemented_stage()
+    if stage is not None:
+        assert stage in stages, f"the run stopped at `hpcci {stage}`, not expected here:\n{result.tail()}"
+        pytest.xfail(f"`hpcci {stage}` is not implemented yet; the scenario ran up to it")
+
+
+def registry_platforms(repo: UserRepo, tag: str) -> set[str]:
+    """The platforms of the manifest list the registry serves for ``tag``."""
+    import httpx
+
+    stack = repo.stack
+    url = f"http://{stack['HPCCI_REGISTRY']}/v2/octo-org/fibonacci/manifests/{tag}"
+    auth = (stack["HPCCI_REGISTRY_USERNAME"], stack["HPCCI_REGISTRY_PASSWORD"])
+    r = httpx.get(url, auth=auth, headers={"Accept": MANIFEST_LISTS}, timeout=30)
+    assert r.status_code == 200, f"{url}: {r.status_code} {r.text[:200]}"
+    index = r.json()
+    return {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index.get("manifests", [])}
+
+
+def s3_tars(repo: UserRepo, tag: str) -> dict[str, int]:
+    """platform -> size of the docker-archive tar that the S3 index files under ``tag`` (each object HEADed)."""
+    import boto3
+
+    from hpcci.stages.publish import s3_index_key
+
+    stack = repo.stack
+    s3 = boto3.client("s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_DEFAULT_REGION"])
+    bucket = stack.get("HPCCI_S3_BUCKET", "hpcci")
+    index_key = s3_index_key("images", "127.0.0.1:5000/octo-org/fibonacci")
+    index = json.loads(s3.get_object(Bucket=bucket, Key=index_key)["Body"].read())
+    entry = index["tags"].get(tag)
+    assert entry, f"s3://{bucket}/{index_key} does not list tag {tag} (it lists {sorted(index['tags'])})"
+    return {
+        platform: s3.head_object(Bucket=bucket, Key=obj["key"])["ContentLength"]
+        for platform, obj in entry["platforms"].items()
+    }
+
+
+def completed(runs: list[dict[str, Any]]) -> dict[str, str | None]:
+    return {r["name"]: r["conclusion"] for r in runs if r["status"] == "completed"}
+
+
+def test_push_builds_both_platforms_and_publishes_to_registry_and_s3(
+    make_repo: Callable[[], UserRepo],
+) -> None:
+    repo = make_repo()
+    sha = repo.head()
+
+    result = repo.act("push", push_event(repo, "refs/heads/main", sha))
+
+    stop_if_unimplemented(result, "report", "publish", "build")
+    assert result.ok, result.tail()
+    tag = f"sha-{sha[:7]}"
+    assert registry_platforms(repo, tag) >= PLATFORMS
+    tars = s3_tars(repo, tag)
+    assert set(tars) >= PLATFORMS
+    assert all(size > 0 for size in tars.values())
+    assert repo.check_runs(sha) == [], (
+        "a branch push deploys (and reports) only when deploy.triggers has push"
+    )
+
+
+def test_tag_push_deploys_to_the_cluster_and_completes_a_successful_check_run(
+    make_repo: Callable[[], UserRepo],
+) -> None:
+    repo = make_repo()
+    sha = repo.head()
+    repo.git("tag", "v1.2.3")
+
+    result = repo.act("push", push_event(repo, "refs/tags/v1.2.3", sha))
+
+    stop_if_unimplemented(result, "report", "deploy", "publish", "build")
+    assert result.ok, result.tail()
+    assert registry_platforms(repo, "1.2.3") >= PLATFORMS
+    runs = repo.check_runs(sha)
+    assert runs and all(r["status"] == "completed" for r in runs), runs
+    assert set(completed(runs).values()) == {"success"}, runs
+    assert any("local" in name for name in completed(runs)), f"no check run for the local cluster: {runs}"
+
+
+def test_pull_request_puts_the_checks_on_the_head_commit(make_repo: Callable[[], UserRepo]) -> None:
+    repo = make_repo()
+    repo.edit(
+        "hpcci.yaml", "triggers: [tag, workflow_dispatch]", "triggers: [tag, workflow_dispatch, pull_request]"
+    )
+    base = repo.commit("deploy pull requests too")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.edit("fib.py", "fib_num = int(sys.argv[1])", "fib_num = int(sys.argv[1])  # the n-th number")
+    head = repo.commit("explain fib_num")
+    # GitHub runs pull requests on a merge commit (refs/pull/N/merge); the checks belong on the PR's head.
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge feature into main", "feature")
+    merge = repo.head()
+    payload = {
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"sha": head, "ref": "feature", "repo": repository_payload(repo)},
+            "base": {"sha": base, "ref": "main", "repo": repository_payload(repo)},
+        },
+        **_repo(repo),
+    }
+
+    result = repo.act("pull_request", payload)
+
+    stop_if_unimplemented(result, "report", "deploy", "publish", "build")
+    assert result.ok, result.tail()
+    runs = repo.check_runs(head)
+    assert runs and set(completed(runs).values()) == {"success"}, runs
+    assert repo.check_runs(merge) == [], "checks went to the merge commit instead of the PR's head"
+
+
+def test_failing_smoke_test_fails_the_workflow_and_the_check_run(make_repo: Callable[[], UserRepo]) -> None:
+    repo = make_repo()
+    repo.edit("hpcci.yaml", 'output: "^55$"', 'output: "^56$"')
+    sha = repo.commit("expect the wrong Fibonacci number")
+    repo.git("tag", "v1.2.4")
+
+    result = repo.act("push", push_event(repo, "refs/tags/v1.2.4", sha))
+
+    stop_if_unimplemented(result, "report", "deploy", "publish", "build")
+    assert not result.ok, "the workflow passed although the smoke test's expected output is wrong"
+    runs = repo.check_runs(sha)
+    assert runs and all(r["status"] == "completed" for r in runs), runs
+    cluster_runs = {name: c for name, c in completed(runs).items() if "local" in name}
+    assert cluster_runs and set(cluster_runs.values()) == {"failure"}, runs
