@@ -199,14 +199,17 @@ _cl_ssh_answers() {
 }
 
 # Inside the namespace 127.0.0.1 is the login node's own loopback. Two socat relays per port make the host's
-# 127.0.0.1:PORT services (registry, S3) answer there too: ns 127.0.0.1:P -> 10.77.0.1:P -> host 127.0.0.1:P.
+# 127.0.0.1:PORT services (registry, S3) answer there too: ns 127.0.0.1:P -> host 10.77.0.1:(20000+P) ->
+# host 127.0.0.1:P. The host-side port is a different one so it never collides with a service that listens on
+# every address (S3 does, so the login node can also use 10.77.0.1:8080 directly).
 _cl_forward() {
   local p
   for p in "${CLUSTER_FORWARD_PORTS[@]}"; do
     pid_alive "cluster-fwd-host-$p" || start_bg "cluster-fwd-host-$p" "$STACK_DIR/log/cluster-forward.log" \
-      socat "TCP-LISTEN:$p,bind=$CLUSTER_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$p"
+      socat "TCP-LISTEN:$((20000 + p)),bind=$CLUSTER_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$p"
     pid_alive "cluster-fwd-ns-$p" || start_bg "cluster-fwd-ns-$p" "$STACK_DIR/log/cluster-forward.log" \
-      ip netns exec "$CLUSTER_NS" socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" "TCP:$CLUSTER_HOST_IP:$p"
+      ip netns exec "$CLUSTER_NS" socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" \
+      "TCP:$CLUSTER_HOST_IP:$((20000 + p))"
   done
 }
 

@@ -372,3 +372,56 @@ def _fresh_ed25519_key(tmp_path: Path) -> str:
     key = tmp_path / "impostor"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], timeout=30, echo=False)
     return key.read_text()
+
+
+def test_job_over_its_time_limit_ends_timed_out(ssh: Any, workdir: str) -> None:
+    job = submit(ssh, workdir, "#!/bin/bash\nsleep 600\n", "--time=00:01:00")
+    assert final_state(ssh, job)[0] == "TIMEOUT"
+
+
+def _registry() -> dict[str, str]:
+    keys = ("HPCCI_REGISTRY", "HPCCI_REGISTRY_USERNAME", "HPCCI_REGISTRY_PASSWORD", "HPCCI_BASE_IMAGE")
+    env = {k: os.environ[k] for k in keys if os.environ.get(k)}
+    if len(env) < len(keys):
+        done = run(
+            [str(REPO / "scripts" / "local-stack"), "env", "registry"], timeout=30, check=False, echo=False
+        )
+        for line in done.stdout.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            if key in keys and value:
+                env.setdefault(key, shlex.split(value)[0])
+    if len(env) < len(keys):
+        _missing("registry settings not available")
+    return env
+
+
+def test_apptainer_standin_pulls_from_the_local_registry_with_credentials(ssh: Any, workdir: str) -> None:
+    reg = _registry()
+    with ssh.open_sftp() as sftp:
+        with sftp.open(f"{workdir}/.registry-password", "w") as f:
+            f.write(reg["HPCCI_REGISTRY_PASSWORD"])
+        sftp.chmod(f"{workdir}/.registry-password", 0o600)
+    script = (
+        f"cd {shlex.quote(workdir)} && module load apptainer"
+        f" && export APPTAINER_DOCKER_USERNAME={shlex.quote(reg['HPCCI_REGISTRY_USERNAME'])}"
+        " && export APPTAINER_DOCKER_PASSWORD=$(cat .registry-password)"
+        f" && apptainer pull base.sif docker://{shlex.quote(reg['HPCCI_BASE_IMAGE'])}"
+        " && apptainer exec base.sif cat /etc/os-release"
+    )
+    rc, out, err = remote(ssh, ["bash", "-c", script], timeout=300)
+    if rc != 0 and "manifest unknown" in err:
+        _missing(f"base image {reg['HPCCI_BASE_IMAGE']} not in the registry")
+    assert rc == 0, err
+    assert "ID=" in out
+    assert reg["HPCCI_REGISTRY_PASSWORD"] not in out + err
+
+
+def test_apptainer_standin_pull_without_credentials_is_refused(ssh: Any, workdir: str) -> None:
+    reg = _registry()
+    script = (
+        f"cd {shlex.quote(workdir)} && module load apptainer"
+        f" && apptainer pull anon.sif docker://{shlex.quote(reg['HPCCI_BASE_IMAGE'])}"
+    )
+    rc, _, err = remote(ssh, ["bash", "-c", script], timeout=120)
+    assert rc != 0
+    assert "unauthorized" in err or "authentication required" in err
