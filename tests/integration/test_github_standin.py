@@ -230,3 +230,11 @@ def test_schemathesis_finds_no_schema_violations(gh: httpx.Client, stack_env: di
     output = (done.stdout + done.stderr).replace(token, "***")
     assert done.returncode == 0, output[-4000:]
     assert "response_schema_conformance" in output
+
+
+def test_a_completed_check_run_keeps_its_conclusion(gh: httpx.Client, repo: str) -> None:
+    run = create(gh, repo, conclusion="failure").json()
+    out = {"title": "new title", "summary": "s"}
+    r = gh.patch(f"/repos/{repo}/check-runs/{run['id']}", json={"status": "in_progress", "output": out})
+    assert (r.json()["status"], r.json()["conclusion"]) == ("completed", "failure")
+    assert r.json()["output"]["title"] == "new title"

@@ -210,17 +210,39 @@ def test_huge_results_are_truncated_to_github_limits_and_accepted(
     assert len(run["output"]["text"]) <= 65535 and "left out" in run["output"]["text"]
 
 
-def test_a_rerun_updates_its_own_check_run_without_duplicate_annotations(
+def test_reporting_again_updates_its_own_check_run_without_duplicate_annotations(
     env: dict[str, str], repo: str, admin: httpx.Client
 ) -> None:
     results = two_clusters()
-    for _ in range(2):  # e.g. "Re-run failed jobs": the same workflow run id, a new attempt
-        reporter(env, repo).start([("frontera", ""), ("perlmutter", "")])
+    reporter(env, repo).start([("frontera", ""), ("perlmutter", "")])
+    for _ in range(3):  # e.g. the finish step re-run, or an `if: always()` step after a finish that worked
         reporter(env, repo).finish(results, ["frontera", "perlmutter"])
     runs = runs_by_name(state(admin, repo))
     assert len(runs) == 2
     assert runs["hpcci / perlmutter"]["conclusion"] == "failure"
     assert len(runs["hpcci / perlmutter"]["annotations"]) == 1
+
+
+def test_a_rerun_attempt_shows_one_current_check_run_per_cluster(
+    env: dict[str, str], repo: str, admin: httpx.Client
+) -> None:
+    """GitHub cannot reopen a completed check run: the re-run's goes on top; the PR shows the latest per name."""
+    fixed = two_clusters()
+    fixed = Results(
+        image=fixed.image, sha=SHA, clusters=[fixed.clusters[0], cluster("perlmutter", smoke("fib"))]
+    )
+    reporter(env, repo).start([("frontera", ""), ("perlmutter", "")])
+    reporter(env, repo).finish(two_clusters())
+    reporter(env, repo).start([("frontera", ""), ("perlmutter", "")])  # "Re-run all jobs": same run id
+    current = api(env, repo).check_runs_for_ref(SHA, "hpcci / perlmutter")
+    assert current[0]["status"] == "in_progress"
+    reporter(env, repo).finish(fixed)
+    listed = admin.get(f"/repos/{repo}/commits/{SHA}/check-runs").json()  # filter=latest, as the PR shows
+    assert {r["name"]: r["conclusion"] for r in listed["check_runs"]} == {
+        "hpcci / frontera": "success",
+        "hpcci / perlmutter": "success",
+    }
+    assert all(r["status"] == "completed" for r in state(admin, repo)["check_runs"])
 
 
 def test_another_workflow_run_gets_its_own_check_run(

@@ -5,7 +5,9 @@
           annotations on the hpcci.yaml lines, 50 per request); planned clusters without results are completed too.
 - crash:  every check run still queued/in_progress completed with what is known (for `if: always()` steps).
 
-A re-run finds its own check run by external_id (cluster + workflow run id) instead of creating another. An
+A re-run finds its own check run by external_id (cluster + workflow run id) and updates it instead of creating
+another; only where GitHub forbids that (a completed run cannot be reopened or re-concluded) does a new run go on
+top, and the PR shows the newest per name. An
 annotation batch whose PATCH may have been applied (5xx, lost answer) is re-sent only after the check run's
 annotations show it is missing. Where check runs cannot be written (403), a commit status per cluster is written
 instead; a fork PR's read-only token is said so in the step summary, never a failure.
@@ -257,6 +259,17 @@ class Reporter:
 
     def _write_check_run(self, cluster: str, body: JSON, annotations: Sequence[JSON]) -> None:
         run = self.own_run(cluster)
+        if (
+            run is not None
+            and run.get("status") == "completed"
+            and body.get("conclusion") != run.get("conclusion")
+        ):
+            # GitHub never reopens or re-concludes a completed check run: a re-run puts a new one on top
+            # (the PR shows the latest per name); the same conclusion again just refreshes the output.
+            self.log.info(
+                f"{self.t.name(cluster)}: check run {run['id']} is completed; a new one goes on top"
+            )
+            run = None
         batches = C.batches(list(annotations))
         first = batches[0] if batches else []
         if run is None:

@@ -565,7 +565,18 @@ class StandIn:
                 problem = _annotation_problem(a)
                 if problem:
                     raise GitHubError(422, f"Invalid request. Annotation {problem}")
-        for key in ("name", "details_url", "external_id", "started_at", "status"):
+        for key in ("name", "details_url", "external_id"):
+            if key in body:
+                run[key] = body[key]
+        if run["status"] == "completed" and run["conclusion"]:
+            # GitHub: once completed, a check run's status and conclusion cannot change (a re-run needs a new
+            # check run); the output can still be updated. github.com/orgs/community/discussions/24761
+            body = {
+                k: v
+                for k, v in body.items()
+                if k not in ("status", "conclusion", "started_at", "completed_at")
+            }
+        for key in ("started_at", "status"):
             if key in body:
                 run[key] = body[key]
         if body.get("conclusion"):
