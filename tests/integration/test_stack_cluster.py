@@ -425,3 +425,10 @@ def test_apptainer_standin_pull_without_credentials_is_refused(ssh: Any, workdir
     rc, _, err = remote(ssh, ["bash", "-c", script], timeout=120)
     assert rc != 0
     assert "unauthorized" in err or "authentication required" in err
+
+
+def test_cancelled_job_is_reported_cancelled(ssh: Any, workdir: str) -> None:
+    job = submit(ssh, workdir, "#!/bin/bash\nsleep 600\n")
+    rc, _, err = remote(ssh, ["scancel", job])
+    assert rc == 0, err
+    assert final_state(ssh, job)[0] == "CANCELLED"
