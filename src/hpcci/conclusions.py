@@ -103,7 +103,7 @@ def conclude(cr: ClusterResult) -> Conclusion:
         else f"smoke test {names} was cancelled",
         "neutral": f"the cluster failed, not the code ({n} {tests}: {names}); re-run",
         "skipped": f"all smoke tests were skipped on {cr.cluster}",
-        "success": f"all {n} smoke {tests} passed",
+        "success": f"all {n} smoke tests passed" if n > 1 else "the smoke test passed",
     }
     reason = reasons[worst]
     if worst not in ("success", "skipped") and n == 1:

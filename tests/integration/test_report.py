@@ -483,3 +483,54 @@ def test_the_command_starts_nothing_for_events_that_do_not_deploy(
     base = ["report", "-c", str(EXAMPLE), "--records", str(tmp_path), "--event", "push", "--sha", SHA]
     assert cli.main([*base, "--ref", "refs/heads/main", "--phase", "start"]) == 0
     assert state(admin, repo)["requests"] == []
+
+
+# Captured from a real `hpcci deploy` of the fibonacci example on the local stack's Slurm cluster (apptainer there
+# is a stand-in); only the line breaks differ.
+REAL_RESULTS = r"""
+{
+  "schema": 1,
+  "image": "fib-amd64.tar",
+  "clusters": [
+    {
+      "cluster": "local",
+      "platform": "linux/amd64",
+      "tests": [
+        {
+          "cluster": "local",
+          "test": "fib",
+          "platform": "linux/amd64",
+          "job_id": "31",
+          "state": "COMPLETED",
+          "exit_code": 0,
+          "elapsed_s": 0.0,
+          "verdict": "pass",
+          "reason": "exited with code 0 and the output matches '^55$'",
+          "output_tail": "55\n",
+          "source_file": "hpcci.yaml",
+          "source_line": 30
+        }
+      ],
+      "image_digest": "sha256:8aceb2c21cf73997e9ca971d9acf03eb2b4e6e3cf2c27cfe70fca0151f64906e",
+      "tar_sha256": "bb73a264f1ab9ec6743556f7604076b3d58a54d9b71b6ed521a8e07210a21e88",
+      "sif_path": "/var/lib/hpcci-stack/cluster/scratch/hpcci/hpcci/images/8aceb2c21cf73997e9ca971d9acf03eb2b4e6e3cf2c27cfe70fca0151f64906e.sif",
+      "error": null
+    }
+  ],
+  "ref": "",
+  "sha": ""
+}
+"""
+
+
+def test_real_results_from_the_local_cluster_complete_with_success(
+    env: dict[str, str], repo: str, admin: httpx.Client
+) -> None:
+    results = records.from_json(Results, REAL_RESULTS, source="captured results")
+    reporter(env, repo).start([("local", "linux/amd64")])
+    reporter(env, repo).finish(results, ["local"])
+    (run,) = state(admin, repo)["check_runs"]
+    assert (run["status"], run["conclusion"]) == ("completed", "success")
+    assert run["output"]["title"] == "1/1 smoke tests passed on local (linux/amd64)"
+    assert "| fib | linux/amd64 | 31 | COMPLETED | 0 |" in run["output"]["summary"]
+    assert run["output"]["text"] is None and run["annotations"] == []
