@@ -533,4 +533,4 @@ def test_real_results_from_the_local_cluster_complete_with_success(
     assert (run["status"], run["conclusion"]) == ("completed", "success")
     assert run["output"]["title"] == "1/1 smoke tests passed on local (linux/amd64)"
     assert "| fib | linux/amd64 | 31 | COMPLETED | 0 |" in run["output"]["summary"]
-    assert run["output"]["text"] is None and run["annotations"] == []
+    assert run["output"].get("text") is None and run["annotations"] == []
