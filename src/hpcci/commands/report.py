@@ -234,7 +234,7 @@ def plan_section(ctx: common.PlanContext) -> str:
     if ev.trigger not in pipe.deploy.triggers:
         return f"no check runs: the deploy does not run on {ev.trigger} events (deploy.triggers: {', '.join(pipe.deploy.triggers)})"
     lines = [
-        f"check runs on {sha} ({'PR head' if ev.pr_head_sha else 'tagged commit' if ev.is_tag else 'pushed commit'}):"
+        f"check runs on {sha} ({'PR head' if ev.pr_head_sha else 'tagged commit' if ev.is_tag else 'the event commit'}):"
     ]
     for name in names:
         check = pipe.report.check_name.format(cluster=name)
