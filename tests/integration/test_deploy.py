@@ -1,0 +1,397 @@
+"""`hpcci deploy` end to end on the local stack's cluster: a real image staged over SFTP or pulled by the login node
+from S3, converted by the apptainer STAND-IN, run as Slurm jobs through the SSH login node, followed and judged.
+
+Needs `scripts/local-stack up docker registry s3 cluster`; skips without them (fails under CI=true).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_support import (
+    Project,
+    build_fib_tar,
+    cluster_config,
+    hpcci,
+    login,
+    make_project,
+    on_login,
+    unique,
+    wait_for,
+)
+
+from hpcci import records as rec
+from hpcci.errors import (
+    HostKeyError,
+    Interrupted,
+    RuntimeConvertError,
+    SmokeTestFailed,
+    TransferError,
+)
+from hpcci.process import run
+
+FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
+       "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
+    for service in ("docker", "registry", "cluster"):
+        from conftest import in_ci, service_status
+
+        up, why = service_status(service)
+        if not up:
+            msg = (
+                f"local stack service '{service}' is down ({why}); start it: scripts/local-stack up {service}"
+            )
+            pytest.fail(msg) if in_ci() else pytest.skip(msg)
+    return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
+
+
+@pytest.fixture
+def project(tmp_path: Path, require: Callable[..., None]) -> Callable[..., Project]:
+    require("cluster")
+
+    def make(tests: list[dict[str, Any]], **kw: Any) -> Project:
+        return make_project(tmp_path / "proj", tests, **kw)
+
+    return make
+
+
+# -- the main run: every kind of outcome in one deploy ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_run(fib_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Any]]:
+    """One deploy with a passing, GPU, MPI, failing, timing-out and externally cancelled test."""
+    cancel_name = unique("cancelme")
+    tests = [
+        FIB,
+        {"name": "gpu", "gpu": True, "expect": {"output": "^gpu=0$"},
+         "command": ["python3", "-c", "import os; print('gpu=' + os.environ.get('CUDA_VISIBLE_DEVICES', 'none'))"]},
+        {"name": "mpi", "mpi": True, "resources": {"tasks": 3}, "expect": {"output": "(?s)(rank ok.*){3}"},
+         "command": ["python3", "-c", "print('rank ok')"]},
+        {"name": "exit3", "command": ["python3", "-c", "import sys; print('about to fail'); sys.exit(3)"]},
+        {"name": "slow", "command": "sleep 600", "resources": {"time": "1"}},
+        {"name": cancel_name, "command": "sleep 600"},
+    ]  # fmt: skip
+    proj = make_project(tmp_path_factory.mktemp("big"), tests)
+    remote = login()
+    stop = threading.Event()
+
+    def cancel_it_from_outside() -> None:
+        def job_id() -> str:
+            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{cancel_name}", "--format=%i|%T"])
+            lines = [ln for ln in done.stdout.split() if ln.endswith("|RUNNING")]
+            return lines[0].split("|")[0] if lines else ""
+
+        jid = wait_for(lambda: stop.is_set() or job_id(), timeout=300)
+        if isinstance(jid, str):
+            on_login(remote, ["scancel", jid])
+
+    watcher = threading.Thread(target=cancel_it_from_outside, daemon=True)
+    watcher.start()
+    try:
+        done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    finally:
+        stop.set()
+        watcher.join(10)
+        remote.close()
+    yield proj, done
+
+
+def test_fibonacci_prints_55_and_passes(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    fib = proj.tests()["fib"]
+    assert fib["verdict"] == "pass", fib
+    assert fib["state"] == "COMPLETED" and fib["exit_code"] == 0 and fib["output_tail"].strip() == "55"
+    assert fib["source_file"] == "hpcci.yaml" and fib["source_line"]
+
+
+def test_gpu_test_lands_on_the_gpu_partition_with_the_gpu_flag(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    gpu = proj.tests()["gpu"]
+    assert gpu["verdict"] == "pass", gpu  # CUDA_VISIBLE_DEVICES=0 reached the container: --nv and gres worked
+    remote = login()
+    try:
+        done = on_login(
+            remote, ["sacct", "-X", "-n", "-P", f"--jobs={gpu['job_id']}", "--format=Partition,AllocTRES"]
+        )
+    finally:
+        remote.close()
+    partition, tres = done.stdout.strip().split("|")
+    assert partition == "gpu" and "gres/gpu=1" in tres
+
+
+def test_mpi_test_runs_several_tasks(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    mpi = proj.tests()["mpi"]
+    assert mpi["verdict"] == "pass", mpi
+    assert mpi["output_tail"].count("rank ok") == 3
+
+
+def test_a_test_exiting_3_fails_with_its_exit_code(big_run: tuple[Project, Any]) -> None:
+    proj, done = big_run
+    t = proj.tests()["exit3"]
+    assert (t["state"], t["exit_code"], t["verdict"]) == ("FAILED", 3, "fail")
+    assert "exited with code 3, expected 0" in t["reason"] and "about to fail" in t["reason"]
+    assert done.returncode == SmokeTestFailed.exit_code
+
+
+def test_timeout_job_reports_timed_out(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    t = proj.tests()["slow"]
+    assert (t["state"], t["verdict"]) == ("TIMEOUT", "timed_out")
+    assert "time limit" in t["reason"]
+
+
+def test_a_job_cancelled_from_outside_reports_cancelled(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    (t,) = [t for name, t in proj.tests().items() if name.startswith("cancelme")]
+    assert (t["state"], t["verdict"]) == ("CANCELLED", "cancelled")
+    assert "not stopped by hpcci" in t["reason"]
+
+
+def test_deploy_record_names_the_content_addressed_image(big_run: tuple[Project, Any]) -> None:
+    proj, _ = big_run
+    record = rec.read(rec.DeployRecord, proj.records / "deploy.json")
+    (c,) = record.clusters
+    assert c.sif_path.endswith(c.image_digest.removeprefix("sha256:") + ".sif")
+    assert set(c.jobs) >= {"fib", "gpu", "mpi", "exit3", "slow"}
+
+
+# -- cache, deadline, signals --------------------------------------------------------------------------------
+
+
+def test_redeploy_of_an_unchanged_image_is_a_cache_hit(
+    fib_tar: Path, project: Callable[..., Project]
+) -> None:
+    proj = project([FIB])
+    first = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert proj.deploy_record()["clusters"][0]["cache_hit"] is True
+    assert "(cache hit)" in again.stderr
+    assert "uploading" not in again.stderr and "converting" not in again.stderr
+    assert proj.tests()["fib"]["verdict"] == "pass"
+
+
+def test_deadline_cancels_the_jobs_and_says_so(fib_tar: Path, project: Callable[..., Project]) -> None:
+    proj = project([{"name": "forever", "command": "sleep 600"}])
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar), "--deadline", "0:20")
+    t = proj.tests()["forever"]
+    assert (t["state"], t["verdict"]) == ("CANCELLED", "cancelled")
+    assert t["reason"].startswith("the deploy deadline (0:20) passed; hpcci cancelled the job")
+    assert done.returncode == SmokeTestFailed.exit_code
+    remote = login()
+    try:
+        state = wait_for(lambda: _sacct_state(remote, t["job_id"]).startswith("CANCELLED"), timeout=60)
+    finally:
+        remote.close()
+    assert state
+
+
+def _sacct_state(remote: Any, job_id: str) -> str:
+    done = on_login(remote, ["sacct", "-X", "-n", "-P", f"--jobs={job_id}", "--format=State"])
+    return str(done.stdout.strip())
+
+
+def test_sigterm_cancels_the_submitted_jobs(fib_tar: Path, project: Callable[..., Project]) -> None:
+    name = unique("sigterm")
+    proj = project([{"name": name, "command": "sleep 600"}])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpcci", "deploy", "--image-tar", str(fib_tar)],
+        cwd=proj.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    remote = login()
+    try:
+
+        def running() -> str:
+            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{name}", "--format=%i|%T"])
+            return next((ln.split("|")[0] for ln in done.stdout.split() if ln.endswith("|RUNNING")), "")
+
+        job_id = wait_for(running, timeout=300)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == Interrupted.exit_code, out[-2000:]
+        assert wait_for(lambda: _sacct_state(remote, job_id).startswith("CANCELLED"), timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        remote.close()
+    t = proj.tests()[name]
+    assert t["verdict"] == "cancelled" and "SIGTERM/SIGINT" in t["reason"]
+
+
+# -- S3 staging: the login node pulls a presigned URL ---------------------------------------------------------
+
+
+def _publish_to_s3(
+    tar: Path, key: str, *, sha256: str | None = None, digest: str | None = None
+) -> rec.S3Object:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
+    s3.upload_file(str(tar), bucket, key)
+    real = hashlib.sha256(tar.read_bytes()).hexdigest()
+    return rec.S3Object(
+        bucket=bucket, key=key, size=tar.stat().st_size, sha256=sha256 or real, platform="linux/amd64",
+        digest=digest or "sha256:" + hashlib.sha256(os.urandom(16)).hexdigest(),
+        endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+    )  # fmt: skip
+
+
+def _write_publish(proj: Project, obj: rec.S3Object) -> None:
+    rec.write(
+        rec.PublishRecord(image="hpcci-test/fibonacci", tags=["h4"], s3=[obj]), proj.records / "publish.json"
+    )
+
+
+def test_login_node_pulls_the_published_tar_from_s3(
+    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    proj = project([FIB])
+    # a fresh digest, so this deploy really stages and converts instead of hitting the cache
+    _write_publish(proj, _publish_to_s3(fib_tar, f"h4-tests/{unique('fib')}.tar"))
+    done = hpcci(proj, "deploy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert proj.deploy_record()["clusters"][0]["staging"] == "s3"
+    assert "login node pulls s3://" in done.stderr
+    assert "X-Amz-Signature" not in done.stderr  # the presigned URL never reaches the log
+    assert proj.tests()["fib"]["verdict"] == "pass"
+
+
+def test_sha256_mismatch_is_refused_and_the_copy_deleted(
+    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    proj = project([FIB])
+    obj = _publish_to_s3(fib_tar, f"h4-tests/{unique('bad')}.tar", sha256="0" * 64)
+    _write_publish(proj, obj)
+    done = hpcci(proj, "deploy")
+    assert done.returncode == TransferError.exit_code
+    err = proj.cluster_error() or ""
+    assert "sha256 is" in err and "0" * 64 in err and "deleted" in err
+    assert proj.tests()["fib"]["state"] == "NOT_RUN"
+    remote = login()
+    try:
+        left = on_login(
+            remote, ["bash", "-c", f'ls "$SCRATCH"/hpcci/images | grep -c {obj.digest[7:19]} || true']
+        )
+    finally:
+        remote.close()
+    assert left.stdout.strip() == "0"  # no temporary, no tar, no image for that digest
+
+
+def test_conversion_failure_shows_the_runtimes_error(
+    tmp_path: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"this is not a docker archive\n" * 100)
+    proj = project([FIB])
+    _write_publish(proj, _publish_to_s3(junk, f"h4-tests/{unique('junk')}.tar"))
+    done = hpcci(proj, "deploy")
+    assert done.returncode == RuntimeConvertError.exit_code
+    err = proj.cluster_error() or ""
+    assert "could not convert the image" in err and "apptainer" in err.lower()
+    assert "FATAL" in err or "error" in err.lower()
+
+
+# -- faults ------------------------------------------------------------------------------------------------------
+
+
+def _server_fingerprint() -> str:
+    known = Path(os.environ["HPCCI_LOCAL_KNOWN_HOSTS"])
+    out = run(["ssh-keygen", "-l", "-f", str(known)], timeout=30).stdout
+    return out.split()[1]
+
+
+def test_a_changed_host_key_is_refused_with_both_fingerprints(
+    fib_tar: Path, project: Callable[..., Project], tmp_path: Path
+) -> None:
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], timeout=30)
+    pub = (tmp_path / "other.pub").read_text().split()
+    (tmp_path / "known_hosts").write_text(f"[10.77.0.2]:2222 {pub[0]} {pub[1]}\n")
+    proj = project(
+        [FIB], cluster=cluster_config(**{"login.known_hosts": {"file": str(tmp_path / "known_hosts")}})
+    )
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    assert done.returncode == HostKeyError.exit_code
+    err = proj.cluster_error() or ""
+    assert "CHANGED" in err and _server_fingerprint() in err
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_host_key_is_refused_and_its_fingerprint_shown(
+    fib_tar: Path, project: Callable[..., Project], tmp_path: Path
+) -> None:
+    (tmp_path / "known_hosts").write_text("# nothing known\n")
+    proj = project(
+        [FIB], cluster=cluster_config(**{"login.known_hosts": {"file": str(tmp_path / "known_hosts")}})
+    )
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    assert done.returncode == HostKeyError.exit_code
+    assert f"not in login.known_hosts (the server offered ssh-ed25519 {_server_fingerprint()})" in (
+        proj.cluster_error() or ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"scheduler.partitions.cpu.name": "nosuch"}, "Invalid partition name specified"),
+        ({"scheduler.account": "nosuch"}, "Invalid account"),
+    ],
+)
+def test_sbatch_refusing_a_partition_or_account_reaches_the_result(
+    fib_tar: Path, project: Callable[..., Project], change: dict[str, str], words: str
+) -> None:
+    proj = project([FIB], cluster=cluster_config(**change))
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    t = proj.tests()["fib"]
+    assert t["verdict"] == "error" and t["state"] == "NOT_RUN"
+    assert words in t["reason"] and "cluster config" in t["reason"]
+    assert done.returncode == SmokeTestFailed.exit_code
+
+
+FLAKY_SACCT = """#!/bin/sh
+# fault injection for hpcci's tests: the first 2 sacct calls fail like an unreachable slurmdbd
+n=$(cat "{state}" 2>/dev/null || echo 0); echo $((n + 1)) > "{state}"
+if [ "$n" -lt 2 ]; then echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1; fi
+exec /usr/bin/sacct "$@"
+"""
+FLAKY_MODULE = """#%Module1.0
+## hpcci tests: a sacct that fails its first calls (fault injection)
+prepend-path PATH {bin}
+"""
+
+
+def test_sacct_briefly_unavailable_is_tolerated(fib_tar: Path, project: Callable[..., Project]) -> None:
+    remote = login()
+    try:
+        base = on_login(remote, ["printenv", "SCRATCH"]).stdout.strip() + "/" + unique("flaky")
+        remote.run(["mkdir", "-p", f"{base}/bin"], check=True)
+        remote.write_text(f"{base}/bin/sacct", FLAKY_SACCT.format(state=f"{base}/count"), mode=0o755)
+        remote.write_text(f"{base}/sacct-flaky", FLAKY_MODULE.format(bin=f"{base}/bin"))
+        proj = project([FIB], cluster=cluster_config(modules=[f"{base}/sacct-flaky"]))
+        done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+        calls = int(remote.run(["cat", f"{base}/count"], check=True).stdout)
+    finally:
+        remote.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Problem talking to the database" in done.stderr and "tolerated" in done.stderr
+    assert calls >= 3
+    assert proj.tests()["fib"]["verdict"] == "pass"
