@@ -534,3 +534,13 @@ def test_real_results_from_the_local_cluster_complete_with_success(
     assert run["output"]["title"] == "1/1 smoke tests passed on local (linux/amd64)"
     assert "| fib | linux/amd64 | 31 | COMPLETED | 0 |" in run["output"]["summary"]
     assert run["output"].get("text") is None and run["annotations"] == []
+
+
+def test_a_rate_limit_longer_than_the_bound_fails_at_once_with_what_to_do(
+    env: dict[str, str], repo: str, admin: httpx.Client
+) -> None:
+    from hpcci.backends.github import GitHubRequestError
+
+    admin.post("/_standin/faults", json={"path": f"/repos/{repo}/*", "status": 429, "retry_after": 3600})
+    with pytest.raises(GitHubRequestError, match=r"GitHub asks to wait 3600s.*re-run the job later"):
+        reporter(env, repo).finish(two_clusters())

@@ -71,7 +71,7 @@ class GitHub(Protocol):
 class RetryPolicy:
     attempts: int = 5  # per request, the first included
     backoff: float = 1.0  # first pause after a 5xx / dropped connection, doubled each time (with jitter)
-    max_pause: float = 60.0  # cap on any one pause, Retry-After included
+    max_pause: float = 60.0  # longest pause; a Retry-After beyond it is not waited for (the request fails)
     max_total_wait: float = 180.0  # cap on all pauses of one request together
     timeout: float = 30.0  # per request (connect, read, write, pool)
 
@@ -286,6 +286,13 @@ class RestGitHub:
                 pause = retry_after(r.headers, time.time())
                 # GitHub: with no Retry-After, wait at least a minute before retrying a secondary rate limit.
                 pause = 60.0 if pause is None else max(pause, 1.0)
+                if pause > self.policy.max_pause:  # retrying sooner than GitHub asks risks a ban
+                    raise GitHubRequestError(
+                        f"{what}: rate limited (HTTP {r.status_code}); GitHub asks to wait {pause:.0f}s, longer "
+                        f"than hpcci waits ({self.policy.max_pause:g}s); re-run the job later",
+                        status=r.status_code,
+                        transient=True,
+                    )
                 if not last:
                     waited = self._pause(what, f"rate limited (HTTP {r.status_code})", pause, waited, None)
                     continue
