@@ -161,7 +161,7 @@ def test_passphrase_protected_key(
     key.chmod(0o600)
     run(["ssh-keygen", "-q", "-p", "-N", "s3cret-pass", "-f", str(key)], timeout=30)
     without = cluster(**{"login.key": {"file": str(key)}})
-    with pytest.raises(RemoteAuthError, match="encrypted; set login.key_passphrase"):
+    with pytest.raises(RemoteAuthError, match=r"encrypted; set login\.key_passphrase"):
         SSHRemote(without.name, without.login).connect(attempts=1)
     monkeypatch.setenv("H4_TEST_PASS", "s3cret-pass")
     c = cluster(**{"login.key": {"file": str(key)}, "login.key_passphrase": {"env": "H4_TEST_PASS"}})
