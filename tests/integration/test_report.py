@@ -544,3 +544,19 @@ def test_a_rate_limit_longer_than_the_bound_fails_at_once_with_what_to_do(
     admin.post("/_standin/faults", json={"path": f"/repos/{repo}/*", "status": 429, "retry_after": 3600})
     with pytest.raises(GitHubRequestError, match=r"GitHub asks to wait 3600s.*re-run the job later"):
         reporter(env, repo).finish(two_clusters())
+
+
+def test_a_github_that_does_not_answer_fails_the_request_instead_of_hanging(
+    env: dict[str, str], repo: str, admin: httpx.Client
+) -> None:
+    from hpcci.backends.github import GitHubRequestError
+
+    admin.post("/_standin/faults", json={"path": f"/repos/{repo}/*", "status": 200, "delay": 3, "count": 5})
+    impatient = RestGitHub(
+        env["GITHUB_API_URL"],
+        repo,
+        TokenAuth(env["GITHUB_TOKEN"]),
+        policy=RetryPolicy(attempts=2, backoff=0.05, timeout=0.5),
+    )
+    with pytest.raises(GitHubRequestError, match=r"no answer within 0\.5s"):
+        impatient.check_runs_for_ref(SHA, "hpcci / local")

@@ -292,6 +292,8 @@ class StandIn:
         try:
             who = self.authenticate(request, app_endpoint=endpoint in ("create_token", "get_installation"))
             fault = self.take_fault(request)
+            if fault is not None and fault.get("delay"):
+                time.sleep(fault["delay"])
             if fault is not None and not fault.get("apply"):
                 return self.fault_response(fault)
             self.check_request(request)
@@ -304,7 +306,7 @@ class StandIn:
                     return GitHubError(
                         500, "stand-in bug: response breaks GitHub's schema: " + " | ".join(errors)
                     ).response()
-            if fault is not None:  # applied, but the client sees an error: a lost response
+            if fault is not None and fault["status"] != 200:  # applied, but the client sees an error
                 return self.fault_response(fault)
             return response
         except GitHubError as e:
@@ -831,17 +833,19 @@ class StandIn:
 
     def admin_faults(self, request: Request) -> Response:
         """{"method": "PATCH", "path": "/repos/*/check-runs/*", "status": 502, "count": 2, "retry_after": 1,
-        "apply": false, "after": 0}: after `after` matching requests pass, the next `count` get `status`; with apply, the request takes effect
-        first (a response lost on the way back)."""
+        "apply": false, "after": 0, "delay": 0}: after `after` matching requests pass, the next `count` get
+        `status`; with apply, the request takes effect first (a response lost on the way back); with delay, the
+        answer comes that many seconds late (status 200: the normal answer, late)."""
         body = _admin_body(request)
         status = int(body.get("status", 500))
-        if status not in FAULTS:
-            raise GitHubError(422, f"status must be one of {sorted(FAULTS)}")
+        if status not in FAULTS and not (status == 200 and body.get("delay")):
+            raise GitHubError(422, f"status must be one of {sorted(FAULTS)} (or 200 with a delay)")
         fault = {
             "method": str(body.get("method", "*")).upper(), "path": str(body.get("path", "*")), "status": status,
             "remaining": int(body.get("count", 1)), "retry_after": body.get("retry_after"),
             "skip": int(body.get("after", 0)),
-            "apply": bool(body.get("apply", False)),
+            "apply": bool(body.get("apply", False)) or status == 200,
+            "delay": min(float(body.get("delay", 0)), 120.0),
         }  # fmt: skip
         with self.state.lock:
             self.state.faults.append(fault)
