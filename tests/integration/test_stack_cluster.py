@@ -16,7 +16,7 @@ import socket
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from hpcci.process import run
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ENV_KEYS = (
     "HPCCI_LOCAL_SSH_HOST",
     "HPCCI_LOCAL_SSH_PORT",
@@ -49,27 +48,19 @@ WAIT = 180.0  # guard against a hang only; no test asserts on durations
 
 
 def _missing(why: str) -> None:
-    msg = f"local cluster not available ({why}): run `scripts/local-stack up cluster`"
-    if os.environ.get("CI") == "true":
+    msg = f"local stack service 'cluster' is not usable ({why}); start it: scripts/local-stack up cluster"
+    if os.environ.get("CI", "").lower() == "true":
         pytest.fail(msg)
     pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
-def cluster_env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in ENV_KEYS if os.environ.get(k)}
-    if len(env) < len(ENV_KEYS):
-        done = run(
-            [str(REPO / "scripts" / "local-stack"), "env", "cluster"], timeout=30, check=False, echo=False
-        )
-        if not done.ok:
-            _missing("`scripts/local-stack env cluster` failed")
-        for line in done.stdout.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            if key in ENV_KEYS:
-                env.setdefault(key, shlex.split(value)[0] if value else "")
-    if not os.access(env.get("HPCCI_LOCAL_SSH_KEY_FILE", ""), os.R_OK):
-        _missing("no readable client key")
+def cluster_env(stack_env: dict[str, str]) -> dict[str, str]:
+    env = {k: stack_env.get(k) or os.environ.get(k, "") for k in ENV_KEYS}
+    if not all(env.values()):
+        _missing("`scripts/local-stack env` gives no HPCCI_LOCAL_SSH_* settings")
+    if not os.access(env["HPCCI_LOCAL_SSH_KEY_FILE"], os.R_OK):
+        _missing(f"client key {env['HPCCI_LOCAL_SSH_KEY_FILE']} is not readable")
     try:
         socket.create_connection(
             (env["HPCCI_LOCAL_SSH_HOST"], int(env["HPCCI_LOCAL_SSH_PORT"])), timeout=5
@@ -379,24 +370,17 @@ def test_job_over_its_time_limit_ends_timed_out(ssh: Any, workdir: str) -> None:
     assert final_state(ssh, job)[0] == "TIMEOUT"
 
 
-def _registry() -> dict[str, str]:
-    keys = ("HPCCI_REGISTRY", "HPCCI_REGISTRY_USERNAME", "HPCCI_REGISTRY_PASSWORD", "HPCCI_BASE_IMAGE")
-    env = {k: os.environ[k] for k in keys if os.environ.get(k)}
-    if len(env) < len(keys):
-        done = run(
-            [str(REPO / "scripts" / "local-stack"), "env", "registry"], timeout=30, check=False, echo=False
-        )
-        for line in done.stdout.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            if key in keys and value:
-                env.setdefault(key, shlex.split(value)[0])
-    if len(env) < len(keys):
-        _missing("registry settings not available")
-    return env
+def _registry(require: Callable[..., None], stack_env: dict[str, str]) -> dict[str, str]:
+    require("registry")
+    return {
+        k: stack_env[k] for k in ("HPCCI_REGISTRY_USERNAME", "HPCCI_REGISTRY_PASSWORD", "HPCCI_BASE_IMAGE")
+    }
 
 
-def test_apptainer_standin_pulls_from_the_local_registry_with_credentials(ssh: Any, workdir: str) -> None:
-    reg = _registry()
+def test_apptainer_standin_pulls_from_the_local_registry_with_credentials(
+    ssh: Any, workdir: str, require: Callable[..., None], stack_env: dict[str, str]
+) -> None:
+    reg = _registry(require, stack_env)
     with ssh.open_sftp() as sftp:
         with sftp.open(f"{workdir}/.registry-password", "w") as f:
             f.write(reg["HPCCI_REGISTRY_PASSWORD"])
@@ -416,8 +400,10 @@ def test_apptainer_standin_pulls_from_the_local_registry_with_credentials(ssh: A
     assert reg["HPCCI_REGISTRY_PASSWORD"] not in out + err
 
 
-def test_apptainer_standin_pull_without_credentials_is_refused(ssh: Any, workdir: str) -> None:
-    reg = _registry()
+def test_apptainer_standin_pull_without_credentials_is_refused(
+    ssh: Any, workdir: str, require: Callable[..., None], stack_env: dict[str, str]
+) -> None:
+    reg = _registry(require, stack_env)
     script = (
         f"cd {shlex.quote(workdir)} && module load apptainer"
         f" && apptainer pull anon.sif docker://{shlex.quote(reg['HPCCI_BASE_IMAGE'])}"
