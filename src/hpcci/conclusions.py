@@ -89,7 +89,8 @@ def conclude(cr: ClusterResult) -> Conclusion:
     if not cr.tests:
         return Conclusion("skipped", f"no smoke tests ran on {cr.cluster}")
     by = {c: [t for t in cr.tests if test_conclusion(t) == c] for c in SEVERITY}
-    worst = next(c for c in SEVERITY if by[c])
+    # A skipped test neither fails nor passes a cluster: "skipped" only when nothing else ran.
+    worst = next((c for c in SEVERITY if by[c] and c != "skipped"), "skipped")
     bad = by[worst]
     names = ", ".join(t.test for t in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
     n = len(bad)

@@ -99,6 +99,11 @@ def test_action_required_verdict_maps_to_action_required() -> None:
     )
 
 
+def test_skipped_tests_do_not_spoil_a_success() -> None:
+    assert C.conclude(cluster(result("a"), result("b", "skipped", "NOT_RUN", None))).conclusion == "success"
+    assert C.conclude(cluster(result("b", "skipped", "NOT_RUN", None))).conclusion == "skipped"
+
+
 def test_a_code_failure_outranks_a_cluster_failure() -> None:
     c = C.conclude(cluster(result("a", "infra", "NODE_FAIL", None), result("b", "fail", "FAILED", 2)))
     assert c.conclusion == "failure"
