@@ -125,7 +125,6 @@ def deploy_cluster(
     log: Log,
 ) -> Outcome:
     """Everything for one cluster; never raises (errors become this cluster's result)."""
-    from hpcci.backends.presign import presign_get
     from hpcci.backends.remote import SSHRemote
     from hpcci.stages import smoke
     from hpcci.stages.deploy import Deployer
@@ -135,12 +134,9 @@ def deploy_cluster(
 
     remote = SSHRemote(cluster.name, cluster.login, echo=info, mask=log.mask)
 
-    def presign(obj: S3Object, endpoint: str | None) -> str:
-        url = presign_get(obj, endpoint, pipe.publish.s3)
-        log.mask(url.split("?", 1)[-1])
-        return url
-
-    deployer = Deployer(pipe, cluster, remote, presign=presign, info=info, stop=stop, run_id=run_id)
+    deployer = Deployer(
+        pipe, cluster, remote, presign=presigner(pipe, log), info=info, stop=stop, run_id=run_id
+    )
     plan: ClusterPlan | None = None
     staged: dict[str, Staged] = {}
     jobs: dict[int, str] = {}
@@ -182,6 +178,24 @@ def deploy_cluster(
     finally:
         remote.close()
     return _outcome(pipe, cluster, sources, plan, staged, jobs, refused, followed, outputs, error)
+
+
+def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]:
+    """Presigned GETs made for the endpoint as the cluster reaches it (the URL signs the Host header)."""
+
+    def presign(obj: S3Object, endpoint: str | None) -> str:
+        from dataclasses import replace
+
+        from hpcci.backends.objectstore import S3Settings, make_store
+        from hpcci.commands.publish import s3_settings
+
+        base = s3_settings(pipe, log) if pipe.publish.s3 else S3Settings(bucket=obj.bucket, path_style=True)
+        settings = replace(base, bucket=obj.bucket, endpoint_url=endpoint, region=obj.region or base.region)
+        url = make_store(settings).presign_get(obj.key)
+        log.mask(url.split("?", 1)[-1])  # the signature is a credential for an hour
+        return url
+
+    return presign
 
 
 def _tail(remote: Remote, path: str, info: Callable[[str], None]) -> str:
