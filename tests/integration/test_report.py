@@ -560,3 +560,16 @@ def test_a_github_that_does_not_answer_fails_the_request_instead_of_hanging(
     )
     with pytest.raises(GitHubRequestError, match=r"no answer within 0\.5s"):
         impatient.check_runs_for_ref(SHA, "hpcci / local")
+
+
+def test_a_lost_create_on_a_rerun_is_not_mistaken_for_the_old_check_run(
+    env: dict[str, str], repo: str, admin: httpx.Client
+) -> None:
+    reporter(env, repo).finish(two_clusters())  # attempt 1: perlmutter completed as failure
+    fixed = Results(image="i", sha=SHA, clusters=[cluster("perlmutter", smoke("fib", cluster="perlmutter"))])
+    admin.post(
+        "/_standin/faults", json={"method": "POST", "path": f"/repos/{repo}/check-runs", "status": 502}
+    )
+    reporter(env, repo).finish(fixed)  # attempt 2: the first create is refused with a 502 (not applied)
+    listed = admin.get(f"/repos/{repo}/commits/{SHA}/check-runs", params={"check_name": "hpcci / perlmutter"})
+    assert [r["conclusion"] for r in listed.json()["check_runs"]] == ["success"]

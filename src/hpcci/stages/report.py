@@ -103,6 +103,10 @@ class Reporter:
 
     def _create(self, cluster: str, body: JSON) -> JSON:
         """Create, never twice: after an ambiguous failure, look for the run before creating again."""
+        older = self._runs.get(
+            cluster
+        )  # a completed run this one goes on top of: finding it is not finding ours
+        older_id = int(older["id"]) if older else 0
         for attempt in range(1, UNSAFE_ATTEMPTS + 1):
             try:
                 run = self.api.create_check_run(body, retry_unsafe=False)
@@ -115,7 +119,7 @@ class Reporter:
                     f"{self.t.name(cluster)}: create failed ({e.status}); checking whether it was made"
                 )
                 found = self.own_run(cluster, refresh=True)
-                if found is not None:
+                if found is not None and int(found["id"]) > older_id:
                     return found
         raise AssertionError("unreachable")  # pragma: no cover
 
