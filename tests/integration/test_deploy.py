@@ -395,3 +395,34 @@ def test_sacct_briefly_unavailable_is_tolerated(fib_tar: Path, project: Callable
     assert "Problem talking to the database" in done.stderr and "tolerated" in done.stderr
     assert calls >= 3
     assert proj.tests()["fib"]["verdict"] == "pass"
+
+
+# -- conversion inside a job (runtime only on compute nodes) ------------------------------------------------
+
+
+def test_convert_on_compute_runs_the_conversion_as_a_job_the_tests_depend_on(
+    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    proj = project([FIB], cluster=cluster_config(**{"runtime.convert_on": "compute"}))
+    _write_publish(proj, _publish_to_s3(fib_tar, f"h4-tests/{unique('compute')}.tar"))
+    done = hpcci(proj, "deploy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--dependency=afterok:" in done.stderr
+    assert proj.tests()["fib"]["verdict"] == "pass"
+
+
+def test_a_failing_conversion_job_shows_its_output_and_the_tests_do_not_run(
+    tmp_path: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"not an image\n" * 100)
+    proj = project([FIB], cluster=cluster_config(**{"runtime.convert_on": "compute"}))
+    _write_publish(proj, _publish_to_s3(junk, f"h4-tests/{unique('junk')}.tar"))
+    done = hpcci(proj, "deploy")
+    assert done.returncode == RuntimeConvertError.exit_code
+    err = proj.cluster_error() or ""
+    assert "the conversion job" in err and "did not succeed" in err
+    t = proj.tests()["fib"]
+    assert t["verdict"] == "error" and t["reason"].startswith("not run:")

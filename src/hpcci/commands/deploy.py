@@ -8,6 +8,7 @@ SIGTERM/SIGINT (a cancelled CI run) and the deploy deadline cancel the jobs alre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import threading
@@ -221,6 +222,11 @@ def _convert_job_error(
     if st is not None and st.state == slurm.COMPLETED and not st.exit_code:
         return None
     out = _tail(remote, staged.plan.convert_script_path.removesuffix(".sbatch") + ".out", info)
+    if staged.plan.image_tmp != staged.plan.image:
+        with contextlib.suppress(HpcciError):
+            remote.run(
+                ["rm", "-f", "--", staged.plan.image_tmp], timeout=60
+            )  # a half-written image is never kept
     what = st.sentence() if st is not None else "its state is unknown"
     return RuntimeConvertError(
         f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"
