@@ -168,11 +168,13 @@ def test_registry_destination(
     assert dest.ref(AMD) == f"{name}@{AMD}"
 
 
-def test_part_size_grows_to_stay_under_ten_thousand_parts() -> None:
-    assert part_size_for(1 << 30, 64 * MiB) == 64 * MiB
-    assert part_size_for(1 << 30, 1 * MiB) == 5 * MiB
-    big = 5 * 1024 * 1024 * MiB * 2  # 10 TiB
-    assert big / part_size_for(big, 64 * MiB) <= 10_000
+def test_part_size_gives_every_thread_a_part_within_s3_limits() -> None:
+    assert part_size_for(1 << 30, 64 * MiB, 8) == 64 * MiB
+    assert part_size_for(256 * MiB, 64 * MiB, 8) == 32 * MiB
+    assert part_size_for(10 * MiB, 64 * MiB, 8) == 8 * MiB
+    assert part_size_for(1 << 30, 1 * MiB, 8) == 5 * MiB
+    big = 10 * (1 << 40)  # 10 TiB
+    assert big / part_size_for(big, 64 * MiB, 8) <= 10_000
 
 
 def test_progress_in_ci_prints_plain_lines_with_rate_and_eta() -> None:

@@ -163,7 +163,7 @@ class S3Store:
         size = path.stat().st_size
         cfg = TransferConfig(
             multipart_threshold=self.settings.part_size,
-            multipart_chunksize=part_size_for(size, self.settings.part_size),
+            multipart_chunksize=part_size_for(size, self.settings.part_size, self.settings.concurrency),
             max_concurrency=self.settings.concurrency,
             use_threads=True,
         )
@@ -230,9 +230,11 @@ class S3Store:
         return url
 
 
-def part_size_for(size: int, wanted: int) -> int:
-    """S3 allows at most 10,000 parts: grow the part size for very large files."""
-    part = max(wanted, 5 * MiB)
+def part_size_for(size: int, wanted: int, concurrency: int = 8) -> int:
+    """Parts small enough that every thread has one (a 256 MiB tar is not 4 parts for 8 threads), at most
+    ``wanted``, at least 8 MiB (S3: >= 5 MiB), and few enough for S3's 10,000-part limit."""
+    even = -(-size // max(concurrency, 1))  # ceil
+    part = min(max(wanted, 5 * MiB), max(8 * MiB, -(-even // MiB) * MiB))
     while size / part > 10_000:
         part *= 2
     return part

@@ -1,0 +1,271 @@
+"""Publish and build figures, side by side in one run, printed as a Markdown table.
+
+- S3 upload of the same 1 GiB tar to the same local S3 server (Swift): hpcci (sha256 + boto3 TransferManager, as
+  `hpcci publish` does) against `aws s3 cp`, and the disk copy ceiling (`cp` of the same file).
+- Peak RSS of `hpcci publish --to s3` of a large image (docker save + upload), and of the upload alone.
+- A no-change rebuild of the fibonacci example against its first (--no-cache) build, per builder.
+
+Usage (local stack up):  .venv/bin/python benchmarks/bench_s3.py [--size-mib 1024] [--large-mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+RUN = uuid.uuid4().hex[:8]
+
+
+def stack_env() -> None:
+    """The local stack's endpoints and credentials, unless the caller already exported them."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return
+    out = subprocess.run(
+        [str(REPO / "scripts" / "local-stack"), "env"], capture_output=True, text=True, check=True
+    )
+    for line in out.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            os.environ[name] = value
+
+
+def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run argv; return (wall seconds, peak RSS in MiB of that process tree's largest process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+        raise SystemExit(f"benchmark step failed: {shlex.join(argv)}\n{err}")
+    return elapsed, usage.ru_maxrss // 1024
+
+
+class RandomReader:
+    """Incompressible bytes for the tar payload, generated as they are read."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return os.urandom(n)
+
+
+def make_tar(path: Path, size: int) -> None:
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("payload.bin")
+        info.size = size
+        tar.addfile(info, RandomReader(size))  # type: ignore[arg-type]
+
+
+def child_upload(path: str, key: str) -> None:
+    """What publish does with a tar on disk: sha256, multipart upload with metadata, check."""
+    import io
+
+    from hpcci.backends.engine import hash_file
+    from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.log import Log
+
+    _, digest = hash_file(Path(path))
+    store = S3Store(S3Settings(bucket=os.environ.get("HPCCI_S3_BUCKET", "hpcci"), path_style=True))
+    store.upload_file(Path(path), key, metadata={"sha256": digest}, log=Log(io.StringIO(), github=False))
+
+
+def s3_rows(workdir: Path, size_mib: int, runs: int) -> list[str]:
+    tar = workdir / "bench.tar"
+    make_tar(tar, size_mib * MiB)
+    size = tar.stat().st_size / MiB
+    bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
+    aws_cfg = workdir / "aws-config"
+    aws_cfg.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    aws = shutil.which("aws") or "/root/.pyenv/shims/aws"
+    aws_env = {"AWS_CONFIG_FILE": str(aws_cfg), "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    copies, awss, ours = [], [], []
+    rss_upload = 0
+    for i in range(runs):  # interleaved, so both see the same machine load
+        copy = workdir / "copy.tar"
+        t, _ = measured(["cp", str(tar), str(copy)])
+        copies.append(size / t)
+        copy.unlink()
+        t, _ = measured(
+            [
+                aws,
+                "s3",
+                "cp",
+                "--only-show-errors",
+                "--endpoint-url",
+                endpoint,
+                str(tar),
+                f"s3://{bucket}/bench-{RUN}/aws-{i}.tar",
+            ],
+            env=aws_env,
+        )
+        awss.append(size / t)
+        t, rss = measured(
+            [sys.executable, __file__, "--child-upload", str(tar), f"bench-{RUN}/hpcci-{i}.tar"]
+        )
+        ours.append(size / t)
+        rss_upload = max(rss_upload, rss)
+    tar.unlink()
+    c, a, o = statistics.median(copies), statistics.median(awss), statistics.median(ours)
+    return [
+        f"| S3 upload, {size:.0f} MiB tar (median of {runs}) | {o:.0f} MiB/s (sha256 + upload) | "
+        f"`aws s3 cp` {a:.0f} MiB/s | **{o / a:.2f}x** awscli |",
+        f"| disk copy ceiling (`cp`, same tar) | {o:.0f} MiB/s | `cp` {c:.0f} MiB/s | {o / c:.2f}x of the ceiling |",
+        f"| peak RSS, upload of the {size:.0f} MiB tar | {rss_upload} MiB | target < 300 MiB | |",
+    ]
+
+
+def large_publish_row(workdir: Path, size_mib: int) -> list[str]:
+    """Build an image with a large incompressible layer (docker builder), then measure `hpcci publish --to s3`."""
+    ctx = workdir / "large"
+    ctx.mkdir()
+    with open(ctx / "blob.bin", "wb") as f:
+        reader = RandomReader(size_mib * MiB)
+        while chunk := reader.read(8 * MiB):
+            f.write(chunk)
+    base = os.environ.get("HPCCI_BASE_IMAGE", "127.0.0.1:5000/hpcci/base:bookworm")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY blob.bin /blob.bin\n")
+    config = {
+        "image": {
+            "name": f"127.0.0.1:5000/hpcci-bench/large-{RUN}",
+            "context": str(ctx),
+            "platforms": ["linux/amd64"],
+        },
+        "publish": {
+            "registry": {
+                "url": "127.0.0.1:5000",
+                "username": {"env": "HPCCI_REGISTRY_USERNAME"},
+                "password": {"env": "HPCCI_REGISTRY_PASSWORD"},
+                "insecure": True,
+            },
+            "s3": {
+                "bucket": os.environ.get("HPCCI_S3_BUCKET", "hpcci"),
+                "prefix": f"bench-{RUN}",
+                "path_style": True,
+            },
+        },
+    }
+    (workdir / "hpcci.yaml").write_text(json.dumps(config))
+    common = ["-c", str(workdir / "hpcci.yaml"), "--records", str(workdir / "rec")]
+    measured([str(BIN / "hpcci"), "build", *common, "--builder", "docker", "--ref", "refs/heads/bench"])
+    (ctx / "blob.bin").unlink()
+    t, rss = measured([str(BIN / "hpcci"), "publish", *common, "--to", "s3"])
+    record = json.loads((workdir / "rec" / "publish.json").read_text())
+    size = record["s3"][0]["size"] / MiB
+    subprocess.run(
+        ["docker", "rmi", "-f", f"127.0.0.1:5000/hpcci-bench/large-{RUN}:bench-amd64"], capture_output=True
+    )
+    return [f"| peak RSS, `hpcci publish --to s3` of a {size:.0f} MiB image (docker save + upload) | {rss} MiB "
+            f"({t:.1f} s) | target < 300 MiB | |"]  # fmt: skip
+
+
+HEAVY_STEP = 'RUN python3 -c "print(sum(i * i for i in range(20_000_000)))" > /tmp/work\n'
+
+
+def variant(example: Path, dest: Path, extra: str) -> Path:
+    """A copy of the example whose cache is cold: an ENV with this run's id right after FROM."""
+    shutil.copytree(example, dest)
+    lines = (example / "Dockerfile").read_text().splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if ln.upper().startswith("FROM")) + 1
+    lines.insert(at, f"ENV HPCCI_BENCH_RUN={RUN}-{dest.name}\n")
+    (dest / "Dockerfile").write_text("".join(lines) + extra)
+    return dest
+
+
+def rebuild_rows(workdir: Path) -> list[str]:
+    """A first build with a cold layer cache against a no-change rebuild, for the example as it is and with a
+    CPU-bound RUN step (what real images have: compiling, installing) that runs under QEMU for arm64."""
+    rows = []
+    example = REPO / "examples" / "fibonacci"
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    for label, extra in (("fibonacci", ""), ("fibonacci + CPU-bound RUN", HEAVY_STEP)):
+        for builder in ("docker", "buildah"):
+            if builder == "buildah" and not shutil.which("buildah"):
+                continue
+            folder = variant(example, workdir / f"{builder}-{len(extra)}", extra)
+            argv = [
+                str(BIN / "hpcci"),
+                "build",
+                "-c",
+                str(folder / "hpcci.yaml"),
+                "--records",
+                str(workdir / "rec"),
+            ]
+            argv += ["--builder", builder, "--ref", "refs/heads/bench", "--sha", sha]
+            first, _ = measured(argv)
+            again, _ = measured(argv)
+            rows.append(
+                f"| no-change rebuild, {label}, amd64+arm64 ({builder}) | {again:.1f} s | first build, cold cache "
+                f"{first:.1f} s | **{100 * again / first:.0f}%** of the first |"
+            )
+    return rows
+
+
+def cleanup_s3() -> None:
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+    bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"bench-{RUN}/"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mib", type=int, default=1024)
+    p.add_argument(
+        "--large-mib", type=int, default=1024, help="layer size of the image for the RSS figure (0: skip)"
+    )
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--child-upload", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    stack_env()
+    if args.child_upload:
+        child_upload(*args.child_upload)
+        return
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory(
+        prefix="hpcci-bench-", dir=os.environ.get("HPCCI_TMPDIR", "/var/tmp")
+    ) as d:
+        try:
+            rows += s3_rows(Path(d), args.size_mib, args.runs)
+            if args.large_mib:
+                rows += large_publish_row(Path(d), args.large_mib)
+            if not args.skip_build:
+                rows += rebuild_rows(Path(d))
+        finally:
+            cleanup_s3()
+    print("| what | hpcci | baseline | ratio |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
