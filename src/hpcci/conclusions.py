@@ -146,8 +146,15 @@ TABLE_HEADER = (
 )
 
 
+def label(t: TestResult) -> str:
+    """The verdict as the table shows it (a job stuck on a config problem reads 'action required')."""
+    if test_conclusion(t) == "action_required":
+        return VERDICT_LABEL["action_required"]
+    return VERDICT_LABEL.get(t.verdict, t.verdict)
+
+
 def table_row(t: TestResult) -> str:
-    verdict = VERDICT_LABEL.get(t.verdict, t.verdict)
+    verdict = label(t)
     exit_code = "-" if t.exit_code is None else str(t.exit_code)
     cells = [t.test, t.platform, t.job_id, t.state, exit_code, elapsed(t.elapsed_s), verdict]
     return "| " + " | ".join(cell(c) for c in cells) + " |"
@@ -241,29 +248,22 @@ def text(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str | None:
     bad = failing(cr)
     if not bad:
         return None
-    blocks = []
-    for t in bad:
-        job = f"job {t.job_id}, " if t.job_id else ""
-        out = tail_lines(t.output_tail) if t.output_tail.strip() else "(no output)"
-        blocks.append(f"### {t.test} ({job}{t.state})\n\n{t.reason}\n\n{fence(out)}")
-    budget = max(2000, limit // max(1, len(blocks)))
-    shown = [b if len(b) <= budget else _cut_block(b, budget) for b in blocks]
-    return fit_lines(
-        "", shown, "", limit, "… output of {n} more failing tests left out (see the job log)."
-    ).lstrip("\n")
+    budget = max(2000, limit // len(bad))  # every failing test gets its share before any is left out
+    blocks = [_block(t, budget) for t in bad]
+    more = "… output of {n} more failing tests left out (see the job log)."
+    return fit_lines("", blocks, "", limit, more).lstrip("\n")
 
 
-def _cut_block(block: str, budget: int) -> str:
-    """Keep the heading and the END of the output (the last lines matter most)."""
-    head, _, rest = block.partition("\n\n")
-    reason, _, fenced = rest.partition("\n\n")
-    first_nl = fenced.find("\n")
-    opening, body = fenced[:first_nl], fenced[first_nl + 1 :]
-    closing = opening.removesuffix("text")
-    body = body[: -len(closing)].rstrip("\n")
-    room = max(0, budget - len(head) - len(reason[:500]) - len(opening) - len(closing) - 60)
-    kept = body[-room:] if room else ""
-    return f"{head}\n\n{reason[:500]}\n\n{opening}\n… (earlier output cut)\n{kept}\n{closing}"
+def _block(t: TestResult, budget: int) -> str:
+    """One failing test: heading, reason, and the END of its output (the last lines matter most)."""
+    job = f"job {t.job_id}, " if t.job_id else ""
+    heading = f"### {t.test} ({job}{t.state})"
+    reason = t.reason if len(t.reason) <= 1000 else t.reason[:1000] + "…"
+    out = tail_lines(t.output_tail) if t.output_tail.strip() else "(no output)"
+    room = budget - len(heading) - len(reason) - 80
+    if len(out) > room:
+        out = "… (earlier output cut)\n" + out[-max(0, room) :]
+    return f"{heading}\n\n{reason}\n\n{fence(out)}\n"
 
 
 # -- annotations ----------------------------------------------------------------------------------------------------
@@ -284,14 +284,14 @@ def annotations_for(cr: ClusterResult, *, default_file: str | None = None) -> li
         if not path or not t.source_line:
             continue
         level = "failure" if test_conclusion(t) in ("failure", "timed_out") else "warning"
-        label = VERDICT_LABEL.get(t.verdict, t.verdict).split(" ", 1)[-1]
+        words = label(t).split(" ", 1)[-1]
         a: dict[str, Any] = {
             "path": path,
             "start_line": t.source_line,
             "end_line": t.source_line,
             "annotation_level": level,
-            "title": f"{t.test} on {cr.cluster}: {label} ({t.state})"[:MAX_TITLE_CHARS],
-            "message": _cap_bytes(t.reason or label, MAX_ANNOTATION_BYTES),
+            "title": f"{t.test} on {cr.cluster}: {words} ({t.state})"[:MAX_TITLE_CHARS],
+            "message": _cap_bytes(t.reason or words, MAX_ANNOTATION_BYTES),
         }
         if t.output_tail.strip():
             a["raw_details"] = _cap_bytes(tail_lines(t.output_tail, 200), MAX_ANNOTATION_BYTES)

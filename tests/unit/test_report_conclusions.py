@@ -93,6 +93,11 @@ def test_stuck_pending_on_invalid_account_requires_action() -> None:
     assert "fix scheduler.account" in c.reason
 
 
+def test_a_job_stuck_on_the_config_reads_action_required_in_the_table() -> None:
+    stuck = result("gpu", "cancelled", "CANCELLED", None, reason="the job can never start: fix scheduler.account")
+    assert "| gpu | linux/amd64 | 4242 | CANCELLED | - | 12s | 🔧 action required |" in C.summary(cluster(stuck))
+
+
 def test_action_required_verdict_maps_to_action_required() -> None:
     assert (
         C.conclude(cluster(result("a", "action_required", "PENDING", None))).conclusion == "action_required"
