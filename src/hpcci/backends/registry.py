@@ -76,8 +76,10 @@ class PushResult:
     digest: str  # the list's digest
     platforms: dict[str, str]  # platform -> manifest digest
     refs: list[str]
-    changed: list[str] = field(default_factory=list)  # what was written (tags, platform images)
-    unchanged: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # tags the list was written to
+    unchanged: list[str] = field(default_factory=list)  # tags already pointing at it
+    pushed_images: list[str] = field(default_factory=list)  # platform images pushed
+    kept_images: list[str] = field(default_factory=list)  # platform images already there
 
 
 def manifest_list(entries: list[tuple[str, ManifestInfo]]) -> tuple[bytes, str]:
@@ -247,9 +249,21 @@ class ImagePusher(Protocol):
     def push(self, local_ref: str, dest_ref: str, auth: RegistryAuth | None) -> str:
         """Push one platform image; return its manifest digest in the registry."""
 
+    def pushed_digests(self, local_ref: str, dest_name: str) -> list[str]:
+        """Digests under which this image was already pushed to ``dest_name`` (may be empty)."""
+
 
 class DockerPusher:
     """Images in the Docker engine (docker, buildx builders), pushed with the SDK."""
+
+    def pushed_digests(self, local_ref: str, dest_name: str) -> list[str]:
+        from docker.errors import DockerException
+
+        try:
+            repo_digests = docker_client().api.inspect_image(local_ref).get("RepoDigests") or []
+        except DockerException:
+            return []
+        return [d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == dest_name]
 
     def push(self, local_ref: str, dest_ref: str, auth: RegistryAuth | None) -> str:
         from docker.errors import APIError, DockerException
@@ -289,6 +303,9 @@ class BuildahPusher:
 
     def __init__(self, insecure: bool = False) -> None:
         self.insecure = insecure
+
+    def pushed_digests(self, local_ref: str, dest_name: str) -> list[str]:
+        return []  # containers-storage keeps no record of pushes; `buildah push` skips existing blobs itself
 
     def push(self, local_ref: str, dest_ref: str, auth: RegistryAuth | None) -> str:
         import tempfile
@@ -344,7 +361,12 @@ def publish(
         entries: list[tuple[str, ManifestInfo]] = []
         for platform, local_ref in images:
             ptag = platform_tag(tags[0], platform)
-            digest = pusher.push(local_ref, dest.ref(ptag), auth)
+            digest = _already_pushed(client, pusher, local_ref, dest, ptag)
+            if digest:
+                result.kept_images.append(dest.ref(ptag))
+            else:
+                digest = pusher.push(local_ref, dest.ref(ptag), auth)
+                result.pushed_images.append(dest.ref(ptag))
             info = client.head(digest)
             if info is None:
                 raise RegistryError(f"pushed {dest.ref(ptag)} but the registry does not have {digest}")
@@ -362,6 +384,16 @@ def publish(
             client.put(tag, body, media)
             result.changed.append(tag)
         return result
+
+
+def _already_pushed(
+    client: RegistryClient, pusher: ImagePusher, local_ref: str, dest: Destination, ptag: str
+) -> str | None:
+    """The digest when the platform tag already points at this very image (nothing to push)."""
+    current = client.head(ptag)
+    if current is None:
+        return None
+    return current.digest if current.digest in pusher.pushed_digests(local_ref, dest.name) else None
 
 
 def _check_pushed_arch(client: RegistryClient, platform: str, digest: str, dest: Destination) -> None:

@@ -50,6 +50,8 @@ def publish_registry(
     images = [(p.platform, p.ref) for p in build.platforms]
     with log.step(f"push {dest.name} ({', '.join(build.tags)})"):
         result = publish(dest, auth, images, build.tags, pusher, platform_tag=platform_tag, log=log)
+        if result.kept_images:
+            log.info(f"already in the registry, not pushed again: {', '.join(result.kept_images)}")
         if result.changed:
             log.info(f"manifest list {result.digest} written to: {', '.join(result.changed)}")
         if result.unchanged:
