@@ -196,3 +196,25 @@ def test_publishing_one_target_keeps_the_other_from_an_earlier_run() -> None:
     assert merged.registry == reg and merged.s3 == objects()
     other = PublishRecord(image="i", tags=["2"], s3=objects())
     assert merge(old, other).registry is None
+
+
+def test_plan_sections_show_tags_commands_targets_and_keys() -> None:
+    from pathlib import Path
+
+    from hpcci.commands import build, common, publish
+    from hpcci.config import load_pipeline
+    from hpcci.context import GitEvent
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fibonacci"
+    event = GitEvent(
+        ref="refs/tags/v1.2.3", sha="860c1904a1ce19322e91ac35af1ab07466440c37", repository="o/fib"
+    )
+    ctx = common.PlanContext(load_pipeline(example / "hpcci.yaml"), {}, event, example, Path(".hpcci"))
+    text = build.plan_section(ctx)
+    assert "tags: 1.2.3, 1.2, 1, sha-860c190, latest" in text
+    assert "buildah build --platform linux/arm64 --format docker" in text
+    assert "docker build --platform linux/amd64 --pull" in text
+    text = publish.plan_section(ctx)
+    assert "manifest list: 127.0.0.1:5000/octo-org/fibonacci:latest" in text
+    assert "s3://hpcci/images/octo-org/fibonacci/<image id>/linux-arm64.tar" in text
+    assert "index: s3://hpcci/images/octo-org/fibonacci/index.json" in text
