@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_build import RUN_ID, SHA, builder_works, hpcci, write_pipeline
+from test_build import RUN_ID, SHA, builder_works, hpcci, missing_builder, write_pipeline
 
 from hpcci import records
 from hpcci.process import run
@@ -52,7 +52,7 @@ def published(
     name = str(request.param)
     why = builder_works(name)
     if why:
-        pytest.skip(f"builder {name} cannot run here: {why}")
+        missing_builder(name, why)
     if name not in _published:
         folder = tmp_path_factory.mktemp(f"publish-{name}")
         config = write_pipeline(folder, name=f"127.0.0.1:5000/hpcci-test/s3-{name}-{RUN_ID}", builder=name)
