@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,12 @@ class ActRun:
 class UserRepo:
     """A user's repository: examples/fibonacci as the root of a git repository with a GitHub remote."""
 
-    def __init__(self, path: Path, stack: dict[str, str], kit: Path) -> None:
+    def __init__(self, path: Path, stack: Callable[[], dict[str, str]], kit: Path) -> None:
         self.path = path
-        self.stack = stack
+        self._stack = stack
+        self.stack = stack()
         self.kit = kit
-        self.repository = stack.get("GITHUB_REPOSITORY", "octo-org/fibonacci")
+        self.repository = self.stack.get("GITHUB_REPOSITORY", "octo-org/fibonacci")
 
     def git(self, *args: str) -> str:
         env = {
@@ -100,6 +102,8 @@ class UserRepo:
         file.write_text(text.replace(old, new, 1), encoding="utf-8")
 
     def act(self, event_name: str, payload: dict[str, Any]) -> ActRun:
+        # Read the stack's exports now: a restarted GitHub stand-in has a new token.
+        self.stack = self._stack()
         work = self.path.parent
         event = work / f"{event_name}.json"
         event.write_text(json.dumps(payload), encoding="utf-8")
@@ -157,7 +161,7 @@ def _clean_env_argv(argv: list[str]) -> list[str]:
     return ["env", "-i", f"PATH={path}", "ACT_DISABLE_VERSION_CHECK=1", *keep, *argv]
 
 
-def make_user_repo(path: Path, stack: dict[str, str], kit: Path) -> UserRepo:
+def make_user_repo(path: Path, stack: Callable[[], dict[str, str]], kit: Path) -> UserRepo:
     """examples/fibonacci copied to ``path`` as a git repository on main, one commit, origin on GitHub."""
     shutil.copytree(EXAMPLE, path, symlinks=False)
     _make_self_contained(path)
@@ -175,4 +179,4 @@ def _make_self_contained(path: Path) -> None:
     m = re.search(r"^[ \t]*cluster_configs:[ \t]*(\S+)[ \t]*$", text, re.MULTILINE)
     if m and (path / m.group(1)).resolve() != (path / "cluster-configs").resolve():
         shutil.copytree((EXAMPLE / m.group(1)).resolve(), path / "cluster-configs")
-        config.write_text(text[: m.start()] + "\n" + text[m.end() :], encoding="utf-8")
+        config.write_text(text[: m.start()] + text[m.end() :], encoding="utf-8")  # keeps line numbers

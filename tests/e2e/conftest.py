@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from act_harness import REPO, UserRepo, make_user_repo
 
+from hpcci.process import run
+
 SERVICES = ("docker", "registry", "s3", "cluster", "github")
 
 
@@ -79,4 +81,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_repo(stack: dict[str, str], kit: Path, tmp_path: Path) -> Callable[[], UserRepo]:
     """Makes the user's repository (examples/fibonacci) in a fresh temporary folder."""
-    return lambda: make_user_repo(tmp_path / "fibonacci", stack, kit)
+
+    def stack_now() -> dict[str, str]:
+        done = run([str(REPO / "scripts" / "local-stack"), "env"], timeout=60, echo=False)
+        env: dict[str, str] = _stack.parse_env(done.stdout)
+        return env
+
+    return lambda: make_user_repo(tmp_path / "fibonacci", stack_now, kit)

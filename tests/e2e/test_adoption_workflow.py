@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from act_harness import ActRun, UserRepo
 
+from hpcci.config import load_pipeline
+
 PLATFORMS = {"linux/amd64", "linux/arm64"}
 MANIFEST_LISTS = ", ".join(
     [
@@ -117,7 +119,8 @@ def test_tag_push_deploys_to_the_cluster_and_completes_a_successful_check_run(
     runs = repo.check_runs(sha)
     assert runs and all(r["status"] == "completed" for r in runs), runs
     assert set(completed(runs).values()) == {"success"}, runs
-    assert any("local" in name for name in completed(runs)), f"no check run for the local cluster: {runs}"
+    (local,) = [r for r in runs if "local" in r["name"]]
+    assert "fib" in local["output"]["summary"], local["output"]
 
 
 def test_pull_request_puts_the_checks_on_the_head_commit(make_repo: Callable[[], UserRepo]) -> None:
@@ -165,5 +168,10 @@ def test_failing_smoke_test_fails_the_workflow_and_the_check_run(make_repo: Call
     assert not result.ok, "the workflow passed although the smoke test's expected output is wrong"
     runs = repo.check_runs(sha)
     assert runs and all(r["status"] == "completed" for r in runs), runs
-    cluster_runs = {name: c for name, c in completed(runs).items() if "local" in name}
-    assert cluster_runs and set(cluster_runs.values()) == {"failure"}, runs
+    (local,) = [r for r in runs if "local" in r["name"]]
+    assert local["conclusion"] == "failure", local
+    assert "^56$" in local["output"]["summary"], local["output"]
+    fib_line = load_pipeline(repo.path / "hpcci.yaml").test_line(0)
+    assert [(a["path"], a["start_line"], a["annotation_level"]) for a in local["annotations"]] == [
+        ("hpcci.yaml", fib_line, "failure")
+    ], "the failure is annotated on the smoke test's line in hpcci.yaml"
