@@ -251,3 +251,11 @@ def test_cluster_failures_are_infra_not_the_softwares_fault(state: str) -> None:
 def test_an_invalid_expected_pattern_is_an_error_not_a_crash() -> None:
     test = SmokeTest.model_validate({"name": "t", "command": "true", "expect": {"output": "(unclosed"}})
     assert judge(test, st("1", slurm.COMPLETED, exit_code=0), "x").verdict == "error"
+
+
+def test_the_interval_starts_over_when_a_job_changes_state() -> None:
+    running: dict[str, JobState] | Exception = {"1": st("1", slurm.RUNNING)}
+    pending: dict[str, JobState] | Exception = {"1": st("1", slurm.PENDING)}
+    script = Script([pending, pending, pending, running, running, {"1": st("1", slurm.COMPLETED)}])
+    _, clock = run(script, ["1"])
+    assert clock.sleeps == [1, 1.5, 2.25, 1, 1.5]

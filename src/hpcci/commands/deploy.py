@@ -70,31 +70,18 @@ def image_sources(
                 f"--image-tar {path}: no such file; make one with `docker save IMAGE -o FILE.tar`"
             )
         digest, platform = docker_archive_info(path)
-        log.info(f"image tar {path}: {platform} {digest}; hashing it")
-        sha = file_sha256(path)
+        log.info(f"image tar {path}: {platform} {digest}")
         from dataclasses import replace
 
-        local = ImageSource(platform, digest, tar_sha256=sha, size=path.stat().st_size, local_tar=str(path))
+        local = ImageSource(platform, digest, size=path.stat().st_size, local_tar=str(path))
         have = sources.get(platform)
-        sources[platform] = (
-            replace(have, local_tar=str(path), tar_sha256=have.tar_sha256 or sha) if have else local
-        )
+        sources[platform] = replace(have, local_tar=str(path)) if have else local
     image = image or pipe_image
     if not sources:
         raise UsageError(
             f"nothing to deploy: no {publish_path} (run `hpcci publish`) and no --image-tar FILE (from `docker save`)"
         )
     return image, sources
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_id_default() -> str:
@@ -311,7 +298,9 @@ def _outcome(
         platform=platform,
         staging=first.staging if first else "",
         tar_path=first.tar if first and first.staging != "registry" else None,
-        tar_sha256=source.tar_sha256 if source else None,
+        tar_sha256=next(
+            (s.tar_sha256 for s in any_staged if s.tar_sha256), source.tar_sha256 if source else None
+        ),
         sif_path=first.image if first else "",
         image_digest=source.digest if source else "",
         cache_hit=bool(any_staged) and all(s.cache_hit for s in any_staged),

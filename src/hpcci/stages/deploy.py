@@ -12,6 +12,7 @@ re-deploy of an unchanged image transfers and converts nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import tarfile
@@ -431,6 +432,14 @@ def parse_sha256sum(stdout: str) -> str | None:
     return m.group(1) if m else None
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # -- running it ----------------------------------------------------------------------------------------------------
 
 Presign = Callable[[S3Object, str | None], str]  # (object, endpoint as the cluster reaches it) -> URL
@@ -441,6 +450,7 @@ class Staged:
     """What happened to one platform's image on one cluster."""
 
     plan: ImagePlan
+    tar_sha256: str | None = None
     cache_hit: bool = False
     transferred: bool = False
     convert_job: str | None = None
@@ -509,7 +519,7 @@ class Deployer:
             return staged
         t0 = time.monotonic()
         if image.staging != "registry":
-            staged.transferred = self._stage_tar(image)
+            staged.transferred = self._stage_tar(image, staged)
         staged.seconds["stage"] = time.monotonic() - t0
         self._check_stop()
         t0 = time.monotonic()
@@ -524,9 +534,12 @@ class Deployer:
         done = self.remote.run(["sha256sum", "--", path], timeout=timeout)
         return parse_sha256sum(done.stdout) if done.ok else None
 
-    def _stage_tar(self, image: ImagePlan) -> bool:
+    def _stage_tar(self, image: ImagePlan, staged: Staged) -> bool:
         """Put the tar at image.tar via a temporary name and a sha256 check. False when it was already there."""
         want = image.source.tar_sha256
+        if not want and image.source.local_tar:
+            want = file_sha256(Path(image.source.local_tar))  # only now: a cache hit never reads the tar
+        staged.tar_sha256 = want
         if want and self._sha256(image.tar) == want:
             self.info(f"tar already staged at {image.tar} (sha256 matches)")
             return False

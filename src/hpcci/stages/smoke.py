@@ -2,7 +2,8 @@
 
 Following polls every job of a deploy with ONE squeue call per round (then one sacct call for the jobs that
 left the queue, for their exit codes), at an interval that starts short and backs off with jitter, tolerating a
-few failed calls (sacct is briefly unavailable after a slurmctld restart). A deadline or a stop request
+few failed calls (sacct is briefly unavailable after a slurmctld restart); the interval starts over whenever a
+job changes state (a job that just started may end soon). A deadline or a stop request
 (SIGTERM/SIGINT) cancels what is still queued or running, and the result says so. A job stuck PENDING for a
 reason that never clears (an invalid account) is cancelled at once.
 
@@ -158,10 +159,12 @@ def follow(
             info(f"poll failed ({e}); tolerated {failures}/{poll.max_failures}, retrying")
             seen = {}
         hopeless: list[str] = []
+        changed = False
         for j in list(active):
             st = seen.get(j)
             if st is None:
                 continue
+            changed = changed or st.state != out.states[j].state
             if st.state == slurm.UNKNOWN:
                 unknown[j] = unknown.get(j, 0) + 1
                 if unknown[j] < unknown_rounds:
@@ -178,6 +181,8 @@ def follow(
                 active.remove(j)
         if not active:
             break
+        if changed:
+            interval = poll.initial  # a job just started (or moved): its end may be near, look again soon
         pause, interval = backoff(interval, poll, rand)
         wait(max(0.0, min(pause, deadline - clock())))
     return out
