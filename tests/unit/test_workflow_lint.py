@@ -218,3 +218,22 @@ def test_ci_runs_the_projects_test_script() -> None:
     doc = load(REPO / ".github" / "workflows" / "ci.yml")
     scripts = " ".join(str(s.get("run", "")) for job in doc["jobs"].values() for s in job["steps"])
     assert ".ci/run" in scripts
+
+
+README = REPO / "README.md"
+ADOPTION = REPO / "examples" / "fibonacci" / ".github" / "workflows" / "hpcci.yml"
+_README_HAS_WORKFLOW = "## The workflow" in README.read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(
+    not _README_HAS_WORKFLOW, reason="README has no '## The workflow' section yet", strict=True
+)
+def test_readme_quotes_the_adoption_workflow_verbatim() -> None:
+    """The README's snippet is the file the end-to-end tests run, byte for byte."""
+    readme = README.read_text(encoding="utf-8")
+    section = readme[readme.index("## The workflow") :]
+    blocks = re.findall(r"```ya?ml\n(.*?)```", section, re.DOTALL)
+    assert blocks, "README: the workflow section has no ```yaml block"
+    assert blocks[0] == ADOPTION.read_text(encoding="utf-8"), (
+        f"README's workflow differs from {rel(ADOPTION)}"
+    )
