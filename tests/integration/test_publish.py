@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import signal
+import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,3 +226,120 @@ def test_interrupted_upload_leaves_nothing_under_the_final_key(
     assert store.head(key) is None
     uploads = store.client.list_multipart_uploads(Bucket="hpcci", Prefix=key).get("Uploads", [])
     assert uploads == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnProxy:
+    """A second Swift proxy of our own on the stack's storage servers, so this test may stop and start it."""
+
+    def __init__(self, stack_dir: Path, tmp: Path) -> None:
+        self.port = _free_port()
+        conf = (stack_dir / "s3" / "etc" / "proxy-server.conf").read_text()
+        conf = re.sub(r"(?m)^bind_port = \d+$", f"bind_port = {self.port}", conf)
+        conf = re.sub(r"(?m)^bind_ip = .*$", "bind_ip = 127.0.0.1", conf)
+        self.conf = tmp / "proxy-server.conf"
+        self.conf.write_text(conf)
+        self.exe = stack_dir / "s3" / "venv" / "bin" / "swift-proxy-server"
+        self.log = tmp / "proxy.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.exe), str(self.conf)], stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthcheck", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"own swift proxy did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+
+def test_s3_proxy_restart_mid_upload_is_retried_or_leaves_nothing(
+    require: Callable[..., None], stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The S3 endpoint dies at about a third of a multipart upload and comes back 2 s later."""
+    require("s3")
+    import io
+    import threading
+
+    from hpcci.backends import objectstore
+    from hpcci.errors import HpcciError
+    from hpcci.log import Log
+
+    proxy = OwnProxy(Path(stack_env.get("HPCCI_STACK_DIR", "/var/lib/hpcci-stack")), tmp_path)
+    proxy.start()
+    try:
+        src = tmp_path / "big.tar"
+        with open(src, "wb") as f:
+            for _ in range(12):
+                f.write(os.urandom(8 * objectstore.MiB))
+        expected = hashlib.sha256(src.read_bytes()).hexdigest()
+        key = f"hpcci-test-{RUN_ID}/restart/linux-amd64.tar"
+        store = objectstore.S3Store(
+            objectstore.S3Settings(
+                bucket="hpcci",
+                endpoint_url=proxy.url,
+                path_style=True,
+                part_size=8 * objectstore.MiB,
+                concurrency=2,
+            )
+        )
+        cut = threading.Event()
+
+        def restart() -> None:
+            proxy.stop()
+            time.sleep(2)
+            proxy.start()
+
+        original = objectstore.Progress.__call__
+
+        def watch(self: objectstore.Progress, n: int) -> None:
+            original(self, n)
+            if self.done > 32 * objectstore.MiB and not cut.is_set():
+                cut.set()
+                threading.Thread(target=restart, daemon=True).start()
+
+        objectstore.Progress.__call__ = watch  # type: ignore[method-assign]
+        try:
+            try:
+                store.upload_file(
+                    src, key, metadata={"sha256": expected}, log=Log(io.StringIO(), github=False)
+                )
+                failed = None
+            except HpcciError as e:
+                failed = e
+        finally:
+            objectstore.Progress.__call__ = original  # type: ignore[method-assign]
+        assert cut.is_set()
+        print(f"upload through the restart: {'retried and completed' if failed is None else failed}")
+        info = store.head(key) if proxy.proc else None
+        if failed is None:  # retried through the restart: the object is whole
+            body = store.client.get_object(Bucket="hpcci", Key=key)["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == expected
+            assert info is not None and info.sha256 == expected
+        else:  # a clean failure: nothing under the final key
+            assert info is None, f"partial object after: {failed}"
+    finally:
+        proxy.stop()
