@@ -98,7 +98,7 @@ class Project:
 
 
 def make_project(root: Path, tests: list[dict[str, Any]], *, cluster: dict[str, Any] | None = None,
-                 deadline: str = "00:10:00") -> Project:  # fmt: skip
+                 deadline: str = "00:10:00", registry: dict[str, Any] | None = None) -> Project:  # fmt: skip
     (root / "cluster-configs").mkdir(parents=True, exist_ok=True)
     (root / "cluster-configs" / "local.yaml").write_text(yaml.safe_dump(cluster or cluster_config()))
     pipeline = {
@@ -108,6 +108,8 @@ def make_project(root: Path, tests: list[dict[str, Any]], *, cluster: dict[str, 
         "deploy": {"clusters": ["local"], "cluster_configs": "cluster-configs", "deadline": deadline},
         "tests": tests,
     }  # fmt: skip
+    if registry:
+        pipeline["publish"]["registry"] = registry
     (root / "hpcci.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     return Project(root)
 

@@ -426,3 +426,49 @@ def test_a_failing_conversion_job_shows_its_output_and_the_tests_do_not_run(
     assert "the conversion job" in err and "did not succeed" in err
     t = proj.tests()["fib"]
     assert t["verdict"] == "error" and t["reason"].startswith("not run:")
+
+
+# -- registry staging: the runtime pulls the image itself ---------------------------------------------------
+
+
+def test_the_runtime_pulls_from_the_registry_with_credentials_kept_off_the_command_line(
+    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("registry")
+    from deploy_support import FIB_TAG
+
+    reg = os.environ.get("HPCCI_REGISTRY", "127.0.0.1:5000")
+    user, password = os.environ["HPCCI_REGISTRY_USERNAME"], os.environ["HPCCI_REGISTRY_PASSWORD"]
+    ref = f"{reg}/h4-test/fibonacci:{unique('t')}"
+    run(["docker", "login", "--username", user, "--password-stdin", reg], input=password, timeout=60)
+    run(["docker", "tag", FIB_TAG, ref], timeout=60)
+    run(["docker", "push", ref], timeout=300)
+    repo_digest = run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60
+    ).stdout
+    digest = next(d for d in __import__("json").loads(repo_digest) if "/h4-test/" in d).split("@")[1]
+    cache = f"$SCRATCH/{unique('h4-registry-cache')}"
+    proj = project(
+        [FIB],
+        cluster=cluster_config(**{"paths.image_cache": cache}),
+        registry={"url": reg, "username": {"env": "HPCCI_REGISTRY_USERNAME"},
+                  "password": {"env": "HPCCI_REGISTRY_PASSWORD"}, "insecure": True},
+    )  # fmt: skip
+    rec.write(
+        rec.PublishRecord(
+            image=ref.rsplit(":", 1)[0], tags=["t"],
+            registry=rec.RegistryPublication(refs=[ref], digest=digest, platforms={"linux/amd64": digest}),
+        ),
+        proj.records / "publish.json",
+    )  # fmt: skip
+    try:
+        done = hpcci(proj, "deploy")
+    finally:
+        remote = login()
+        remote.run(["bash", "-c", f'rm -rf -- "$SCRATCH/{cache.split("/", 1)[1]}"'], timeout=60)
+        remote.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert proj.deploy_record()["clusters"][0]["staging"] == "registry"
+    assert f"docker://{ref.rsplit(':', 1)[0]}@{digest}" in done.stderr
+    assert password not in done.stderr
+    assert proj.tests()["fib"]["verdict"] == "pass"

@@ -435,8 +435,8 @@ class SSHRemote:
             sftp = self._sftp()
             try:
                 with sftp.open(tmp, "w") as f:
+                    f.chmod(mode)  # before any byte is written: a private file is never readable by others
                     f.write(text.encode())
-                sftp.chmod(tmp, mode)
                 sftp.posix_rename(tmp, remote)
             finally:
                 sftp.close()

@@ -74,9 +74,17 @@ class Runtime:
         """Steps that turn the docker-archive ``tar`` into the image file ``image``."""
         return [[self.executable, "build", "--force", image, f"docker-archive://{tar}"]]
 
-    def pull(self, ref: str, image: str) -> list[list[str]]:
+    def pull(self, ref: str, image: str, *, insecure: bool = False) -> list[list[str]]:
         """Steps that pull ``ref`` (a registry reference, no scheme) into the image file ``image``."""
-        return [[self.executable, "pull", "--force", image, f"docker://{ref}"]]
+        plain = ["--nohttps"] if insecure else []
+        return [[self.executable, "pull", "--force", *plain, image, f"docker://{ref}"]]
+
+    def registry_env(self, username: str, password: str) -> dict[str, str]:
+        """Environment variables that give ``pull`` the registry credentials."""
+        return {
+            f"{self.env_prefix}_DOCKER_USERNAME": username,
+            f"{self.env_prefix}_DOCKER_PASSWORD": password,
+        }
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
         out = [self.executable, "exec"]
@@ -122,9 +130,13 @@ class Charliecloud(Runtime):
             [self._tool("ch-convert"), "-i", "ch-image", "-o", "squash", name, image],
         ]
 
-    def pull(self, ref: str, image: str) -> list[list[str]]:
+    def registry_env(self, username: str, password: str) -> dict[str, str]:
+        return {"CH_IMAGE_USERNAME": username, "CH_IMAGE_PASSWORD": password}
+
+    def pull(self, ref: str, image: str, *, insecure: bool = False) -> list[list[str]]:
+        tls = ["--tls-no-verify"] if insecure else []
         return [
-            [self._tool("ch-image"), "pull", ref],
+            [self._tool("ch-image"), "pull", *tls, ref],
             [self._tool("ch-convert"), "-i", "ch-image", "-o", "squash", ref, image],
         ]
 
@@ -163,8 +175,14 @@ class Podman(Runtime):
         key = image.rsplit(":", 1)[-1]
         return [[self.executable, "load", "--quiet", "--input", tar], [self.executable, "tag", key, image]]
 
-    def pull(self, ref: str, image: str) -> list[list[str]]:
-        return [[self.executable, "pull", "--quiet", ref], [self.executable, "tag", ref, image]]
+    def registry_env(self, username: str, password: str) -> dict[str, str]:
+        return {
+            "REGISTRY_AUTH_FILE": ""
+        }  # podman: log in on the cluster (`podman login`); no env credentials
+
+    def pull(self, ref: str, image: str, *, insecure: bool = False) -> list[list[str]]:
+        tls = ["--tls-verify=false"] if insecure else []
+        return [[self.executable, "pull", "--quiet", *tls, ref], [self.executable, "tag", ref, image]]
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
         out = [self.executable, "run", "--rm", "--pull=never", "--network=none"]

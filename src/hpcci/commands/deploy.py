@@ -442,7 +442,7 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the exact remote commands and the full sbatch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.backends.remote import command_line
+    from hpcci.backends.remote import command_line, login_argv
     from hpcci.stages.deploy import (
         ARCH_PLATFORM,
         ImageSource,
@@ -506,7 +506,7 @@ def plan_section(ctx: common.PlanContext) -> str:
                 out.append(f"conversion job {image.convert_script_path} (tests depend on it: afterok):")
                 out.append(image.convert_script.rstrip("\n"))
             else:
-                out.append(f"+ {command_line(image.convert_argv)}")
+                out.append(_shown(image.convert_argv))
         for job in plan.tests:
             from hpcci.backends import scheduler as slurm
 
@@ -514,9 +514,19 @@ def plan_section(ctx: common.PlanContext) -> str:
                 f"\ntest {job.test.name} ({job.platform}, partition {job.partition}): {job.script_path}"
             )
             out.append("```bash\n" + job.script.rstrip("\n") + "\n```")
-            out.append(f"+ {command_line(['bash', '-lc', command_line(slurm.sbatch_argv(job.script_path))])}")
+            out.append(_shown(login_argv([slurm.sbatch_argv(job.script_path)], modules=cluster.modules)))
         out.append(
             "then: squeue/sacct for all jobs in one call per round, scancel at the deadline "
             f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, output tail judged against expect"
         )
     return "\n".join(out)
+
+
+def _shown(argv: list[str]) -> str:
+    """A remote command for `hpcci plan`: login-shell scripts shown line by line, everything else as one line."""
+    from hpcci.backends.remote import command_line
+
+    if argv[:2] == ["bash", "-lc"]:
+        body = "\n".join(f"    {line}" for line in argv[2].splitlines())
+        return f"+ bash -lc SCRIPT   # one argument; SCRIPT is:\n{body}"
+    return f"+ {command_line(argv)}"

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import re
+import shlex
 import tarfile
 import threading
 import time
@@ -147,6 +148,7 @@ class ImagePlan:
     convert_argv: list[str]  # login shell: module loads, conversion to the temporary name, rename
     convert_script: str | None  # sbatch script when runtime.convert_on is compute
     convert_script_path: str | None
+    registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
 
 
 @dataclass(frozen=True)
@@ -257,9 +259,18 @@ def plan_image(
     image_tmp = f"{paths.cache}/.{key}.{run_id}.part{rt.suffix}" if rt.is_file() else image
     env = rt.tmp_env(paths.tmpdir)
     mkdir = ["mkdir", "-p", "--", paths.tmpdir, f"{paths.tmpdir}/cache"]
+    creds_file = None
     if staging == "registry":
         assert source.registry_ref is not None
-        steps = [with_env(env, s) for s in rt.pull(source.registry_ref, image_tmp)]
+        reg = pipeline.publish.registry
+        steps = [
+            with_env(env, s)
+            for s in rt.pull(source.registry_ref, image_tmp, insecure=bool(reg and reg.insecure))
+        ]
+        if reg is not None and reg.username is not None and reg.password is not None:
+            # credentials reach the runtime through a private file sourced by the script, never through argv
+            creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env"
+            steps = [["set", "-a"], [".", creds_file], ["set", "+a"], ["rm", "-f", "--", creds_file], *steps]
     else:
         steps = [with_env(env, s) for s in rt.convert(tar, image_tmp)]
     finish = [["mv", "-f", "--", image_tmp, image]] if rt.is_file() else []
@@ -299,6 +310,7 @@ def plan_image(
         image_tmp=image_tmp,
         exists_argv=rt.exists(image),
         convert_argv=convert,
+        registry_creds_file=creds_file,
         convert_script=script,
         convert_script_path=script_path,
     )
@@ -523,12 +535,24 @@ class Deployer:
         staged.seconds["stage"] = time.monotonic() - t0
         self._check_stop()
         t0 = time.monotonic()
+        if image.registry_creds_file:
+            self._write_registry_creds(image.registry_creds_file)
         if self.cluster.runtime.convert_on == "compute":
             staged.convert_job = self._submit_convert(image)
         else:
             self._convert(image)
         staged.seconds["convert"] = time.monotonic() - t0
         return staged
+
+    def _write_registry_creds(self, path: str) -> None:
+        from hpcci.config import resolve_value
+
+        reg = self.pipeline.publish.registry
+        assert reg is not None and reg.username is not None and reg.password is not None
+        user = resolve_value(reg.username, "publish.registry.username").strip()
+        password = reg.password.resolve("publish.registry.password").strip()
+        env = _runtime(self.cluster).registry_env(user, password)
+        self.remote.write_text(path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()), mode=0o600)
 
     def _sha256(self, path: str, timeout: float = 900) -> str | None:
         done = self.remote.run(["sha256sum", "--", path], timeout=timeout)
