@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
+from hpcci.config import Pipeline
 from hpcci.errors import UsageError
 from hpcci.records import PublishRecord, RegistryPublication, S3Object
 from hpcci.stages.deploy import (
@@ -159,3 +160,20 @@ def test_a_file_that_is_not_a_docker_archive_says_how_to_make_one(tmp_path: Path
     (tmp_path / "x.tar").write_bytes(b"not a tar")
     with pytest.raises(UsageError, match="docker save"):
         docker_archive_info(tmp_path / "x.tar")
+
+
+def test_registry_credentials_reach_the_runtime_through_a_private_file_never_argv() -> None:
+    reg = RegistryPublication(
+        refs=["127.0.0.1:5000/org/fib:v1"], digest="sha256:00", platforms={"linux/amd64": DIGEST}
+    )
+    registry = {"url": "127.0.0.1:5000", "username": {"env": "U"}, "password": {"env": "P"}, "insecure": True}
+    pipe = Pipeline.model_validate(
+        {"image": {"name": "reg/org/fib"}, "tests": [FIB], "publish": {"registry": registry}}
+    )
+    sources = sources_from_publish(publish_record(registry=reg))
+    image = plan_cluster(pipe, local_cluster(), sources, PATHS, "r1").images["linux/amd64"]
+    creds = image.registry_creds_file
+    assert creds is not None and creds.startswith(PATHS.run_dir)
+    lines = image.convert_argv[2].splitlines()
+    assert lines[3:7] == ["set -a", f". {creds}", "set +a", f"rm -f -- {creds}"]
+    assert "apptainer pull --force --nohttps" in lines[7]
