@@ -3,6 +3,7 @@
 # reused while the kit's content is unchanged: the venv's name carries a hash of pyproject.toml, src/ and the
 # Python version. Prints nothing secret; writes `hpcci`, `python` and `version` to $GITHUB_OUTPUT.
 #   install.sh [--add-path]   --add-path: also put the venv's bin/ on PATH for later steps ($GITHUB_PATH)
+#   install.sh --key          only write `key` and `venv` to $GITHUB_OUTPUT (for actions/cache, before installing)
 #   env: HPCCI_PYTHON           interpreter for the venv (default python3; needs >= 3.10)
 #        HPCCI_INPUT_CACHE_DIR  where venvs live (the action's cache-dir input); else $HPCCI_CACHE_DIR,
 #                               else $RUNNER_TOOL_CACHE/hpcci, else ~/.cache/hpcci
@@ -25,6 +26,11 @@ key=$(
   } | sha256sum | cut -c1-16
 )
 venv="$cache/venv-$key"
+if [ "${1:-}" = "--key" ]; then
+  echo "hpcci: kit $key, venv $venv"
+  if [ -n "${GITHUB_OUTPUT:-}" ]; then printf 'key=%s\nvenv=%s\n' "$key" "$venv" >>"$GITHUB_OUTPUT"; fi
+  exit 0
+fi
 mkdir -p "$cache"
 
 # Jobs running side by side on one machine (self-hosted runners, act) share the cache: one installs, the others wait.

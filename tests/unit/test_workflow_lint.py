@@ -170,12 +170,22 @@ def test_kit_references_point_at_files_in_this_repository(path: Path) -> None:
         assert file.is_file(), f"{rel(path)}: {where} uses {uses}, but {rel(file)} does not exist"
 
 
-def test_remote_docker_actions_are_only_in_the_optional_buildx_action() -> None:
-    """act and offline runners cannot fetch remote actions, even for a skipped step: keep them behind a `uses:`."""
+OPTIONAL = {"actions/build/buildx/action.yml", "actions/setup/cache/action.yml"}  # wrap remote actions
+
+
+def test_remote_actions_are_only_behind_optional_wrapper_actions() -> None:
+    """act and offline runners fetch every remote action of a job or composite action, even for a skipped step:
+    the remote ones (docker/*, actions/cache) live in small wrapper actions that are used only under an `if:`."""
     for path in ACTIONS + WORKFLOWS:
         for where, uses in uses_of(load(path)):
-            if uses.startswith("docker/"):
-                assert rel(path) == "actions/build/buildx/action.yml", f"{rel(path)}: {where} uses {uses}"
+            if uses.startswith(f"{KIT}/") or uses.startswith("actions/checkout@"):
+                continue
+            assert rel(path) in OPTIONAL, f"{rel(path)}: {where} uses the remote action {uses} directly"
+    for path in ACTIONS:
+        for where, step in steps_of(load(path)):
+            target = step.get("uses", "").removeprefix(f"{KIT}/").partition("@")[0]
+            if f"{target}/action.yml" in OPTIONAL:
+                assert step.get("if"), f"{rel(path)}: {where} uses {target} without an `if:`"
 
 
 def test_build_action_sets_up_buildx_only_where_asked_or_on_github_hosted_runners() -> None:
