@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -472,3 +473,28 @@ def test_the_runtime_pulls_from_the_registry_with_credentials_kept_off_the_comma
     assert f"docker://{ref.rsplit(':', 1)[0]}@{digest}" in done.stderr
     assert password not in done.stderr
     assert proj.tests()["fib"]["verdict"] == "pass"
+
+
+def test_a_full_tmpdir_fails_the_conversion_and_names_the_setting(
+    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    require("s3")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs as the cluster's TMPDIR")
+    remote = login()
+    scratch = on_login(remote, ["printenv", "SCRATCH"]).stdout.strip()
+    remote.close()
+    tiny = Path(scratch) / unique("h4-tinytmp")
+    tiny.mkdir()
+    run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(tiny)], timeout=30)
+    try:
+        shutil.chown(tiny, "hpcci", "hpcci")
+        proj = project([FIB], cluster=cluster_config(**{"paths.tmpdir": str(tiny)}))
+        _write_publish(proj, _publish_to_s3(fib_tar, f"h4-tests/{unique('tiny')}.tar"))
+        done = hpcci(proj, "deploy")
+    finally:
+        run(["umount", str(tiny)], timeout=60, check=False)
+        tiny.rmdir()
+    assert done.returncode == RuntimeConvertError.exit_code
+    err = proj.cluster_error() or ""
+    assert "no space left on device" in err.lower() and f"{tiny} (paths.tmpdir)" in err

@@ -491,6 +491,7 @@ class Deployer:
         self.stop = stop or threading.Event()
         self.run_id = run_id
         self.modules = list(cluster.modules)
+        self._tmpdir = cluster.paths.tmpdir or "paths.tmpdir"
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
@@ -511,6 +512,7 @@ class Deployer:
 
     def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
         paths = resolve_paths(self.cluster, self.remote_env(), self.run_id)
+        self._tmpdir = paths.tmpdir
         return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id)
 
     # -- image --------------------------------------------------------------------------------------------------
@@ -626,7 +628,8 @@ class Deployer:
             raise RuntimeConvertError(
                 f"cluster {self.cluster.name}: {self.cluster.runtime.type} could not convert the image "
                 f"(exit code {done.returncode}): {tail(done.stdout + done.stderr)}; check the runtime modules "
-                f"({', '.join(self.cluster.runtime.modules) or 'none'}) and free space in {image.image_tmp.rsplit('/', 1)[0]}"
+                f"({', '.join(self.cluster.runtime.modules) or 'none'}) and free space in "
+                f"{self._tmpdir} (paths.tmpdir) and {image.image_tmp.rsplit('/', 1)[0]} (paths.image_cache)"
             )
 
     def _submit_convert(self, image: ImagePlan) -> str:
