@@ -498,3 +498,21 @@ def test_a_full_tmpdir_fails_the_conversion_and_names_the_setting(
     assert done.returncode == RuntimeConvertError.exit_code
     err = proj.cluster_error() or ""
     assert "no space left on device" in err.lower() and f"{tiny} (paths.tmpdir)" in err
+
+
+def test_one_failing_cluster_never_hides_the_others_results(
+    fib_tar: Path, project: Callable[..., Project], tmp_path: Path
+) -> None:
+    import yaml
+
+    (tmp_path / "known_hosts").write_text("")
+    proj = project([FIB])
+    bad = cluster_config(name="broken", **{"login.known_hosts": {"file": str(tmp_path / "known_hosts")}})
+    (proj.root / "cluster-configs" / "broken.yaml").write_text(yaml.safe_dump(bad))
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar), "--cluster", "broken", "--cluster", "local")
+    clusters = {c["cluster"]: c for c in proj.results()["clusters"]}
+    assert set(clusters) == {"broken", "local"}
+    assert clusters["local"]["error"] is None and clusters["local"]["tests"][0]["verdict"] == "pass"
+    assert "not in login.known_hosts" in clusters["broken"]["error"]
+    assert clusters["broken"]["tests"][0]["verdict"] == "error"
+    assert done.returncode == HostKeyError.exit_code
