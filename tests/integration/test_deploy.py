@@ -516,3 +516,63 @@ def test_one_failing_cluster_never_hides_the_others_results(
     assert "not in login.known_hosts" in clusters["broken"]["error"]
     assert clusters["broken"]["tests"][0]["verdict"] == "error"
     assert done.returncode == HostKeyError.exit_code
+
+
+def _big_archive(path: Path, mib: int) -> str:
+    """A docker-archive-shaped tar with a unique config and ``mib`` MiB of random bytes (slow to upload)."""
+    import io
+    import json
+    import tarfile
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "hpcci-test": unique("big")}).encode()
+    hexd = hashlib.sha256(config).hexdigest()
+    blob = path.parent / "big.bin"
+    with blob.open("wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    with tarfile.open(path, "w") as tar:
+        for name, data in [
+            (f"{hexd}.json", config),
+            ("manifest.json", json.dumps([{"Config": f"{hexd}.json", "Layers": []}]).encode()),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(blob, arcname="layer.tar")
+    blob.unlink()
+    return hexd
+
+
+def test_sigterm_during_the_upload_stops_it_cleanly_and_submits_nothing(
+    tmp_path: Path, project: Callable[..., Project]
+) -> None:
+    tar = tmp_path / "big.tar"
+    hexd = _big_archive(tar, 1024)
+    proj = project([FIB])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpcci", "deploy", "--image-tar", str(tar)],
+        cwd=proj.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "uploading" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == Interrupted.exit_code, "".join(lines) + out
+    t = proj.tests()["fib"]
+    assert t["state"] == "NOT_RUN" and t["job_id"] is None
+    remote = login()
+    try:
+        left = on_login(
+            remote, ["bash", "-c", f'ls -a "$SCRATCH"/hpcci/images | grep -c {hexd[:16]} || true']
+        )
+    finally:
+        remote.close()
+    assert left.stdout.strip() == "0"  # the partial upload was removed

@@ -23,7 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hpcci.errors import ConfigError, HostKeyError, RemoteAuthError, RemoteError, TransferError
+from hpcci.errors import (
+    ConfigError,
+    HostKeyError,
+    HpcciError,
+    Interrupted,
+    RemoteAuthError,
+    RemoteError,
+    TransferError,
+)
 from hpcci.process import Completed
 
 if TYPE_CHECKING:
@@ -145,6 +153,7 @@ class Remote(Protocol):
         check: bool = False,
         error: type[RemoteError] | None = None,
         echo: str | None = None,
+        interruptible: bool = True,
     ) -> Completed: ...
 
     def put(
@@ -211,9 +220,13 @@ class SSHRemote:
         *,
         echo: Callable[[str], None] | None = None,
         mask: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         from hpcci.config import resolve_value
 
+        self._stop = (
+            stop or threading.Event()
+        )  # set on SIGTERM/SIGINT: a running command or upload stops early
         self.cluster = cluster
         self.login = login
         self.host = login.host
@@ -373,8 +386,13 @@ class SSHRemote:
         check: bool = False,
         error: type[RemoteError] | None = None,
         echo: str | None = None,
+        interruptible: bool = True,
     ) -> Completed:
-        """Run ``argv`` on the login node; stdout/stderr kept (their last MAX_OUTPUT bytes); killed at ``timeout``."""
+        """Run ``argv`` on the login node; stdout/stderr kept (their last MAX_OUTPUT bytes); killed at ``timeout``.
+
+        An ``interruptible`` command stops early when the deploy is stopped (SIGTERM/SIGINT); clean-up commands
+        (scancel, removing a temporary file) are not interruptible.
+        """
         import paramiko
 
         cmd = command_line(argv)
@@ -390,7 +408,9 @@ class SSHRemote:
                 if stdin is not None:
                     chan.sendall(stdin.encode())
                 chan.shutdown_write()
-                out, err, code = _collect(chan, time.monotonic() + limit)
+                out, err, code = _collect(
+                    chan, time.monotonic() + limit, self._stop if interruptible else None
+                )
             finally:
                 chan.close()
         except TimeoutError as e:
@@ -487,6 +507,9 @@ class SSHRemote:
                 return
             todo = [p for p, _ in failed]
             cause = failed[0][1]
+            final = next((e for _, e in failed if isinstance(e, HpcciError) and not e.transient), None)
+            if final is not None or self._stop.is_set():
+                raise final or Interrupted("upload stopped by SIGTERM/SIGINT")
             self._echo(
                 f"cluster {self.cluster}: upload interrupted ({cause}); resuming {len(todo)} piece(s) "
                 f"(round {attempt + 2}/3)"
@@ -526,6 +549,12 @@ class SSHRemote:
                             if not queue:
                                 return
                             piece = queue.pop()
+                        if self._stop.is_set():
+                            with qlock:
+                                failed.append((piece, Interrupted("upload stopped by SIGTERM/SIGINT")))
+                                failed.extend((p, Interrupted("upload stopped")) for p in queue)
+                                queue.clear()
+                            return
                         try:
                             _send_piece(sftp, fd, remote, piece, progress)
                         except Exception as e:
@@ -592,7 +621,7 @@ def _active(client: paramiko.SSHClient) -> bool:
     return tr is not None and tr.is_active()
 
 
-def _collect(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int]:
+def _collect(chan: paramiko.Channel, deadline: float, stop: threading.Event | None) -> tuple[str, str, int]:
     """Read a channel's stdout and stderr until the command exits; TimeoutError past ``deadline``."""
     out, err = bytearray(), bytearray()
     while True:
@@ -614,6 +643,8 @@ def _collect(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int]:
                 raise EOFError("the channel closed before the command exited")
             if time.monotonic() > deadline:
                 raise TimeoutError
+            if stop is not None and stop.is_set():
+                raise Interrupted("stopped by SIGTERM/SIGINT while a remote command ran")
             time.sleep(0.005)
     return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), chan.recv_exit_status()
 

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from hpcci.commands import common
-from hpcci.errors import HpcciError, Interrupted, SmokeTestFailed, UsageError
+from hpcci.errors import DeadlineExceeded, HpcciError, Interrupted, SmokeTestFailed, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def deploy_cluster(
     def info(msg: str) -> None:
         log.info(f"[{cluster.name}] {msg}")
 
-    remote = SSHRemote(cluster.name, cluster.login, echo=info, mask=log.mask)
+    remote = SSHRemote(cluster.name, cluster.login, echo=info, mask=log.mask, stop=stop)
 
     deployer = Deployer(
         pipe, cluster, remote, presign=presigner(pipe, log), info=info, stop=stop, run_id=run_id
@@ -136,6 +136,11 @@ def deploy_cluster(
         plan = deployer.plan(sources)
         for platform, image in plan.images.items():
             staged[platform] = deployer.stage_image(plan, image)
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(
+                f"cluster {cluster.name}: the deploy deadline ({deadline_text}) passed while staging the image; "
+                "no job was submitted - raise deploy.deadline or stage faster (staging.method: s3)"
+            )
         jobs, refused = deployer.submit_tests(plan, staged)
         convert_jobs = [s.convert_job for s in staged.values() if s.convert_job]
         followed = smoke.follow(
@@ -212,7 +217,7 @@ def _convert_job_error(
     if staged.plan.image_tmp != staged.plan.image:
         with contextlib.suppress(HpcciError):
             remote.run(
-                ["rm", "-f", "--", staged.plan.image_tmp], timeout=60
+                ["rm", "-f", "--", staged.plan.image_tmp], timeout=60, interruptible=False
             )  # a half-written image is never kept
     what = st.sentence() if st is not None else "its state is unknown"
     return RuntimeConvertError(

@@ -613,7 +613,7 @@ class Deployer:
 
     def _remove(self, path: str) -> None:
         with contextlib.suppress(HpcciError):
-            self.remote.run(["rm", "-f", "--", path], timeout=60)
+            self.remote.run(["rm", "-f", "--", path], timeout=60, interruptible=False)
 
     def _convert(self, image: ImagePlan) -> None:
         self.info(

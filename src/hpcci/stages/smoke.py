@@ -82,7 +82,10 @@ class SlurmJobs:
             return True
         try:
             self.remote.run(
-                login_argv([slurm.scancel_argv(job_ids)], modules=self.modules), timeout=60, check=True
+                login_argv([slurm.scancel_argv(job_ids)], modules=self.modules),
+                timeout=60,
+                check=True,
+                interruptible=False,  # cancelling is what a stopped deploy must still do
             )
             return True
         except HpcciError as e:
