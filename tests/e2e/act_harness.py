@@ -63,6 +63,10 @@ class ActRun:
         m = re.search(r"`hpcci (\w+)` is not implemented yet", self.output)
         return m.group(1) if m else None
 
+    def steps_run(self) -> set[str]:
+        """The names of the workflow and action steps act ran (not the skipped ones)."""
+        return set(re.findall(r"⭐ Run Main (.+)$", self.output, re.MULTILINE))
+
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 

@@ -3,7 +3,8 @@
 Push: build both platforms and publish to the registry and S3 (no deploy: deploy.triggers is [tag,
 workflow_dispatch]). Tag v1.2.3: also deploy to the local cluster and end with a completed, successful check run
 on the tagged commit. Pull request (deploy.triggers including pull_request): the checks land on the PR's head
-commit, not on the merge commit. A failing smoke test: the workflow fails and the check run says failure.
+commit, not on the merge commit. A pull request from a fork: built, but neither published nor deployed (it has
+no secrets on GitHub). A failing smoke test: the workflow fails and the check run says failure.
 Stages that are not built yet stop a run with exit 3; a scenario then checks what ran and is marked xfail.
 """
 
@@ -59,6 +60,17 @@ def registry_platforms(repo: UserRepo, tag: str) -> set[str]:
     assert r.status_code == 200, f"{url}: {r.status_code} {r.text[:200]}"
     index = r.json()
     return {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index.get("manifests", [])}
+
+
+def registry_has(repo: UserRepo, tag: str) -> bool:
+    import httpx
+
+    stack = repo.stack
+    url = f"http://{stack['HPCCI_REGISTRY']}/v2/octo-org/fibonacci/manifests/{tag}"
+    auth = (stack["HPCCI_REGISTRY_USERNAME"], stack["HPCCI_REGISTRY_PASSWORD"])
+    r = httpx.head(url, auth=auth, headers={"Accept": MANIFEST_LISTS}, timeout=30)
+    assert r.status_code in (200, 404), f"{url}: {r.status_code}"
+    return r.status_code == 200
 
 
 def s3_tars(repo: UserRepo, tag: str) -> dict[str, int]:
@@ -154,6 +166,38 @@ def test_pull_request_puts_the_checks_on_the_head_commit(make_repo: Callable[[],
     runs = repo.check_runs(head)
     assert runs and set(completed(runs).values()) == {"success"}, runs
     assert repo.check_runs(merge) == [], "checks went to the merge commit instead of the PR's head"
+
+
+def test_pull_request_from_a_fork_is_built_but_neither_published_nor_deployed(
+    make_repo: Callable[[], UserRepo],
+) -> None:
+    repo = make_repo()
+    repo.edit(
+        "hpcci.yaml", "triggers: [tag, workflow_dispatch]", "triggers: [tag, workflow_dispatch, pull_request]"
+    )
+    head = repo.commit("a contribution from a fork")
+    number = 9000 + int(head[:4], 16)  # its own pr-N tag: nothing else ever pushed it
+    fork = {**repository_payload(repo), "full_name": "someone/fibonacci", "owner": {"login": "someone"}}
+    payload = {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head, "ref": "patch-1", "repo": fork},
+            "base": {"sha": head, "ref": "main", "repo": repository_payload(repo)},
+        },
+        **_repo(repo),
+    }
+
+    result = repo.act("pull_request", payload)
+
+    stop_if_unimplemented(result, "build")
+    assert result.ok, result.tail()
+    ran = result.steps_run()
+    assert "Build" in ran
+    assert "Publish" not in ran and "Deploy and smoke-test" not in ran, ran
+    assert not registry_has(repo, f"pr-{number}")
+    assert repo.check_runs(head) == []
 
 
 def test_failing_smoke_test_fails_the_workflow_and_the_check_run(make_repo: Callable[[], UserRepo]) -> None:
