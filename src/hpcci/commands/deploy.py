@@ -8,27 +8,23 @@ SIGTERM/SIGINT (a cancelled CI run) and the deploy deadline cancel the jobs alre
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from hpcci.commands import common
-from hpcci.errors import DeadlineExceeded, HpcciError, Interrupted, SmokeTestFailed, UsageError
+from hpcci.errors import HpcciError, Interrupted, SmokeTestFailed, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.remote import Remote
     from hpcci.config import Cluster, Pipeline
-    from hpcci.records import ClusterDeploy, ClusterResult, PublishRecord, S3Object
-    from hpcci.stages.deploy import ClusterPlan, ImageSource, Staged
-    from hpcci.stages.smoke import Followed
+    from hpcci.records import PublishRecord, S3Object
+    from hpcci.stages.deploy import ImageSource, Outcome
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,13 +90,6 @@ def run_id_default() -> str:
 # -- one cluster ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    deploy: ClusterDeploy
-    result: ClusterResult
-    error: HpcciError | None = None
-
-
 def deploy_cluster(
     pipe: Pipeline,
     cluster: Cluster,
@@ -112,65 +101,21 @@ def deploy_cluster(
     stop: threading.Event,
     log: Log,
 ) -> Outcome:
-    """Everything for one cluster; never raises (errors become this cluster's result)."""
+    """One cluster with the real backends: its own SSH connection, presigned URLs from the object store."""
     from hpcci.backends.remote import SSHRemote
-    from hpcci.stages import smoke
-    from hpcci.stages.deploy import Deployer
+    from hpcci.stages import deploy as stage
 
     def info(msg: str) -> None:
         log.info(f"[{cluster.name}] {msg}")
 
     remote = SSHRemote(cluster.name, cluster.login, echo=info, mask=log.mask, stop=stop)
-
-    deployer = Deployer(
-        pipe, cluster, remote, presign=presigner(pipe, log), info=info, stop=stop, run_id=run_id
-    )
-    plan: ClusterPlan | None = None
-    staged: dict[str, Staged] = {}
-    jobs: dict[int, str] = {}
-    refused: dict[int, str] = {}
-    followed: smoke.Followed | None = None
-    outputs: dict[int, str] = {}
-    error: HpcciError | None = None
     try:
-        plan = deployer.plan(sources)
-        for platform, image in plan.images.items():
-            staged[platform] = deployer.stage_image(plan, image)
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(
-                f"cluster {cluster.name}: the deploy deadline ({deadline_text}) passed while staging the image; "
-                "no job was submitted - raise deploy.deadline or stage faster (staging.method: s3)"
-            )
-        jobs, refused = deployer.submit_tests(plan, staged)
-        convert_jobs = [s.convert_job for s in staged.values() if s.convert_job]
-        followed = smoke.follow(
-            smoke.SlurmJobs(remote, plan.modules, info),
-            [*convert_jobs, *jobs.values()],
-            poll=cluster.scheduler.poll,
-            deadline=deadline,
-            stop=stop,
-            info=info,
-            deadline_text=deadline_text,
-        )
-        for s in staged.values():
-            if s.convert_job:
-                error = error or _convert_job_error(cluster, s, followed, remote, info)
-        for job in plan.tests:
-            if job.index in jobs:
-                outputs[job.index] = _tail(remote, job.output_path, info)
-        if followed.error:
-            from hpcci.errors import SchedulerError
-
-            error = error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
-    except HpcciError as e:
-        error = e
-    except Exception as e:  # a bug or an unexpected library error must not hide the other clusters
-        error = HpcciError(
-            f"cluster {cluster.name}: internal error: {type(e).__name__}: {e} (please report it)"
-        )
+        return stage.deploy_cluster(
+            pipe, cluster, sources, remote, presign=presigner(pipe, log), run_id=run_id, deadline=deadline,
+            deadline_text=deadline_text, stop=stop, info=info,
+        )  # fmt: skip
     finally:
         remote.close()
-    return _outcome(pipe, cluster, sources, plan, staged, jobs, refused, followed, outputs, error)
 
 
 def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]:
@@ -189,139 +134,6 @@ def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]
         return url
 
     return presign
-
-
-def _tail(remote: Remote, path: str, info: Callable[[str], None]) -> str:
-    from hpcci.stages.smoke import OUTPUT_TAIL_BYTES
-
-    try:
-        return remote.read_tail(path, OUTPUT_TAIL_BYTES)
-    except HpcciError as e:
-        info(f"cannot read {path}: {e}")
-        return ""
-
-
-def _convert_job_error(
-    cluster: Cluster, staged: Staged, followed: Followed, remote: Remote, info: Callable[[str], None]
-) -> HpcciError | None:
-    from hpcci.backends import scheduler as slurm
-    from hpcci.errors import RuntimeConvertError
-    from hpcci.process import tail
-
-    job_id = staged.convert_job
-    assert job_id is not None and staged.plan.convert_script_path is not None
-    st = followed.states.get(job_id)
-    if st is not None and st.state == slurm.COMPLETED and not st.exit_code:
-        return None
-    out = _tail(remote, staged.plan.convert_script_path.removesuffix(".sbatch") + ".out", info)
-    if staged.plan.image_tmp != staged.plan.image:
-        with contextlib.suppress(HpcciError):
-            remote.run(
-                ["rm", "-f", "--", staged.plan.image_tmp], timeout=60, interruptible=False
-            )  # a half-written image is never kept
-    what = st.sentence() if st is not None else "its state is unknown"
-    return RuntimeConvertError(
-        f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"
-    )
-
-
-def _outcome(
-    pipe: Pipeline,
-    cluster: Cluster,
-    sources: dict[str, ImageSource],
-    plan: ClusterPlan | None,
-    staged: dict[str, Staged],
-    jobs: dict[int, str],
-    refused: dict[int, str],
-    followed: Followed | None,
-    outputs: dict[int, str],
-    error: HpcciError | None,
-) -> Outcome:
-    from hpcci.backends import scheduler as slurm
-    from hpcci.records import ClusterDeploy, ClusterResult, TestResult
-    from hpcci.stages import smoke
-    from hpcci.stages.deploy import tests_for
-
-    images = list(plan.images.values()) if plan else []
-    first = images[0] if images else None
-    platform = first.source.platform if first else next(iter(sources), "")
-    source = first.source if first else sources.get(platform)
-    tests_by_index = {t.index: t for t in plan.tests} if plan else {}
-    names = {i: t.test.name for i, t in tests_by_index.items()}
-    results: list[TestResult] = []
-    for index, test in tests_for(pipe, cluster.name):
-        job = tests_by_index.get(index)
-        job_id = jobs.get(index)
-        line = pipe.test_line(index)
-        test_platform = job.platform if job else platform
-        if job_id is None or followed is None:
-            why = refused.get(index) or (f"not run: {error}" if error else "not run")
-            verdict = "error" if index in refused or error else "skipped"
-            results.append(
-                TestResult(
-                    cluster=cluster.name,
-                    test=test.name,
-                    platform=test_platform,
-                    job_id=job_id,
-                    state=slurm.NOT_RUN,
-                    exit_code=None,
-                    elapsed_s=None,
-                    verdict=verdict,
-                    reason=why,
-                    source_file=pipe.source.file,
-                    source_line=line,
-                )
-            )
-            continue
-        st = followed.states.get(job_id, slurm.JobState(job_id, slurm.UNKNOWN))
-        cancelled = followed.cancelled.get(job_id)
-        output = outputs.get(index, "")
-        if st.state == slurm.CANCELLED and not cancelled and error is not None:
-            v = smoke.Verdict("error", f"not run: {error}")
-        else:
-            v = smoke.judge(test, st, output, cancelled_why=cancelled)
-        results.append(
-            TestResult(
-                cluster=cluster.name,
-                test=test.name,
-                platform=test_platform,
-                job_id=job_id,
-                state=st.state,
-                exit_code=st.exit_code,
-                elapsed_s=st.elapsed_s,
-                verdict=v.verdict,
-                reason=v.reason,
-                output_tail=smoke.bounded_tail(output),
-                source_file=pipe.source.file,
-                source_line=line,
-            )
-        )
-    any_staged = list(staged.values())
-    deploy = ClusterDeploy(
-        cluster=cluster.name,
-        login_host=cluster.login.host,
-        platform=platform,
-        staging=first.staging if first else "",
-        tar_path=first.tar if first and first.staging != "registry" else None,
-        tar_sha256=next(
-            (s.tar_sha256 for s in any_staged if s.tar_sha256), source.tar_sha256 if source else None
-        ),
-        sif_path=first.image if first else "",
-        image_digest=source.digest if source else "",
-        cache_hit=bool(any_staged) and all(s.cache_hit for s in any_staged),
-        jobs={names.get(i, str(i)): j for i, j in jobs.items()},
-        error=str(error) if error else None,
-    )
-    result = ClusterResult(
-        cluster=cluster.name,
-        platform=platform,
-        tests=results,
-        image_digest=deploy.image_digest,
-        tar_sha256=deploy.tar_sha256,
-        sif_path=deploy.sif_path or None,
-        error=str(error) if error else None,
-    )
-    return Outcome(deploy, result, error)
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
