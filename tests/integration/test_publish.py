@@ -45,7 +45,7 @@ def s3_client() -> Any:
     return boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
 
 
-@pytest.fixture(params=["docker", "buildah"])
+@pytest.fixture(params=["docker", "buildah", "buildx"])
 def published(
     request: pytest.FixtureRequest,
     require: Callable[..., None],
