@@ -36,7 +36,7 @@ EOF
 }
 
 docker_up() {
-  apt_install docker.io containerd runc iptables qemu-user-static binfmt-support
+  apt_install docker.io containerd runc iptables qemu-user-static binfmt-support buildah skopeo
   _binfmt_up
   if pid_alive dockerd && _docker_answers; then return 0; fi
   if ! pid_alive dockerd && _docker_answers; then
