@@ -343,3 +343,18 @@ def test_s3_proxy_restart_mid_upload_is_retried_or_leaves_nothing(
             assert info is None, f"partial object after: {failed}"
     finally:
         proxy.stop()
+
+
+def teardown_module() -> None:
+    """Remove this run's objects (prefix hpcci-test-<run id>/) from the shared bucket."""
+    if not _published and not os.environ.get("AWS_ENDPOINT_URL"):
+        return
+    try:
+        s3 = s3_client()
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket="hpcci", Prefix=f"hpcci-test-{RUN_ID}/"
+        ):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket="hpcci", Key=obj["Key"])
+    except Exception as e:  # cleanup must not turn a passing run red
+        print(f"cleanup of s3://hpcci/hpcci-test-{RUN_ID}/ failed: {e}")
