@@ -38,6 +38,7 @@ exec 9>"$cache/.lock-$key"
 flock -w 900 9 || { echo "::error title=hpcci setup::timed out waiting for $cache/.lock-$key"; exit 1; }
 if [ -f "$venv/.hpcci-complete" ]; then
   echo "hpcci: reusing $venv"
+  touch "$venv/.hpcci-complete"  # its last use: pruning keeps the venvs used most recently
 else
   echo "::group::Install hpcci from $kit into $venv"
   rm -rf "$venv"
@@ -47,6 +48,14 @@ else
   echo "::endgroup::"
 fi
 exec 9>&-
+
+# A venv is about 130 MB and every kit version makes one: keep the 4 used most recently, drop the others.
+# (A venv still in use by a job started before 4 newer kit versions were installed is the accepted risk.)
+ls -1t "$cache"/venv-*/.hpcci-complete 2>/dev/null | tail -n +5 | while read -r stale; do
+  old=$(dirname "$stale")
+  echo "hpcci: removing the unused $old"
+  rm -rf "$old" "$cache/.lock-${old##*/venv-}"
+done
 
 version=$("$venv/bin/hpcci" --version)
 echo "hpcci: $version at $venv/bin/hpcci"
