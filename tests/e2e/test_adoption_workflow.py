@@ -4,7 +4,8 @@ Push: build both platforms and publish to the registry and S3 (no deploy: deploy
 workflow_dispatch]). Tag v1.2.3: also deploy to the local cluster and end with a completed, successful check run
 on the tagged commit. Pull request (deploy.triggers including pull_request): the checks land on the PR's head
 commit, not on the merge commit. A pull request from a fork: built, but neither published nor deployed (it has
-no secrets on GitHub). A failing smoke test: the workflow fails and the check run says failure.
+no secrets on GitHub). A failing smoke test: the workflow fails and the check run says failure. An unreachable
+cluster or a manual dispatch: the check run is completed either way, never left in progress.
 Stages that are not built yet stop a run with exit 3; a scenario then checks what ran and is marked xfail.
 """
 
@@ -219,3 +220,32 @@ def test_failing_smoke_test_fails_the_workflow_and_the_check_run(make_repo: Call
     assert [(a["path"], a["start_line"], a["annotation_level"]) for a in local["annotations"]] == [
         ("hpcci.yaml", fib_line, "failure")
     ], "the failure is annotated on the smoke test's line in hpcci.yaml"
+
+
+def test_unreachable_cluster_still_completes_its_check_run_as_failed(
+    make_repo: Callable[[], UserRepo],
+) -> None:
+    repo = make_repo()
+    repo.edit("cluster-configs/local.yaml", "port: 2222", "port: 2299")  # nothing listens there
+    sha = repo.commit("point the cluster at a closed port")
+    repo.git("tag", "v1.2.5")
+
+    result = repo.act("push", push_event(repo, "refs/tags/v1.2.5", sha))
+
+    stop_if_unimplemented(result, "report", "deploy", "publish", "build")
+    assert not result.ok, "the workflow passed although the cluster cannot be reached"
+    runs = repo.check_runs(sha)
+    assert runs and all(r["status"] == "completed" for r in runs), f"a check run was left in progress: {runs}"
+    assert {r["conclusion"] for r in runs} == {"failure"}, runs
+
+
+def test_manual_dispatch_deploys_the_branch(make_repo: Callable[[], UserRepo]) -> None:
+    repo = make_repo()
+    sha = repo.head()
+
+    result = repo.act("workflow_dispatch", {"ref": "refs/heads/main", "inputs": {}, **_repo(repo)})
+
+    stop_if_unimplemented(result, "report", "deploy", "publish", "build")
+    assert result.ok, result.tail()
+    runs = repo.check_runs(sha)
+    assert runs and {r["conclusion"] for r in runs} == {"success"}, runs
