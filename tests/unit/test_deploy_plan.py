@@ -22,7 +22,7 @@ from hpcci.stages.deploy import (
     plan_cluster,
     resolve_paths,
     sources_from_publish,
-    stage_s3_argv,
+    stage_s3_step,
 )
 
 KEY = "ab" * 32
@@ -78,7 +78,7 @@ def test_the_converted_image_is_cached_by_digest_and_written_under_a_temporary_n
     assert one.image_tmp != two.image_tmp and one.tar_tmp != two.tar_tmp
     assert one.exists_argv == ["test", "-s", one.image]
     script = one.convert_argv[2].splitlines()
-    assert script[:2] == ["set -e", "module load apptainer"]
+    assert script[:2] == ["set -e -o pipefail", "module load apptainer"]
     assert f"apptainer build --force {one.image_tmp} docker-archive://{one.tar}" in script[3]
     assert script[3].startswith(f"env TMPDIR={PATHS.tmpdir} APPTAINER_TMPDIR={PATHS.tmpdir}")
     assert script[4] == f"mv -f -- {one.image_tmp} {one.image}"
@@ -117,15 +117,16 @@ def test_paths_are_resolved_from_the_login_shell_values() -> None:
     assert paths.run_dir == "/st/scratch/hpcci/hpcci/runs/r9"
 
 
-def test_the_presigned_url_goes_to_curl_on_stdin_not_on_its_command_line() -> None:
+def test_the_presigned_url_goes_to_curl_on_stdin_and_the_bytes_are_hashed_as_they_land() -> None:
     source = ImageSource("linux/amd64", DIGEST, s3=S3, tar_sha256=S3.sha256)
     image = plan_cluster(pipeline(FIB), local_cluster(), {"linux/amd64": source}, PATHS, "r1").images[
         "linux/amd64"
     ]
-    argv = stage_s3_argv(image, max_time=600)
-    assert argv[argv.index("--config") + 1] == "-"
-    assert argv[-2:] == ["--output", image.tar_tmp]
-    assert not any("X-Amz" in a for a in argv)
+    step = stage_s3_step(image, max_time=600)
+    curl, tee, sha = step.commands
+    assert curl[0] == "curl" and curl[curl.index("--config") + 1] == "-"
+    assert not any("X-Amz" in a for a in curl)
+    assert tee == ("tee", "--", image.tar_tmp) and sha == ("sha256sum",)
     assert curl_config('http://h/b/k?X-Amz-Signature=ab"c') == 'url = "http://h/b/k?X-Amz-Signature=ab\\"c"\n'
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcci.backends.remote import command_line, expand, login_argv, path_variables, script, with_env
+from hpcci.backends.remote import Pipe, command_line, expand, login_argv, path_variables, script, with_env
 from hpcci.config import SmokeTest
 from hpcci.errors import ConfigError
 
@@ -86,7 +86,7 @@ def test_a_login_shell_script_runs_only_the_argv_it_was_built_from(nasty: str) -
     outer = literal_words(command_line(argv))
     assert outer == [argv]
     inner = literal_words(argv[2])
-    assert inner == [["set", "-e"], ["module", "load", "apptainer"], *steps]
+    assert inner == [["set", "-e", "-o", "pipefail"], ["module", "load", "apptainer"], *steps]
 
 
 def test_a_test_command_with_shell_syntax_stays_data() -> None:
@@ -119,7 +119,34 @@ def test_an_empty_command_is_refused() -> None:
 
 
 def test_script_stops_at_the_first_failing_step() -> None:
-    assert script([["true"]]).splitlines()[0] == "set -e"
+    assert script([["true"]]).splitlines()[0] == "set -e -o pipefail"
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+def test_a_pipe_joins_quoted_commands_with_the_only_operator(nasty: str) -> None:
+    pipe = Pipe(["curl", "--config", "-"], ["tee", "--", f"/s/{nasty}"], ["sha256sum"])
+    line = script([pipe]).split("\n", 1)[1]
+    parts = [literal_words(p) for p in split_pipes(line)]
+    assert parts == [[["curl", "--config", "-"]], [["tee", "--", f"/s/{nasty}"]], [["sha256sum"]]]
+
+
+def split_pipes(line: str) -> list[str]:
+    """Split at unquoted ' | ' (inside '...' a | is data)."""
+    parts, current, quoted = [], "", False
+    i = 0
+    while i < len(line):
+        if not quoted and line.startswith('"\'"', i):  # a lone quote: "'"
+            current, i = current + line[i : i + 3], i + 3
+            continue
+        if line[i] == "'":
+            quoted = not quoted
+        if not quoted and line.startswith(" | ", i):
+            parts.append(current)
+            current, i = "", i + 3
+            continue
+        current += line[i]
+        i += 1
+    return [*parts, current]
 
 
 def test_cluster_path_variables_are_found_and_substituted_in_python() -> None:

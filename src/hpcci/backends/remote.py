@@ -54,18 +54,34 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-def script(steps: Sequence[Sequence[str]], *, modules: Sequence[str] = ()) -> str:
-    """A bash script: `module load` for each of ``modules``, then each argv step; ``set -e`` stops at a failure.
+class Pipe:
+    """``cmd1 | cmd2 | ...``: every command an argv quoted by ``command_line``; `|` is the only operator."""
 
-    Every line is quoted by ``command_line``: nothing in it runs as shell but the words themselves.
+    def __init__(self, *commands: Sequence[str]) -> None:
+        if len(commands) < 2:
+            raise ValueError("a pipe needs at least two commands")
+        self.commands = tuple(tuple(c) for c in commands)
+
+    def line(self) -> str:
+        return " | ".join(command_line(c) for c in self.commands)
+
+
+Step = Sequence[str] | Pipe
+
+
+def script(steps: Sequence[Step], *, modules: Sequence[str] = ()) -> str:
+    """A bash script: `module load` for each of ``modules``, then each step (an argv or a Pipe).
+
+    ``set -e -o pipefail`` stops at the first failing command. Every line is quoted by ``command_line``: nothing in
+    it runs as shell but the words themselves (and `|` between the commands of a Pipe).
     """
-    lines = ["set -e"]
+    lines = ["set -e -o pipefail"]
     lines += [command_line(["module", "load", m]) for m in modules]
-    lines += [command_line(step) for step in steps]
+    lines += [step.line() if isinstance(step, Pipe) else command_line(step) for step in steps]
     return "\n".join(lines)
 
 
-def login_argv(steps: Sequence[Sequence[str]], *, modules: Sequence[str] = ()) -> list[str]:
+def login_argv(steps: Sequence[Step], *, modules: Sequence[str] = ()) -> list[str]:
     """Run ``steps`` in a login shell (where `module` and site variables such as $SCRATCH exist)."""
     return ["bash", "-lc", script(steps, modules=modules)]
 
@@ -171,6 +187,9 @@ class Remote(Protocol):
 
 PIECE = 64 << 20  # upload piece: the unit of resumption
 WINDOW = 64 << 20  # SSH channel window: a large one is what makes SFTP fast on fat links
+# SFTP write size: paramiko's default 32 KiB costs a Python round per request; OpenSSH's sftp-server takes up to
+# 255 KiB (its limits@openssh.com extension). 128 KiB measured 1.4-1.6x faster here (bench_deploy.py).
+SFTP_REQUEST = 128 << 10
 MAX_OUTPUT = 4 << 20  # bytes of a remote command's stdout/stderr kept (the tail)
 CIPHERS = ("aes128-gcm@openssh.com", "aes128-ctr", "aes256-gcm@openssh.com", "aes256-ctr")
 
@@ -602,6 +621,7 @@ def _send_piece(
     offset, length = piece
     block = 1 << 20
     with sftp.open(remote, "r+") as f:
+        f.MAX_REQUEST_SIZE = SFTP_REQUEST
         f.set_pipelined(True)
         f.seek(offset)
         done = 0

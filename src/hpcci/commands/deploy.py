@@ -267,7 +267,7 @@ def plan_section(ctx: common.PlanContext) -> str:
         plan_cluster,
         platforms_needed,
         sources_from_publish,
-        stage_s3_argv,
+        stage_s3_step,
         unresolved_paths,
     )
 
@@ -304,10 +304,8 @@ def plan_section(ctx: common.PlanContext) -> str:
             )
             out.append(f"+ {command_line(image.exists_argv)}    # cached already? then skip to the tests")
             if image.staging == "s3":
-                out.append(
-                    f"+ {command_line(stage_s3_argv(image, max_time=600))}  <<< "
-                    f"{curl_config('PRESIGNED-URL').strip()}"
-                )
+                step = stage_s3_step(image, max_time=600)
+                out.append(f"+ {step.line()}    # stdin: {curl_config('PRESIGNED-URL').strip()}")
             elif image.staging == "sftp":
                 out.append(
                     f"  sftp put {image.source.local_tar} -> {image.tar_tmp} "

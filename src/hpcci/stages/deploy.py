@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hpcci.backends import scheduler as slurm
 from hpcci.backends.remote import (
+    Pipe,
     Remote,
     command_line,
     expand,
@@ -414,27 +415,14 @@ def plan_cluster(
     return ClusterPlan(cluster, paths, images, tests, list(cluster.modules))
 
 
-def stage_s3_argv(plan: ImagePlan, *, max_time: int) -> list[str]:
-    """curl on the login node; the presigned URL comes on stdin (`--config -`), never on a command line."""
-    return [
-        "curl",
-        "--fail",
-        "--silent",
-        "--show-error",
-        "--location",
-        "--retry",
-        "3",
-        "--retry-delay",
-        "2",
-        "--connect-timeout",
-        "20",
-        "--max-time",
-        str(max_time),
-        "--config",
-        "-",
-        "--output",
-        plan.tar_tmp,
-    ]
+def stage_s3_step(plan: ImagePlan, *, max_time: int) -> Pipe:
+    """curl on the login node, hashing while it writes: `curl | tee TMP | sha256sum` (one pass over the bytes).
+
+    The presigned URL comes on stdin (`--config -`), never on a command line.
+    """
+    curl = ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "3", "--retry-delay", "2",
+            "--connect-timeout", "20", "--max-time", str(max_time), "--config", "-"]  # fmt: skip
+    return Pipe(curl, ["tee", "--", plan.tar_tmp], ["sha256sum"])
 
 
 def curl_config(url: str) -> str:
@@ -575,12 +563,12 @@ class Deployer:
         src = image.source
         try:
             if image.staging == "s3":
-                self._pull_s3(image)
+                got = self._pull_s3(image)
             else:
                 assert src.local_tar is not None
                 self.info(f"uploading {src.local_tar} -> {image.tar_tmp} (SFTP)")
                 self.remote.put(Path(src.local_tar), image.tar_tmp, streams=self.cluster.staging.streams)
-            got = self._sha256(image.tar_tmp)
+                got = self._sha256(image.tar_tmp)
             if want and got != want:
                 raise TransferError(
                     f"cluster {self.cluster.name}: the staged tar's sha256 is {got or 'unreadable'} but the "
@@ -593,7 +581,8 @@ class Deployer:
             raise
         return True
 
-    def _pull_s3(self, image: ImagePlan) -> None:
+    def _pull_s3(self, image: ImagePlan) -> str | None:
+        """Download on the login node; returns the sha256 of the bytes written."""
         obj = image.source.s3
         assert obj is not None
         if self.presign is None:
@@ -601,11 +590,14 @@ class Deployer:
         endpoint = self.cluster.staging.s3_endpoint_url or obj.endpoint_url
         url = self.presign(obj, endpoint)
         timeout = max(600, obj.size // (5 << 20))  # at least 5 MiB/s
-        argv = stage_s3_argv(image, max_time=timeout)
-        self.info(
-            f"cluster {self.cluster.name}: login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)"
+        argv = login_argv([stage_s3_step(image, max_time=timeout)], modules=self.modules)
+        self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
+        done = self.remote.run(
+            argv,
+            timeout=timeout + 30,
+            stdin=curl_config(url),
+            echo=f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum",
         )
-        done = self.remote.run(argv, timeout=timeout + 30, stdin=curl_config(url))
         if not done.ok:
             err = (done.stderr or done.stdout).strip().splitlines()
             raise TransferError(
@@ -613,15 +605,14 @@ class Deployer:
                 f"from {endpoint}: {err[-1] if err else f'curl exit code {done.returncode}'}; check that the login "
                 "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
             )
+        return parse_sha256sum(done.stdout)
 
     def _remove(self, path: str) -> None:
         with contextlib.suppress(HpcciError):
             self.remote.run(["rm", "-f", "--", path], timeout=60, interruptible=False)
 
     def _convert(self, image: ImagePlan) -> None:
-        self.info(
-            f"cluster {self.cluster.name}: converting with {self.cluster.runtime.type} on the login node"
-        )
+        self.info(f"converting with {self.cluster.runtime.type} on the login node")
         done = self.remote.run(image.convert_argv, timeout=3600)
         if not done.ok:
             if image.image_tmp != image.image:
