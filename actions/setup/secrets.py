@@ -16,8 +16,11 @@ import re
 import sys
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Never exported from the secrets object: the token goes to `hpcci report` through its own input.
-_RESERVED = re.compile(r"^(GITHUB_|RUNNER_|ACTIONS_)|^github_token$", re.IGNORECASE)
+# Never exported from the secrets object: the runner's own variables (the token goes to `hpcci report` through its
+# own input), and variables that change how programs start rather than what hpcci reads.
+_RESERVED = re.compile(
+    r"^(GITHUB_|RUNNER_|ACTIONS_|LD_|PYTHON)|^(github_token|PATH|HOME|BASH_ENV|ENV|SHELL|IFS)$", re.IGNORECASE
+)
 
 
 def _escape(value: str) -> str:

@@ -139,3 +139,8 @@ def test_unknown_cluster_fails_before_anything_is_deployed() -> None:
 
     with pytest.raises(ConfigError, match="no config for cluster 'locl'; did you mean 'local'"):
         clusters.deploy_clusters(EXAMPLE, "locl", "workflow_dispatch")
+
+
+def test_secrets_named_like_startup_variables_are_not_exported() -> None:
+    env = secrets.exported({"LD_PRELOAD": "/x.so", "PYTHONPATH": "/x", "BASH_ENV": "/x", "OK_NAME": "v"}, {})
+    assert env == {"OK_NAME": "v"}
