@@ -164,3 +164,27 @@ def test_a_directive_with_a_line_break_is_refused() -> None:
 
 def test_the_default_template_ships_with_the_package() -> None:
     assert "$directives" in slurm.default_template() and "$body" in slurm.default_template()
+
+
+def test_a_cluster_can_name_its_own_template_next_to_its_config(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["scheduler"]["template"] = "site.sbatch"
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "site.sbatch").write_text(
+        "#!/bin/bash\n$directives\n#SBATCH --exclusive\nsource /etc/site-prologue\n$body\n"
+    )
+    text = scripts(pipeline(FIB), load_cluster(tmp_path / "local.yaml"))["fib"]
+    assert text.startswith("#!/bin/bash\n#SBATCH --job-name=hpcci-fib\n")
+    assert "#SBATCH --exclusive\nsource /etc/site-prologue\nmodule load apptainer\n" in text
+
+
+def test_a_missing_template_names_the_setting(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["scheduler"]["template"] = "nope.sbatch"
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"scheduler.template: cannot read .*nope.sbatch"):
+        scripts(pipeline(FIB), load_cluster(tmp_path / "local.yaml"))
