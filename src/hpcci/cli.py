@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpcci: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hpcci plan | head`: the reader left; that is not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SystemExit as e:  # argparse: usage errors exit 2 with their own message
         return e.code if isinstance(e.code, int) else UsageError.exit_code
     except Exception as e:  # the last resort: a one-line message, never a bare traceback

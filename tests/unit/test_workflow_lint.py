@@ -114,8 +114,9 @@ def test_workflow_sets_least_permissions(path: Path) -> None:
     ]
     for scope in scopes:
         for name, level in scope.items():
-            # checks: write is what reporting needs; nothing here uses OIDC, so no id-token.
-            allowed = {"read", "none"} | ({"write"} if name == "checks" else set())
+            # checks: write is what reporting needs, statuses: write its fallback when check runs are refused;
+            # nothing here uses OIDC, so no id-token.
+            allowed = {"read", "none"} | ({"write"} if name in ("checks", "statuses") else set())
             assert level in allowed, f"{rel(path)}: permission {name}: {level} is more than the kit needs"
     for job_id, job in doc["jobs"].items():
         assert job.get("permissions") != "write-all", f"{rel(path)}: jobs.{job_id} asks for write-all"
@@ -232,12 +233,8 @@ def test_ci_runs_the_projects_test_script() -> None:
 
 README = REPO / "README.md"
 ADOPTION = REPO / "examples" / "fibonacci" / ".github" / "workflows" / "hpcci.yml"
-_README_HAS_WORKFLOW = "## The workflow" in README.read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(
-    not _README_HAS_WORKFLOW, reason="README has no '## The workflow' section yet", strict=True
-)
 def test_readme_quotes_the_adoption_workflow_verbatim() -> None:
     """The README's snippet is the file the end-to-end tests run, byte for byte."""
     readme = README.read_text(encoding="utf-8")
