@@ -175,6 +175,21 @@ def test_build_makes_one_image_per_platform_with_the_right_architecture(built: B
         assert image.ref.endswith("-" + image.platform.split("/")[1])
 
 
+def image_labels(builder: str, ref: str) -> dict[str, str]:
+    if builder == "buildah":
+        data = json.loads(run(["buildah", "inspect", "--type", "image", ref], timeout=60).stdout)
+        return dict(data["OCIv1"]["config"].get("Labels") or {})
+    out = run(["docker", "image", "inspect", "-f", "{{json .Config.Labels}}", ref], timeout=60).stdout
+    return dict(json.loads(out) or {})
+
+
+def test_every_platform_image_carries_the_oci_labels(built: Built) -> None:
+    for image in built.record.platforms:
+        labels = image_labels(built.builder, image.ref)
+        for key, value in built.record.labels.items():
+            assert labels.get(key) == value, (image.platform, key)
+
+
 def test_arm64_run_step_really_ran_under_emulation(built: Built) -> None:
     arm = next(p for p in built.record.platforms if p.platform == "linux/arm64")
     amd = next(p for p in built.record.platforms if p.platform == "linux/amd64")

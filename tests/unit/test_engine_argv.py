@@ -195,3 +195,27 @@ def test_step_tracker_joins_partial_chunks_into_lines() -> None:
     track.flush()
     assert out.getvalue().splitlines() == ["Step 1/2 : FROM x", "hello"]
     assert track.step == "FROM x"
+
+
+def test_labels_become_one_label_step_with_quotes_and_dollars_escaped() -> None:
+    from hpcci.backends.engine import label_instruction
+
+    line = label_instruction({"z": "1", "org.x.desc": 'it\'s "q" $HOME \\ end'})
+    assert line == 'LABEL "org.x.desc"="it\'s \\"q\\" \\$HOME \\\\ end" "z"="1"'
+
+
+def test_labels_are_appended_after_the_last_stage_and_honour_the_escape_directive() -> None:
+    from hpcci.backends.engine import labelled_dockerfile
+
+    text = "# escape=`\nFROM a AS build\nRUN make\nFROM b\nCOPY --from=build /x /x"
+    out = labelled_dockerfile(text, {"k": 'v"'})
+    assert out == text + '\nLABEL "k"="v`""\n'
+    assert labelled_dockerfile("FROM a\n\n", {"k": "v"}) == 'FROM a\nLABEL "k"="v"\n'
+
+
+def test_with_a_labelled_dockerfile_no_label_flags_are_passed() -> None:
+    argv = buildah_argv(spec(), "linux/amd64", None, Path("/tmp/x/Dockerfile.hpcci"))
+    assert argv[argv.index("-f") + 1] == "/tmp/x/Dockerfile.hpcci"
+    assert "--label" not in argv
+    argv = docker_argv(spec(), "linux/amd64", Path("/tmp/x/Dockerfile.hpcci"))
+    assert "--label" not in argv and "/tmp/x/Dockerfile.hpcci" in argv

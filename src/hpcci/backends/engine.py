@@ -206,25 +206,72 @@ def buildx_argv(spec: BuildSpec, platform: str) -> list[str]:
     return [*argv, str(spec.context)]
 
 
-def buildah_argv(spec: BuildSpec, platform: str, authfile: str | None = None) -> list[str]:
-    argv = ["buildah", "build", "--platform", platform, "--format", "docker", "-f", str(spec.dockerfile_path)]
-    argv += ["-t", spec.ref(platform), "--layers" if spec.cache else "--no-cache"]
+def buildah_argv(
+    spec: BuildSpec, platform: str, authfile: str | None = None, dockerfile: Path | None = None
+) -> list[str]:
+    """``dockerfile``: the Dockerfile with the labels appended (see labelled_dockerfile); else --label flags."""
+    argv = ["buildah", "build", "--platform", platform, "--format", "docker"]
+    argv += ["-f", str(dockerfile or spec.dockerfile_path), "-t", spec.ref(platform)]
+    argv.append("--layers" if spec.cache else "--no-cache")
     if authfile:
         argv += ["--authfile", authfile]
     if any(a.insecure for a in spec.auths):
         argv.append("--tls-verify=false")
-    argv += build_args_argv(spec.build_args) + labels_argv(spec.labels)
+    argv += build_args_argv(spec.build_args) + ([] if dockerfile else labels_argv(spec.labels))
     return [*argv, str(spec.context)]
 
 
-def docker_argv(spec: BuildSpec, platform: str) -> list[str]:
+def docker_argv(spec: BuildSpec, platform: str, dockerfile: Path | None = None) -> list[str]:
     """What the SDK's legacy build does, as the CLI line a person could run (DOCKER_BUILDKIT=0)."""
-    argv = ["docker", "build", "--platform", platform, "--pull", "-f", str(spec.dockerfile_path)]
+    argv = [
+        "docker",
+        "build",
+        "--platform",
+        platform,
+        "--pull",
+        "-f",
+        str(dockerfile or spec.dockerfile_path),
+    ]
     argv += ["-t", spec.ref(platform)]
-    argv += build_args_argv(spec.args_for(platform)) + labels_argv(spec.labels)
+    argv += build_args_argv(spec.args_for(platform)) + ([] if dockerfile else labels_argv(spec.labels))
     if not spec.cache:
         argv.append("--no-cache")
     return [*argv, str(spec.context)]
+
+
+def label_instruction(labels: dict[str, str], escape: str = "\\") -> str:
+    """ONE ``LABEL "k"="v" ...`` line. The legacy builder and buildah turn every --label into its own step
+    (a container or a commit each, redone whenever a label changes, i.e. on every commit); one line is one step."""
+
+    def quoted(text: str) -> str:
+        for ch in (escape, '"', "$"):
+            text = text.replace(ch, escape + ch)
+        return '"' + " ".join(text.splitlines()) + '"'
+
+    return "LABEL " + " ".join(f"{quoted(k)}={quoted(v)}" for k, v in sorted(labels.items()))
+
+
+def labelled_dockerfile(text: str, labels: dict[str, str]) -> str:
+    """The Dockerfile with the labels as one final LABEL step (it applies to the last stage, the output)."""
+    m = re.match(r"(?:\s*#[^\n]*\n)*?\s*#\s*escape\s*=\s*(\S)", text, flags=re.IGNORECASE)
+    escape = m.group(1) if m else "\\"
+    return text.rstrip("\n") + "\n" + label_instruction(labels, escape) + "\n"
+
+
+@contextmanager
+def dockerfile_with_labels(spec: BuildSpec) -> Iterator[Path | None]:
+    """A temporary copy of the Dockerfile with the labels appended (None when there are no labels)."""
+    if not spec.labels:
+        yield None
+        return
+    try:
+        text = spec.dockerfile_path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {spec.dockerfile_path}: {e.strerror}; fix image.dockerfile") from e
+    with tempfile.TemporaryDirectory(prefix="hpcci-dockerfile-") as d:
+        path = Path(d) / "Dockerfile.hpcci"
+        path.write_text(labelled_dockerfile(text, spec.labels), encoding="utf-8")
+        yield path
 
 
 def check_arch(image_arch: str, image_variant: str, platform: str, *, builder: str, ref: str) -> None:
@@ -247,9 +294,8 @@ class StepTracker:
 
     STEP = re.compile(r"^(?:Step \d+/\d+ : |STEP \d+/\d+: |#\d+ \[[^\]]*\d+/\d+\] )(.*)$")
 
-    def __init__(self, log: Log, prefix: str = "") -> None:
+    def __init__(self, log: Log) -> None:
         self.log = log
-        self.prefix = prefix
         self.step: str | None = None
         self.tail: list[str] = []
         self._partial = ""
@@ -259,7 +305,7 @@ class StepTracker:
         if m:
             self.step = m.group(1).strip()
         self.tail = [*self.tail[-19:], text]
-        self.log.info(f"{self.prefix}{text}")
+        self.log.info(text)
 
     def feed(self, chunk: str) -> None:
         """SDK build output arrives in pieces that are not whole lines."""
@@ -318,10 +364,6 @@ class _DockerStore:
             return False
         return True
 
-    def _inspect(self, ref: str) -> BuiltImage:
-        attrs = docker_client().api.inspect_image(ref)
-        return BuiltImage(platform="", ref=ref, image_id=attrs["Id"], size=int(attrs.get("Size") or 0))
-
     def _check(self, ref: str, platform: str) -> BuiltImage:
         client = docker_client()
         attrs = client.api.inspect_image(ref)
@@ -361,23 +403,29 @@ class DockerBuilder(_DockerStore):
         return docker_argv(spec, platform)
 
     def build(self, spec: BuildSpec, platform: str, log: Log) -> BuiltImage:
-        from docker.errors import APIError, DockerException
-
         client = docker_client(timeout=spec.timeout)
         for a in spec.auths:
             _docker_login(client, a)
+        with dockerfile_with_labels(spec) as labelled:
+            return self._build(client, spec, platform, labelled, log)
+
+    def _build(
+        self, client: Any, spec: BuildSpec, platform: str, labelled: Path | None, log: Log
+    ) -> BuiltImage:
+        from docker.errors import APIError, DockerException
+
         track = StepTracker(log)
-        log.info(f"+ {process.quote(docker_argv(spec, platform))}  (via the Docker SDK)")
+        log.info(f"+ {process.quote(docker_argv(spec, platform, labelled))}  (via the Docker SDK)")
         image_id = ""
         try:
-            dockerfile = os.path.relpath(spec.dockerfile_path, spec.context)
+            # a Dockerfile outside the context is sent inside the context tar by the SDK
+            dockerfile = str(labelled) if labelled else os.path.relpath(spec.dockerfile_path, spec.context)
             stream = client.api.build(
                 path=str(spec.context),
                 dockerfile=dockerfile,
                 tag=spec.ref(platform),
                 platform=platform,
                 buildargs=spec.args_for(platform),
-                labels=spec.labels,
                 nocache=not spec.cache,
                 pull=True,  # the local store keeps one platform per tag: fetch the right base every time
                 rm=True,
@@ -518,9 +566,9 @@ class BuildahBuilder:
 
     def build(self, spec: BuildSpec, platform: str, log: Log) -> BuiltImage:
         track = StepTracker(log)
-        with authfile(spec.auths) as auth:
+        with authfile(spec.auths) as auth, dockerfile_with_labels(spec) as labelled:
             done = process.run(
-                buildah_argv(spec, platform, auth),
+                buildah_argv(spec, platform, auth, labelled),
                 timeout=spec.timeout,
                 check=False,
                 error=BuildError,

@@ -14,6 +14,7 @@ from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:
     from hpcci.backends.engine import BuildSpec
+    from hpcci.context import GitEvent
 
 BUILDER_CHOICES = ("auto", "buildx", "buildah", "docker")
 
@@ -53,6 +54,23 @@ def _created(base: Path, sha: str) -> datetime:
     return created_from(epoch, datetime.now(timezone.utc))
 
 
+def _with_git_defaults(event: GitEvent, base: Path) -> GitEvent:
+    """Outside CI (no ref, no sha), tag like a push of the checked-out branch and commit."""
+    import dataclasses
+
+    from hpcci.process import run
+
+    if event.ref or event.sha:
+        return event
+    sha = run(["git", "-C", str(base), "rev-parse", "HEAD"], timeout=30, check=False, echo=False)
+    ref = run(["git", "-C", str(base), "symbolic-ref", "-q", "HEAD"], timeout=30, check=False, echo=False)
+    return dataclasses.replace(
+        event,
+        sha=sha.stdout.strip() if sha.ok else "",
+        ref=ref.stdout.strip() if ref.ok else "",
+    )
+
+
 def builder_name(args: argparse.Namespace, configured: str) -> str:
     return getattr(args, "builder", None) or os.environ.get("HPCCI_BUILDER") or configured
 
@@ -63,7 +81,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci.stages.build import plan_build, run_build
 
     pipe = common.pipeline(args)
-    event = common.event(args)
+    event = _with_git_defaults(common.event(args), common.base_dir(args))
     auths = registry_auths(pipe, log, required=False)
     base = common.base_dir(args)
     meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
@@ -112,7 +130,7 @@ def _summary(record: records.BuildRecord) -> str:
 
 def plan_section(ctx: common.PlanContext) -> str:
     """Tags, labels, platforms and the build command per platform (pure)."""
-    from hpcci.backends.engine import BUILDERS, buildah_argv, buildx_argv, docker_argv
+    from hpcci.backends.engine import BUILDERS, buildah_argv, buildx_argv, docker_argv, label_instruction
     from hpcci.process import quote
     from hpcci.stages.build import plan_build
 
@@ -120,7 +138,12 @@ def plan_section(ctx: common.PlanContext) -> str:
     meta, spec = plan_build(pipe, ctx.event, ctx.base, created=datetime.now(timezone.utc))
     configured = pipe.image.builder
     names = BUILDERS if configured == "auto" else (configured,)
-    argv_of = {"buildx": buildx_argv, "buildah": buildah_argv, "docker": docker_argv}
+    labelled = Path("$TMP/Dockerfile.hpcci")
+    argv_of = {
+        "buildx": lambda p: buildx_argv(spec, p),
+        "buildah": lambda p: buildah_argv(spec, p, "$TMP/auth.json" if spec.auths else None, labelled),
+        "docker": lambda p: docker_argv(spec, p, labelled),
+    }
     lines = [
         f"image: {meta.repository}",
         f"tags: {', '.join(meta.tags)}",
@@ -132,6 +155,9 @@ def plan_section(ctx: common.PlanContext) -> str:
     ]
     for name in names:
         lines.append(f"commands ({name}):")
-        lines += [f"  {quote(argv_of[name](spec, p))}" for p in spec.platforms]
+        lines += [f"  {quote(argv_of[name](p))}" for p in spec.platforms]
+    if set(names) & {"buildah", "docker"}:
+        lines.append(f"$TMP/Dockerfile.hpcci (buildah, docker) = {spec.dockerfile_path} + one step:")
+        lines.append(f"  {label_instruction(spec.labels)}")
     lines.append(f"record: {ctx.records / records.RECORD_FILES[records.BuildRecord]}")
     return "\n".join(lines)
