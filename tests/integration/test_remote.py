@@ -198,3 +198,11 @@ def test_an_unreachable_login_node_is_a_transient_error_naming_the_host(require:
     with pytest.raises(RemoteError, match=r"cannot connect to hpcci@\[10.77.0.2\]:2299") as e:
         SSHRemote(c.name, c.login).connect(attempts=1)
     assert e.value.transient
+
+
+def test_get_downloads_a_file_byte_exact(remote: SSHRemote, scratch: str, tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    (tmp_path / "up").write_bytes(data)
+    remote.put(tmp_path / "up", f"{scratch}/f", streams=2)
+    remote.get(f"{scratch}/f", tmp_path / "down")
+    assert (tmp_path / "down").read_bytes() == data

@@ -482,6 +482,20 @@ class SSHRemote:
         except OSError as e:
             raise RemoteError(f"cluster {self.cluster}: cannot write {remote}: {e}") from e
 
+    def get(self, remote: str, local: Path) -> None:
+        """Download ``remote`` to ``local`` (via a temporary name, so ``local`` is never half-written)."""
+        tmp = local.with_name(f".{local.name}.part")
+        try:
+            sftp = self._sftp()
+            try:
+                sftp.get(remote, str(tmp))
+            finally:
+                sftp.close()
+            tmp.replace(local)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise TransferError(f"cluster {self.cluster}: cannot download {remote}: {e}") from e
+
     def read_tail(self, remote: str, max_bytes: int) -> str:
         """The last ``max_bytes`` of a remote file ('' when it does not exist)."""
         try:
