@@ -518,9 +518,7 @@ class Deployer:
         )
         if exists.ok:
             staged.cache_hit = True
-            self.info(
-                f"cluster {self.cluster.name}: {image.source.platform} image cached at {image.image} (cache hit)"
-            )
+            self.info(f"{image.source.platform} image cached at {image.image} (cache hit)")
             return staged
         t0 = time.monotonic()
         if image.staging != "registry":
@@ -659,9 +657,7 @@ class Deployer:
             ]
             try:
                 jobs[job.index] = self.submit(job.script_path, dep, what=f"test {job.test.name}")
-                self.info(
-                    f"cluster {self.cluster.name}: test {job.test.name} submitted as job {jobs[job.index]}"
-                )
+                self.info(f"test {job.test.name} submitted as job {jobs[job.index]}")
             except SchedulerError as e:
                 refused[job.index] = str(e)
         return jobs, refused
