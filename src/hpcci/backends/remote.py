@@ -601,7 +601,8 @@ class SSHRemote:
             finally:
                 sftp.close()
 
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(max(1, streams))]
+        n = max(1, min(streams, len(pieces)))  # no connection is opened for a stream with nothing to send
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
