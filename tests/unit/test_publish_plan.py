@@ -218,3 +218,13 @@ def test_plan_sections_show_tags_commands_targets_and_keys() -> None:
     assert "manifest list: 127.0.0.1:5000/octo-org/fibonacci:latest" in text
     assert "s3://hpcci/images/octo-org/fibonacci/<image id>/linux-arm64.tar" in text
     assert "index: s3://hpcci/images/octo-org/fibonacci/index.json" in text
+
+
+def test_progress_in_a_terminal_draws_a_bar_and_still_sums_up() -> None:
+    out = io.StringIO()
+    progress = Progress("s3://b/k.tar", 10 * MiB, Log(out, github=False), tty=True)
+    for _ in range(10):
+        progress(MiB)
+    progress.close()
+    assert progress.done == 10 * MiB
+    assert out.getvalue().splitlines()[-1].startswith("  s3://b/k.tar: 10 MiB in ")
