@@ -178,3 +178,21 @@ def test_registry_credentials_reach_the_runtime_through_a_private_file_never_arg
     lines = image.convert_argv[2].splitlines()
     assert lines[3:7] == ["set -a", f". {creds}", "set +a", f"rm -f -- {creds}"]
     assert "apptainer pull --force --nohttps" in lines[7]
+
+
+def test_a_real_publish_record_stages_each_partitions_platform_from_s3() -> None:
+    from hpcci import records
+
+    path = (
+        Path(__file__).parent / "data" / "records" / "publish.json"
+    )  # written by `hpcci publish` (local stack)
+    sources = sources_from_publish(records.read(records.PublishRecord, path))
+    assert set(sources) == {"linux/amd64", "linux/arm64"}
+    cluster = local_cluster(**{"scheduler.partitions.gpu.arch": "aarch64"})
+    gpu = {"name": "g", "command": "true", "gpu": True}
+    plan = plan_cluster(pipeline(FIB, gpu), cluster, sources, PATHS, "r1")
+    assert {p: i.staging for p, i in plan.images.items()} == {"linux/amd64": "s3", "linux/arm64": "s3"}
+    assert [t.platform for t in plan.tests] == ["linux/amd64", "linux/arm64"]
+    arm = plan.images["linux/arm64"]
+    assert arm.source.s3 is not None and arm.source.s3.key.endswith("linux-arm64.tar")
+    assert arm.image == f"{PATHS.cache}/{arm.source.key}.sif"
