@@ -183,6 +183,8 @@ class S3Store:
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != metadata.get(SHA256_META):
             got = "nothing" if info is None else f"{info.size} bytes, sha256 {info.sha256}"
+            if info is not None:
+                self.delete(key)  # never leave something that looks published but is not what we sent
             raise ObjectStoreError(
                 f"uploaded s3://{self.bucket}/{key} but the server has {got} (expected {size} bytes); retry the publish"
             )
