@@ -25,8 +25,8 @@ FIB_TAG = "hpcci-test/fibonacci:h4"
 BASE_TAG = "hpcci-test/base:amd64-h4"
 
 
-def build_fib_tar(out: Path) -> Path:
-    """The examples/fibonacci image for linux/amd64, built from the stack's base image and saved as a tar.
+def build_fib_tar(out: Path, arch: str = "amd64") -> Path:
+    """The examples/fibonacci image for linux/ARCH, built from the stack's base image and saved as a tar.
 
     The base is copied out of the registry for amd64 under a private name (the shared local tag may hold
     another platform's image), then loaded into Docker and used as FROM.
@@ -45,19 +45,21 @@ def build_fib_tar(out: Path) -> Path:
     auth.write_text(_json.dumps({"auths": {registry: {"auth": token}}}))
     base_tar = out.parent / "base.tar"
     run(
-        ["skopeo", "copy", "--quiet", "--authfile", str(auth), "--src-tls-verify=false", "--override-arch", "amd64",
-         f"docker://{base}", f"docker-archive:{base_tar}:{BASE_TAG}"],
+        ["skopeo", "copy", "--quiet", "--authfile", str(auth), "--src-tls-verify=false", "--override-arch", arch,
+         f"docker://{base}", f"docker-archive:{base_tar}:{BASE_TAG}-{arch}"],
         timeout=300,
     )  # fmt: skip
     auth.unlink()
     run(["docker", "load", "--quiet", "--input", str(base_tar)], timeout=300)
     run(
-        ["docker", "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "TARGETPLATFORM=linux/amd64",
-         "-t", FIB_TAG, str(REPO / "examples" / "fibonacci")],
+        ["docker", "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}-{arch}", "--build-arg",
+         f"TARGETPLATFORM=linux/{arch}", "-t", f"{FIB_TAG}-{arch}", str(REPO / "examples" / "fibonacci")],
         timeout=600,
         env={"DOCKER_BUILDKIT": "0"},
     )  # fmt: skip
-    run(["docker", "save", FIB_TAG, "-o", str(out)], timeout=300)
+    if arch == "amd64":
+        run(["docker", "tag", f"{FIB_TAG}-{arch}", FIB_TAG], timeout=60)
+    run(["docker", "save", f"{FIB_TAG}-{arch}", "-o", str(out)], timeout=300)
     return out
 
 

@@ -576,3 +576,20 @@ def test_sigterm_during_the_upload_stops_it_cleanly_and_submits_nothing(
     finally:
         remote.close()
     assert left.stdout.strip() == "0"  # the partial upload was removed
+
+
+def test_an_aarch64_partition_gets_the_arm64_image(
+    tmp_path: Path, project: Callable[..., Project], require: Callable[..., None]
+) -> None:
+    # the local node is x86_64: the arm64 image runs under QEMU binfmt, as on a real aarch64 node it runs natively
+    require("docker", "registry")
+    tar = build_fib_tar(tmp_path / "fib-arm64.tar", arch="arm64")
+    arm = {"name": "arch", "command": ["python3", "-c", "import platform; print(platform.machine())"],
+           "expect": {"output": "^aarch64$"}, "resources": {"partition": "arm"}}  # fmt: skip
+    proj = project(
+        [arm], cluster=cluster_config(**{"scheduler.partitions.arm": {"name": "cpu", "arch": "aarch64"}})
+    )
+    done = hpcci(proj, "deploy", "--image-tar", str(tar))
+    assert done.returncode == 0, done.stderr[-3000:]
+    t = proj.tests()["arch"]
+    assert t["verdict"] == "pass" and t["platform"] == "linux/arm64", t
