@@ -188,3 +188,8 @@ def test_a_missing_template_names_the_setting(tmp_path: Path) -> None:
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"scheduler.template: cannot read .*nope.sbatch"):
         scripts(pipeline(FIB), load_cluster(tmp_path / "local.yaml"))
+
+
+def test_a_command_with_an_unbalanced_quote_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="balance its quotes or write it as a list"):
+        scripts(pipeline({"name": "q", "command": "echo 'oops"}))

@@ -341,7 +341,14 @@ def test_body(cluster: Cluster, test: SmokeTest, image: str) -> list[str]:
         cleanenv=cluster.runtime.cleanenv,
         env=test.env,
     )
-    run = rt.exec(image, test.argv, opts)
+    try:
+        argv = test.argv
+    except ValueError as e:  # shlex: an unbalanced quote
+        raise ConfigError(
+            f"test {test.name}: command {test.command!r} cannot be split into words ({e}); "
+            "balance its quotes or write it as a list"
+        ) from e
+    run = rt.exec(image, argv, opts)
     modules = [*cluster.modules, *cluster.runtime.modules]
     if test.mpi:
         modules = [*cluster.modules, *cluster.mpi.modules, *cluster.runtime.modules]
