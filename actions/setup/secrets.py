@@ -19,7 +19,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Never exported from the secrets object: the runner's own variables (the token goes to `hpcci report` through its
 # own input), and variables that change how programs start rather than what hpcci reads.
 _RESERVED = re.compile(
-    r"^(GITHUB_|RUNNER_|ACTIONS_|LD_|PYTHON)|^(github_token|PATH|HOME|BASH_ENV|ENV|SHELL|IFS)$", re.IGNORECASE
+    r"^(GITHUB_|RUNNER_|ACTIONS_|LD_|PYTHON|GIT_|PERL5|NODE_|DYLD_)"
+    r"|_PROXY$|_CA_BUNDLE$"
+    r"|^(github_token|PATH|HOME|BASH_ENV|ENV|SHELL|IFS|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|CI)$",
+    re.IGNORECASE,
 )
 
 

@@ -180,7 +180,15 @@ _cl_slurm() {
   wait_for "Slurm node $(hostname -s) (idle)" 30 _cl_node_ready
 }
 
-_cl_node_ready() { sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; }
+# A node left DRAINED or DOWN by a killed session stays so in Slurm's saved state: resume it.
+_cl_node_ready() {
+  local name state
+  read -r name state < <(sinfo -h -N -o '%N %T' 2>/dev/null | head -n 1) || return 1
+  case "$state" in
+    drain*|down*|fail*) scontrol update nodename="$name" state=resume >/dev/null 2>&1 || true; return 1 ;;
+  esac
+  [[ "$state" =~ ^(idle|mixed|allocated) ]]
+}
 
 _cl_sshd() {
   pid_alive cluster-sshd && return 0

@@ -50,7 +50,8 @@ docker_up() {
     return 0
   fi
   _docker_config
-  rm -f /var/run/docker.pid
+  # stale pid files from a killed daemon: dockerd would trust (and later kill) whatever process reused them
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
   start_bg dockerd "$STACK_DIR/log/dockerd.log" dockerd --config-file "$STACK_DIR/docker/daemon.json"
   wait_for "dockerd (log: $STACK_DIR/log/dockerd.log)" 60 _docker_answers
 }

@@ -29,8 +29,17 @@ apt_install() {
     apt-get -o DPkg::Lock::Timeout=600 update -qq >"$STACK_DIR/log/apt.log" 2>&1 || die 3 "apt-get update failed: see $STACK_DIR/log/apt.log"
     _apt_updated=1
   fi
-  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >>"$STACK_DIR/log/apt.log" 2>&1 \
-    || die 3 "apt-get install ${missing[*]} failed: see $STACK_DIR/log/apt.log"
+  # Packages like memcached, docker.io, mariadb-server and munge start their own daemons on install unless
+  # policy-rc.d forbids it; ours must be the only ones. Forbid it for the install when the machine does not.
+  local policy=/usr/sbin/policy-rc.d made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# hpcci local-stack: no service starts during apt-get install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"; made_policy=1
+  fi
+  local rc=0
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >>"$STACK_DIR/log/apt.log" 2>&1 || rc=$?
+  [ -n "$made_policy" ] && rm -f "$policy"
+  [ "$rc" -eq 0 ] || die 3 "apt-get install ${missing[*]} failed: see $STACK_DIR/log/apt.log"
 }
 
 # _pid_start PID: the process's start time (clock ticks since boot; survives exec, changes when a pid is reused).
@@ -43,7 +52,8 @@ pid_alive() {
   [ -s "$f" ] || return 1
   pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null || return 1
-  [ -s "$STACK_DIR/run/$1.start" ] || return 0
+  # no start time: not started by start_bg (or left over from a killed session): never trust a bare pid
+  [ -s "$STACK_DIR/run/$1.start" ] || return 1
   [ "$(_pid_start "$pid")" = "$(cat "$STACK_DIR/run/$1.start")" ]
 }
 

@@ -13,8 +13,9 @@ _registry_config() {
   local user pass
   user=$(creds_get "$REGISTRY_CREDS" username); pass=$(creds_get "$REGISTRY_CREDS" password)
   mkdir -p "$REGISTRY_DIR/data"
-  if [ ! -s "$REGISTRY_DIR/htpasswd" ] || ! htpasswd -vb "$REGISTRY_DIR/htpasswd" "$user" "$pass" >/dev/null 2>&1; then
-    ( umask 077; htpasswd -Bbn "$user" "$pass" >"$REGISTRY_DIR/htpasswd.new" ) && mv "$REGISTRY_DIR/htpasswd.new" "$REGISTRY_DIR/htpasswd"
+  # -i: the password on stdin, never in argv (where ps would show it)
+  if [ ! -s "$REGISTRY_DIR/htpasswd" ] || ! printf '%s\n' "$pass" | htpasswd -iv "$REGISTRY_DIR/htpasswd" "$user" >/dev/null 2>&1; then
+    ( umask 077; printf '%s\n' "$pass" | htpasswd -iBn "$user" >"$REGISTRY_DIR/htpasswd.new" ) && mv "$REGISTRY_DIR/htpasswd.new" "$REGISTRY_DIR/htpasswd"
   fi
   [ -s "$REGISTRY_DIR/http-secret" ] || ( umask 077; random_secret 32 >"$REGISTRY_DIR/http-secret" )
   ( umask 077; cat >"$REGISTRY_DIR/config.yml" <<EOF

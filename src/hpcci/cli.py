@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from hpcci import __version__
-from hpcci.errors import HpcciError, UsageError
+from hpcci.errors import INTERNAL_ERROR_EXIT, HpcciError, UsageError
 
 COMMANDS = {
     "build": "build multi-arch images from the Dockerfile in hpcci.yaml",
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(re-run with --debug for the traceback, and please report it)",
             file=sys.stderr,
         )
-        return 1
+        return INTERNAL_ERROR_EXIT
 
 
 if __name__ == "__main__":

@@ -131,6 +131,9 @@ class GitHubError(HpcciError):
     exit_code = 80
 
 
+INTERNAL_ERROR_EXIT = 99  # a bug in hpcci itself (cli.py prints one line and asks for a report)
+
+
 class Interrupted(HpcciError):
     """Stopped by SIGINT/SIGTERM (after cleaning up)."""
 

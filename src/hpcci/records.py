@@ -128,7 +128,10 @@ class Results:
 
     @property
     def passed(self) -> bool:
-        return all(c.error is None and all(t.verdict == "pass" for t in c.tests) for c in self.clusters)
+        """Every cluster ran and every test passed; no cluster at all is not a pass."""
+        return bool(self.clusters) and all(
+            c.error is None and all(t.verdict == "pass" for t in c.tests) for c in self.clusters
+        )
 
 
 # -- JSON ----------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,12 +32,24 @@ def test_failure_raises_the_given_error_with_the_output_tail() -> None:
 
 
 def test_timeout_kills_the_process_group(tmp_path: os.PathLike[str]) -> None:
-    marker = f"{tmp_path}/child-alive"
+    pidfile = f"{tmp_path}/child.pid"
     with pytest.raises(HpcciError, match="did not finish within 1s") as e:
-        run(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], timeout=1, echo=False)
+        run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=1, echo=False)
     assert e.value.transient
-    time.sleep(3.5)
-    assert not os.path.exists(marker), "the background child survived the timeout"
+    child = int(Path(pidfile).read_text())
+    # the grandchild was SIGKILLed with its group; init reaps it (wait for that event, no timing threshold)
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{child}") and _state(child) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child}") or _state(child) == "Z", "the background child survived"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
 
 
 def test_missing_program_says_command_not_found() -> None:

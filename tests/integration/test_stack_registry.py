@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import urllib.error
 import urllib.request
 import uuid
@@ -137,9 +136,7 @@ def test_base_image_is_a_manifest_list_of_amd64_and_arm64(
 def test_buildah_builds_from_the_base_image_for_amd64_and_arm64(
     require: Callable[..., None], stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    require("registry")
-    if shutil.which("buildah") is None:
-        pytest.skip("buildah is not installed (apt-get install buildah)")
+    require("registry", "docker")  # `up docker` installs buildah
     registry = stack_env["HPCCI_REGISTRY"]
     userpass = f"{stack_env['HPCCI_REGISTRY_USERNAME']}:{stack_env['HPCCI_REGISTRY_PASSWORD']}"
     authfile = tmp_path / "auth.json"

@@ -71,3 +71,7 @@ def test_results_pass_only_when_every_test_passes() -> None:
     failing = records.TestResult(**{**records.dataclasses.asdict(r.clusters[0].tests[0]), "verdict": "fail"})
     bad = records.Results(image="x", clusters=[records.ClusterResult("local", "linux/amd64", [failing])])
     assert not bad.passed
+
+
+def test_results_with_no_cluster_are_not_a_pass() -> None:
+    assert not records.Results(image="x", clusters=[]).passed
