@@ -94,8 +94,12 @@ def test_stuck_pending_on_invalid_account_requires_action() -> None:
 
 
 def test_a_job_stuck_on_the_config_reads_action_required_in_the_table() -> None:
-    stuck = result("gpu", "cancelled", "CANCELLED", None, reason="the job can never start: fix scheduler.account")
-    assert "| gpu | linux/amd64 | 4242 | CANCELLED | - | 12s | 🔧 action required |" in C.summary(cluster(stuck))
+    stuck = result(
+        "gpu", "cancelled", "CANCELLED", None, reason="the job can never start: fix scheduler.account"
+    )
+    assert "| gpu | linux/amd64 | 4242 | CANCELLED | - | 12s | 🔧 action required |" in C.summary(
+        cluster(stuck)
+    )
 
 
 def test_action_required_verdict_maps_to_action_required() -> None:
