@@ -358,3 +358,7 @@ def teardown_module() -> None:
                 s3.delete_object(Bucket="hpcci", Key=obj["Key"])
     except Exception as e:  # cleanup must not turn a passing run red
         print(f"cleanup of s3://hpcci/hpcci-test-{RUN_ID}/ failed: {e}")
+    for pub in _published.values():
+        tool = "buildah" if pub.builder == "buildah" else "docker"
+        for image in pub.build.platforms:
+            run([tool, "rmi", "-f", image.ref], timeout=60, check=False, echo=False)
