@@ -25,6 +25,7 @@ from deploy_support import (
     hpcci,
     login,
     make_project,
+    need,
     on_login,
     unique,
     wait_for,
@@ -46,15 +47,7 @@ FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": 
 
 @pytest.fixture(scope="module")
 def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    for service in ("docker", "registry", "cluster"):
-        from conftest import in_ci, service_status
-
-        up, why = service_status(service)
-        if not up:
-            msg = (
-                f"local stack service '{service}' is down ({why}); start it: scripts/local-stack up {service}"
-            )
-            pytest.fail(msg) if in_ci() else pytest.skip(msg)
+    need("docker", "registry", "cluster")
     return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
 
 
