@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from hpcci import records
 from hpcci.commands import common
-from hpcci.config import Pipeline, resolve_value
 from hpcci.errors import ConfigError, UsageError
 from hpcci.log import Log, github_output
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
     from hpcci.backends.engine import RegistryAuth
     from hpcci.backends.objectstore import S3Settings
+    from hpcci.config import Pipeline
 
 TARGETS = ("registry", "s3")
 
@@ -45,6 +45,7 @@ def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[Registry
     """Credentials for publish.registry: from hpcci.yaml (env/file refs), else HPCCI_REGISTRY_USERNAME/PASSWORD."""
     from hpcci.backends.engine import RegistryAuth
     from hpcci.backends.registry import destination
+    from hpcci.config import resolve_value
 
     reg = pipe.publish.registry
     if reg is None:
@@ -109,6 +110,7 @@ def _registry(
 def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:
     """publish.s3 as store settings; keys from hpcci.yaml (env/file refs), else boto3's usual chain (AWS_*)."""
     from hpcci.backends.objectstore import S3Settings
+    from hpcci.config import resolve_value
 
     s3 = pipe.publish.s3
     assert s3 is not None
