@@ -43,8 +43,20 @@ def test_buildx_builds_one_platform_and_loads_it_without_provenance() -> None:
     assert buildx_argv(spec(), "linux/arm64") == [
         "docker", "buildx", "build", "--platform", "linux/arm64", "--load", "--provenance=false",
         "--progress=plain", "-f", "/src/app/Dockerfile", "-t", "127.0.0.1:5000/octo-org/fib:1.2.3-arm64",
-        "--build-arg", "BASE_IMAGE=base:1", "--label", "org.opencontainers.image.version=1.2.3", "/src/app",
+        "--build-arg", "BASE_IMAGE=base:1", "--label", "org.opencontainers.image.version=1.2.3",
+        "--cache-to", "type=inline", "/src/app",
     ]  # fmt: skip
+
+
+def test_buildx_imports_layer_cache_from_earlier_pushes_of_the_same_platform() -> None:
+    argv = buildx_argv(spec(cache_from=["reg:5000/o/fib:main", "reg:5000/o/fib:1.2.3"]), "linux/arm64")
+    assert argv[argv.index("--cache-to") + 1] == "type=inline"
+    froms = [argv[i + 1] for i, a in enumerate(argv) if a == "--cache-from"]
+    assert froms == [
+        "type=registry,ref=reg:5000/o/fib:main-arm64",
+        "type=registry,ref=reg:5000/o/fib:1.2.3-arm64",
+    ]
+    assert "--cache-from" not in buildx_argv(spec(cache=False, cache_from=["r:1"]), "linux/arm64")
 
 
 def test_buildah_uses_layer_cache_docker_format_and_authfile() -> None:

@@ -72,6 +72,9 @@ class BuildSpec:
     cache: bool = True
     auths: list[RegistryAuth] = field(default_factory=list)
     timeout: float = 3600.0
+    # earlier pushes to import layer cache from (buildx; `repo:tag`, the platform suffix is added per build):
+    # a fresh runner (GitHub-hosted) has no local cache, the registry does
+    cache_from: list[str] = field(default_factory=list)
 
     @property
     def dockerfile_path(self) -> Path:
@@ -201,7 +204,13 @@ def buildx_argv(spec: BuildSpec, platform: str) -> list[str]:
     argv = ["docker", "buildx", "build", "--platform", platform, "--load", "--provenance=false"]
     argv += ["--progress=plain", "-f", str(spec.dockerfile_path), "-t", spec.ref(platform)]
     argv += build_args_argv(spec.build_args) + labels_argv(spec.labels)
-    if not spec.cache:
+    if spec.cache:
+        # inline cache metadata travels with the pushed image; the next build (on any runner) imports it
+        argv += ["--cache-to", "type=inline"]
+        for ref in spec.cache_from:
+            repo, _, tag = ref.rpartition(":")
+            argv += ["--cache-from", f"type=registry,ref={repo}:{platform_tag(tag, platform)}"]
+    else:
         argv.append("--no-cache")
     return [*argv, str(spec.context)]
 

@@ -28,6 +28,15 @@ def plan_build(
     """Tags, labels and the build spec (pure: reads nothing, runs nothing)."""
     image = pipeline.image
     meta = image_meta(image, pipeline.tags, event, created=created)
+    cache_from: list[str] = []
+    reg = pipeline.publish.registry
+    if reg is not None and image.cache:
+        from hpcci.backends.registry import destination
+        from hpcci.tags import sanitize_tag
+
+        dest = destination(reg.url, reg.repository, meta.repository, insecure=reg.insecure)
+        candidates = [meta.tags[0], sanitize_tag(event.default_branch) or ""]
+        cache_from = [f"{dest.name}:{t}" for t in dict.fromkeys(candidates) if t]
     context = (base / image.context).resolve()
     spec = BuildSpec(
         context=context,
@@ -39,6 +48,7 @@ def plan_build(
         labels=meta.labels,
         cache=image.cache,
         auths=list(auths or []),
+        cache_from=cache_from,
     )
     return meta, spec
 
