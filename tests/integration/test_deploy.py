@@ -230,6 +230,32 @@ def test_sigterm_cancels_the_submitted_jobs(fib_tar: Path, project: Callable[...
 # -- S3 staging: the login node pulls a presigned URL ---------------------------------------------------------
 
 
+_PUBLISHED: list[
+    rec.S3Object
+] = []  # removed again (object, and its staged tar/converted image) after the module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_what_the_tests_published() -> Iterator[None]:
+    yield
+    if not _PUBLISHED:
+        return
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    remote = login()
+    try:
+        for obj in _PUBLISHED:
+            s3.delete_object(Bucket=obj.bucket, Key=obj.key)
+            hexd = obj.digest.removeprefix("sha256:")
+            remote.run(
+                ["bash", "-c", f'rm -f -- "$SCRATCH"/hpcci/images/{hexd}.* "$SCRATCH"/hpcci/images/.{hexd}.*']
+            )
+    finally:
+        remote.close()
+    _PUBLISHED.clear()
+
+
 def _publish_to_s3(
     tar: Path, key: str, *, sha256: str | None = None, digest: str | None = None
 ) -> rec.S3Object:
@@ -239,11 +265,13 @@ def _publish_to_s3(
     bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
     s3.upload_file(str(tar), bucket, key)
     real = hashlib.sha256(tar.read_bytes()).hexdigest()
-    return rec.S3Object(
+    obj = rec.S3Object(
         bucket=bucket, key=key, size=tar.stat().st_size, sha256=sha256 or real, platform="linux/amd64",
         digest=digest or "sha256:" + hashlib.sha256(os.urandom(16)).hexdigest(),
         endpoint_url=os.environ["AWS_ENDPOINT_URL"],
     )  # fmt: skip
+    _PUBLISHED.append(obj)
+    return obj
 
 
 def _write_publish(proj: Project, obj: rec.S3Object) -> None:
@@ -540,7 +568,7 @@ def test_sigterm_during_the_upload_stops_it_cleanly_and_submits_nothing(
     tmp_path: Path, project: Callable[..., Project]
 ) -> None:
     tar = tmp_path / "big.tar"
-    hexd = _big_archive(tar, 1024)
+    hexd = _big_archive(tar, 512)
     proj = project([FIB])
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpcci", "deploy", "--image-tar", str(tar)],
@@ -558,6 +586,7 @@ def test_sigterm_during_the_upload_stops_it_cleanly_and_submits_nothing(
     finally:
         if proc.poll() is None:
             proc.kill()
+        tar.unlink()  # 512 MiB: not left behind in pytest's kept temporary folders
     assert proc.returncode == Interrupted.exit_code, "".join(lines) + out
     t = proj.tests()["fib"]
     assert t["state"] == "NOT_RUN" and t["job_id"] is None
