@@ -250,6 +250,9 @@ def main() -> None:
         rows += bench_overhead(tar, root, args.jobs)
     if tar and "concurrency" in only:
         rows += bench_concurrency(tar, root)
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
     load = os.getloadavg()[0]
     print(f"\n<!-- bench_deploy.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"load {load:.1f} -->")  # fmt: skip
