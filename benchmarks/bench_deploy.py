@@ -73,6 +73,16 @@ def bench_staging(size_mib: int, runs: int, streams: int) -> list[tuple[str, str
     host, port, user = (
         os.environ[k] for k in ("HPCCI_LOCAL_SSH_HOST", "HPCCI_LOCAL_SSH_PORT", "HPCCI_LOCAL_SSH_USER")
     )
+    import shutil
+
+    need = 6 * size_mib * MiB + (
+        4 << 30
+    )  # local blob, 4 remote copies at most one at a time + S3, and headroom
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if free < need:
+        raise SystemExit(
+            f"bench_deploy: {free >> 30} GiB free, staging {size_mib} MiB needs {need >> 30} GiB"
+        )
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     blob = work / "blob.bin"
     with blob.open("wb") as f:
@@ -118,20 +128,30 @@ def bench_staging(size_mib: int, runs: int, streams: int) -> list[tuple[str, str
         pipe = Pipe(curl, ["tee", "--", f"{scratch}/s3.bin"], ["sha256sum"])
         remote.run(login_argv([pipe]), stdin=f'url = "{url}"\n', check=True, timeout=1800)
 
-    cases = [("OpenSSH scp", scp), ("hpcci SFTP, 1 stream", sftp(1)), (f"hpcci SFTP, {streams} streams", sftp(streams)),
-             ("hpcci S3 pull (login node: curl, tee, sha256sum in one pass)", s3_pull)]  # fmt: skip
-    for _ in range(runs):
-        for name, fn in cases:
-            results.setdefault(name, []).append(timed(fn))
+    cases = [
+        ("OpenSSH scp", scp, "scp.bin"),
+        ("hpcci SFTP, 1 stream", sftp(1), "sftp1.bin"),
+        (f"hpcci SFTP, {streams} streams", sftp(streams), f"sftp{streams}.bin"),
+        ("hpcci S3 pull (login node: curl, tee, sha256sum in one pass)", s3_pull, "s3.bin"),
+    ]
+    try:
+        for _ in range(runs):
+            for name, fn, copy in cases:
+                results.setdefault(name, []).append(timed(fn))
+                remote.run(["rm", "-f", "--", f"{scratch}/{copy}"])  # one remote copy at a time
+    finally:
+        remote.run(["rm", "-rf", "--", scratch])
+        remote.close()
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            store.delete(s3key)
+        except Exception as e:  # the S3 server may refuse when the disk is full: say what is left behind
+            print(f"bench_deploy: could not delete s3://{store.bucket}/{s3key}: {e}", file=sys.stderr)
     base = statistics.median(results["OpenSSH scp"])
     for name, times in results.items():
         med = statistics.median(times)
         rows.append((f"stage {size_mib} MiB + remote sha256: {name}", f"{med:.1f} s ({rate(size, med)})",
                      f"{base / med:.2f}x scp"))  # fmt: skip
-    remote.run(["rm", "-rf", "--", scratch])
-    remote.close()
-    store.delete(s3key)
-    blob.unlink()
     return rows
 
 
