@@ -8,6 +8,7 @@ SIGTERM/SIGINT (a cancelled CI run) and the deploy deadline cancel the jobs alre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import threading
@@ -155,6 +156,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         deadline = time.monotonic() + slurm_time_seconds(deadline_text)
     except ValueError as e:
         raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00") from e
+    _mask_secrets(pipe, log)
     stop = threading.Event()
     outcomes: dict[str, Outcome] = {}
 
@@ -203,6 +205,15 @@ def main(args: argparse.Namespace, log: Log) -> int:
             f"smoke tests did not pass: {', '.join(failed)}; see {records / 'results.json'}"
         )
     return 0
+
+
+def _mask_secrets(pipe: Pipeline, log: Log) -> None:
+    """The registry password may reach a cluster (registry staging): never let it reach a log."""
+    reg = pipe.publish.registry
+    if reg is not None and reg.password is not None:
+        # not set: only an error if registry staging is used, and then that step says so
+        with contextlib.suppress(HpcciError):
+            log.mask(reg.password.resolve("publish.registry.password").strip())
 
 
 def _report(outcomes: list[Outcome], log: Log) -> None:

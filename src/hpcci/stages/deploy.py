@@ -535,10 +535,14 @@ class Deployer:
         t0 = time.monotonic()
         if image.registry_creds_file:
             self._write_registry_creds(image.registry_creds_file)
-        if self.cluster.runtime.convert_on == "compute":
-            staged.convert_job = self._submit_convert(image)
-        else:
-            self._convert(image)
+        try:
+            if self.cluster.runtime.convert_on == "compute":
+                staged.convert_job = self._submit_convert(image)
+            else:
+                self._convert(image)
+        finally:
+            if image.registry_creds_file and not staged.convert_job:
+                self._remove(image.registry_creds_file)  # the script deletes it; this covers a failed start
         staged.seconds["convert"] = time.monotonic() - t0
         return staged
 
