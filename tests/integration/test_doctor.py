@@ -45,7 +45,9 @@ def test_the_local_cluster_is_ready(tmp_path: Path) -> None:
     ):
         assert any(line.split()[:1] == ["ok"] and check in line for line in out.splitlines()), (check, out)
     # free space depends on the machine: below 10 GiB it is a warning, never a failure
-    assert any(line.split()[:1] in (["ok"], ["warn"]) and "GiB free" in line for line in out.splitlines()), out
+    assert any(line.split()[:1] in (["ok"], ["warn"]) and "GiB free" in line for line in out.splitlines()), (
+        out
+    )
     assert "apptainer version 1.3.6+hpcci-standin" in out  # the stand-in, after `module load apptainer`
     assert out.rstrip().endswith("ready")
 
