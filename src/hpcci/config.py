@@ -281,7 +281,9 @@ class SchedulerConfig(_Model):
     directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '")
     poll: PollConfig = Field(default_factory=PollConfig)
     template: str | None = Field(
-        None, description="An sbatch script template (path relative to this file) replacing hpcci's default"
+        None,
+        description="An sbatch script template (path relative to this file) replacing hpcci's default; "
+        "placeholders $directives, $body, $comment, $job_name ($$ for a literal $)",
     )
 
 
