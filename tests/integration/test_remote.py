@@ -195,9 +195,17 @@ def test_through_a_jump_host(require: Callable[..., None]) -> None:
 def test_an_unreachable_login_node_is_a_transient_error_naming_the_host(require: Callable[..., None]) -> None:
     require("cluster")
     c = cluster(**{"login.port": 2299, "login.connect_timeout": 3})
-    with pytest.raises(RemoteError, match=r"cannot connect to hpcci@\[10.77.0.2\]:2299") as e:
-        SSHRemote(c.name, c.login).connect(attempts=1)
+    echoed: list[str] = []
+    r = SSHRemote(c.name, c.login, echo=echoed.append, config_file="cluster-configs/local.yaml")
+    with pytest.raises(RemoteError) as e:
+        r.connect(attempts=2)
+    assert str(e.value) == (
+        "cluster local: cannot connect to 10.77.0.2:2299 (connection refused); is the login host up? "
+        "check login.host and login.port in cluster-configs/local.yaml"
+    )
     assert e.value.transient
+    (retry,) = echoed
+    assert retry.startswith("cluster local: cannot connect") and retry.count("cluster local:") == 1
 
 
 def test_get_downloads_a_file_byte_exact(remote: SSHRemote, scratch: str, tmp_path: Path) -> None:

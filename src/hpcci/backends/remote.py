@@ -12,6 +12,7 @@ channels in parallel, piece by piece, so a dropped connection resumes at the las
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import io
 import os
@@ -152,6 +153,56 @@ def known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+_ERRNO_WHY = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+}
+
+
+def connect_failure_reason(e: BaseException) -> str:
+    """A few words for why a TCP/SSH connection failed (paramiko's own texts such as "[Errno None]" hidden)."""
+    import socket
+
+    errors = getattr(e, "errors", None)  # paramiko's NoValidConnectionsError: {(addr, port): OSError}
+    if isinstance(errors, dict) and errors:
+        reasons = dict.fromkeys(connect_failure_reason(x) for x in errors.values())
+        return " / ".join(reasons)
+    if isinstance(e, socket.gaierror):
+        return "unknown host name"
+    if isinstance(e, TimeoutError | socket.timeout):
+        return "timed out: no answer"
+    if isinstance(e, OSError) and e.errno in _ERRNO_WHY:
+        return _ERRNO_WHY[e.errno]
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    text = " ".join(str(e).split())
+    return f"the SSH handshake failed: {text}" if text else f"the SSH handshake failed ({type(e).__name__})"
+
+
+def connect_error(
+    cluster: str,
+    host: str,
+    port: int,
+    e: BaseException,
+    config_file: str | None,
+    settings: str = "login.host and login.port",
+) -> RemoteError:
+    """One line: what could not be reached, why, and which settings to check."""
+    where = "the cluster config"
+    if config_file:
+        rel = os.path.relpath(config_file)
+        where = config_file if rel.startswith("..") else rel
+    what = "jump host" if "jump" in settings else "login host"
+    return RemoteError(
+        f"cluster {cluster}: cannot connect to {host}:{port} ({connect_failure_reason(e)}); is the {what} up? "
+        f"check {settings} in {where}",
+        transient=True,
+    )
+
+
 # -- the seam ------------------------------------------------------------------------------------------------------
 
 
@@ -240,6 +291,7 @@ class SSHRemote:
         echo: Callable[[str], None] | None = None,
         mask: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
+        config_file: str | None = None,
     ) -> None:
         from hpcci.config import resolve_value
 
@@ -248,6 +300,7 @@ class SSHRemote:
         )  # set on SIGTERM/SIGINT: a running command or upload stops early
         self.cluster = cluster
         self.login = login
+        self.config_file = config_file  # named in connection errors ("check login.port in FILE")
         self.host = login.host
         self.user = resolve_value(login.user, f"cluster {cluster}: login.user")
         self._echo = echo or (lambda _line: None)
@@ -277,7 +330,9 @@ class SSHRemote:
             )
         return self._pkey, self._known
 
-    def _new_client(self, host: str, port: int, user: str, sock: Any = None) -> paramiko.SSHClient:
+    def _new_client(
+        self, host: str, port: int, user: str, sock: Any = None, settings: str = "login.host and login.port"
+    ) -> paramiko.SSHClient:
         import paramiko
 
         pkey, known = self._credentials()
@@ -331,11 +386,7 @@ class SSHRemote:
             ) from e
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
-            raise RemoteError(
-                f"cluster {self.cluster}: cannot connect to {where}: {e or type(e).__name__}; "
-                "check login.host/login.port and that the login node is up",
-                transient=True,
-            ) from e
+            raise connect_error(self.cluster, host, port, e, self.config_file, settings) from e
         tr = client.get_transport()
         if tr is not None and self.login.keepalive:
             tr.set_keepalive(self.login.keepalive)
@@ -349,7 +400,9 @@ class SSHRemote:
 
             if self._jump is None or not _active(self._jump):
                 juser = resolve_value(jump.user, f"cluster {self.cluster}: login.jump.user")
-                self._jump = self._new_client(jump.host, jump.port, juser)
+                self._jump = self._new_client(
+                    jump.host, jump.port, juser, settings="login.jump.host and login.jump.port"
+                )
             jt = self._jump.get_transport()
             assert jt is not None
             try:
@@ -383,7 +436,7 @@ class SSHRemote:
                 except RemoteError as e:
                     if not e.transient or i == attempts - 1:
                         raise
-                    self._echo(f"cluster {self.cluster}: {e} (attempt {i + 1}/{attempts}, retrying)")
+                    self._echo(f"{e} (attempt {i + 1}/{attempts}, retrying)")  # e names the cluster already
                     time.sleep(min(2.0 * (i + 1), 5.0))
             raise AssertionError("unreachable")
 

@@ -109,7 +109,9 @@ def deploy_cluster(
     def info(msg: str) -> None:
         log.info(f"[{cluster.name}] {msg}")
 
-    remote = SSHRemote(cluster.name, cluster.login, echo=info, mask=log.mask, stop=stop)
+    remote = SSHRemote(
+        cluster.name, cluster.login, echo=info, mask=log.mask, stop=stop, config_file=cluster.source.file
+    )
     try:
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, presign=presigner(pipe, log), run_id=run_id, deadline=deadline,
@@ -143,6 +145,7 @@ def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.config import slurm_time_seconds
+    from hpcci.stages import deploy as stage
 
     pipe = common.pipeline(args)
     clusters = common.clusters(args, pipe)
@@ -161,16 +164,19 @@ def main(args: argparse.Namespace, log: Log) -> int:
     outcomes: dict[str, Outcome] = {}
 
     def work(name: str) -> None:
-        outcomes[name] = deploy_cluster(
-            pipe,
-            clusters[name],
-            sources,
-            run_id=run_id,
-            deadline=deadline,
-            deadline_text=deadline_text,
-            stop=stop,
-            log=log,
-        )
+        try:
+            outcomes[name] = deploy_cluster(
+                pipe,
+                clusters[name],
+                sources,
+                run_id=run_id,
+                deadline=deadline,
+                deadline_text=deadline_text,
+                stop=stop,
+                log=log,
+            )
+        except Exception as e:  # e.g. its SSH user/key secret is not set: that cluster's error, no traceback
+            outcomes[name] = stage.failed_outcome(pipe, clusters[name], sources, stage.cluster_error(name, e))
 
     log.info(f"deploying {image} to {', '.join(clusters)} (run {run_id}, deadline {deadline_text})")
     with _stop_on_signals(stop, log):
@@ -182,7 +188,13 @@ def main(args: argparse.Namespace, log: Log) -> int:
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
-    ordered = [outcomes[n] for n in clusters if n in outcomes]
+    for n in clusters:
+        if n not in outcomes:  # its worker ended without a result: never a silent pass
+            why = HpcciError(
+                f"cluster {n}: internal error: its deploy ended without a result (please report it)"
+            )
+            outcomes[n] = stage.failed_outcome(pipe, clusters[n], sources, why)
+    ordered = [outcomes[n] for n in clusters]
     rec.write(rec.DeployRecord(image=image, clusters=[o.deploy for o in ordered]), records / "deploy.json")
     results = rec.Results(
         image=image,

@@ -257,7 +257,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     clusters = load_clusters(args)
     failed = False
     for name, cluster in clusters.items():
-        remote = SSHRemote(name, cluster.login, mask=log.mask)
+        remote = SSHRemote(name, cluster.login, mask=log.mask, config_file=cluster.source.file)
         try:
             checks = check_cluster(cluster, remote)
         finally:

@@ -734,13 +734,30 @@ def deploy_cluster(
                 outputs[job.index] = _tail(remote, job.output_path, info)
         if followed.error:
             error = error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
-    except HpcciError as e:
-        error = e
     except Exception as e:  # a bug or an unexpected library error must not hide the other clusters
-        error = HpcciError(
-            f"cluster {cluster.name}: internal error: {type(e).__name__}: {e} (please report it)"
-        )
+        error = cluster_error(cluster.name, e)
     return _outcome(pipe, cluster, sources, plan, staged, jobs, refused, followed, outputs, error)
+
+
+def cluster_error(name: str, e: BaseException) -> HpcciError:
+    """Any exception as this cluster's error: one line, prefixed once with "cluster NAME:", never a traceback."""
+    prefix = f"cluster {name}: "
+    if isinstance(e, HpcciError):
+        text = " ".join(str(e).split()) or type(e).__name__
+        e.message = text if text.startswith(prefix) else prefix + text
+        e.args = (e.message,)
+        return e
+    text = " ".join(str(e).split())
+    out = HpcciError(f"{prefix}internal error: {type(e).__name__}: {text} (please report it)")
+    out.__cause__ = e
+    return out
+
+
+def failed_outcome(
+    pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], error: HpcciError
+) -> Outcome:
+    """The outcome of a cluster that failed before its deploy started (e.g. its SSH secret is not set)."""
+    return _outcome(pipe, cluster, sources, None, {}, {}, {}, None, {}, error)
 
 
 def _tail(remote: Remote, path: str, info: Callable[[str], None]) -> str:
