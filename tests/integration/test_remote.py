@@ -18,7 +18,7 @@ from deploy_support import REPO, unique
 from hpcci.backends import remote as remote_mod
 from hpcci.backends.remote import SSHRemote, login_argv
 from hpcci.config import Cluster, load_cluster
-from hpcci.errors import RemoteAuthError, RemoteError
+from hpcci.errors import HostKeyError, RemoteAuthError, RemoteError
 from hpcci.process import run
 
 NASTY = [
@@ -214,3 +214,26 @@ def test_get_downloads_a_file_byte_exact(remote: SSHRemote, scratch: str, tmp_pa
     remote.put(tmp_path / "up", f"{scratch}/f", streams=2)
     remote.get(f"{scratch}/f", tmp_path / "down")
     assert (tmp_path / "down").read_bytes() == data
+
+
+def test_a_hashed_known_hosts_entry_is_accepted_and_a_revoked_key_refused(
+    require: Callable[..., None], tmp_path: Path
+) -> None:
+    require("cluster")
+    line = Path(os.environ["HPCCI_LOCAL_KNOWN_HOSTS"]).read_text().split("\n")[0]
+    hashed = tmp_path / "known_hosts"
+    hashed.write_text(line + "\n")
+    run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], timeout=30)  # HashKnownHosts form: |1|salt|hash
+    assert hashed.read_text().startswith("|1|")
+    c = cluster(**{"login.known_hosts": {"file": str(hashed)}})
+    r = SSHRemote(c.name, c.login)
+    try:
+        assert r.run(["whoami"], check=True).stdout.strip() == "hpcci"
+    finally:
+        r.close()
+    _, kind, blob = line.split()[:3]
+    revoked = tmp_path / "revoked"
+    revoked.write_text(f"{line}\n@revoked * {kind} {blob}\n")
+    c = cluster(**{"login.known_hosts": {"file": str(revoked)}})
+    with pytest.raises(HostKeyError, match="marked @revoked"):
+        SSHRemote(c.name, c.login).connect(attempts=1)

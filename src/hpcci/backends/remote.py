@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import hmac
 import io
 import os
 import re
@@ -21,6 +22,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -262,22 +264,123 @@ def _load_key(text: str, passphrase: str | None, what: str) -> paramiko.PKey:
     raise RemoteAuthError(f"{what}: cannot read the SSH key ({msg}); check login.key") from last
 
 
-def _host_keys(text: str) -> paramiko.HostKeys:
+@dataclass(frozen=True)
+class KnownHostEntry:
+    line: int
+    names: tuple[str, ...]  # plain names, [host]:port, hashed |1|salt|hash, patterns with * ? and !negation
+    key: paramiko.PKey
+
+
+@dataclass
+class KnownHosts:
+    """login.known_hosts parsed like OpenSSH does: hashed names, [host]:port, patterns, @revoked keys."""
+
+    entries: list[KnownHostEntry] = field(default_factory=list)
+    revoked: list[paramiko.PKey] = field(default_factory=list)
+
+    def keys_for(self, host: str, port: int) -> list[paramiko.PKey]:
+        """The keys listed for ``host:port`` that are not revoked."""
+        name = known_hosts_name(host, port)
+        return [e.key for e in self.entries if _names_match(e.names, name) and not self.is_revoked(e.key)]
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        blob = key.asbytes()
+        return any(r.asbytes() == blob for r in self.revoked)
+
+
+def _name_matches(pattern: str, name: str) -> bool:
     import paramiko
 
-    keys = paramiko.HostKeys()
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    if pattern.startswith("|1|"):  # hashed (HashKnownHosts yes): HMAC-SHA1 of the name with the entry's salt
+        salt = pattern.split("|")[2]
+        return hmac.compare_digest(paramiko.HostKeys.hash_host(name, salt), pattern)
+    # OpenSSH patterns know only * and ? ("[" and "]" are literal, as in [host]:port)
+    regex = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, name.lower()) is not None
+
+
+def _names_match(patterns: Sequence[str], name: str) -> bool:
+    """OpenSSH's rule: a matching negated pattern (!pat) excludes the line; otherwise any match selects it."""
+    hit = False
+    for p in patterns:
+        if p.startswith("!"):
+            if _name_matches(p[1:], name):
+                return False
+        elif _name_matches(p, name):
+            hit = True
+    return hit
+
+
+def parse_known_hosts(text: str, what: str = "login.known_hosts") -> KnownHosts:
+    """Parse known_hosts text. ``@revoked`` keys are refused wherever else they are listed; ``@cert-authority``
+    (host certificates) is not supported and is a ConfigError naming the line, never silently skipped."""
+    import paramiko
+
+    out = KnownHosts()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
             continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+            if marker == "@cert-authority":
+                raise ConfigError(
+                    f"{what} line {n}: @cert-authority (host certificates) is not supported by hpcci; list the "
+                    "login host's own public key instead (ssh-keyscan -p PORT HOST), after checking its "
+                    "fingerprint with the cluster's admins"
+                )
+            if marker != "@revoked":
+                raise ConfigError(f"{what} line {n}: unknown marker {marker!r} (known: @revoked)")
+        fields = line.split()
+        if marker == "@revoked" and len(fields) == 2:  # "@revoked KEYTYPE BASE64" without host names
+            fields = ["*", *fields]
         try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
-        except (paramiko.SSHException, ValueError):
-            entry = None
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(" ".join(fields[:3]), n)
+        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError) as e:
+            raise ConfigError(
+                f"{what} line {n}: not a known_hosts line (HOSTS KEYTYPE BASE64): {e}; "
+                "copy the line from `ssh-keyscan`"
+            ) from e
         if entry is None or entry.key is None:
-            continue
-        for name in entry.hostnames:
-            keys.add(name, entry.key.get_name(), entry.key)
-    return keys
+            if marker == "@revoked":
+                raise ConfigError(
+                    f"{what} line {n}: @revoked key of an unknown type cannot be checked; remove it or fix it"
+                )
+            continue  # a key type paramiko does not know: OpenSSH skips those too
+        if marker == "@revoked":
+            out.revoked.append(entry.key)
+        else:
+            out.entries.append(KnownHostEntry(n, tuple(entry.hostnames), entry.key))
+    return out
+
+
+def check_host_key(cluster: str, known: KnownHosts, host: str, port: int, key: paramiko.PKey) -> None:
+    """Accept ``key`` for host:port only if known_hosts lists it and does not revoke it; else HostKeyError."""
+    name = known_hosts_name(host, port)
+    offered = f"{key.get_name()} {fingerprint(key)}"
+    if known.is_revoked(key):
+        raise HostKeyError(
+            f"cluster {cluster}: the host key of {name} ({offered}) is marked @revoked in login.known_hosts; "
+            "refusing it - ask the cluster's admins for the current key"
+        )
+    listed = known.keys_for(host, port)
+    blob = key.asbytes()
+    if any(k.asbytes() == blob for k in listed):
+        return
+    if listed:
+        have = ", ".join(f"{k.get_name()} {fingerprint(k)}" for k in listed)
+        raise HostKeyError(
+            f"cluster {cluster}: the host key of {name} CHANGED: the server offered {offered} but "
+            f"login.known_hosts has {have}; this may be an attack - confirm the new fingerprint with the "
+            "cluster's admins before updating known_hosts"
+        )
+    raise HostKeyError(
+        f"cluster {cluster}: the host key of {name} is not in login.known_hosts (the server offered {offered}); "
+        "never accepted automatically: confirm this fingerprint with the cluster's admins, then add the host's "
+        "line (ssh-keyscan) to known_hosts"
+    )
 
 
 class SSHRemote:
@@ -310,10 +413,10 @@ class SSHRemote:
         self._jump: paramiko.SSHClient | None = None
         self._extra: list[Any] = []  # extra connections for parallel upload streams
         self._pkey: paramiko.PKey | None = None
-        self._known: paramiko.HostKeys | None = None
+        self._known: KnownHosts | None = None
 
     # -- connection --------------------------------------------------------------------------------------------
-    def _credentials(self) -> tuple[paramiko.PKey, paramiko.HostKeys]:
+    def _credentials(self) -> tuple[paramiko.PKey, KnownHosts]:
         if self._pkey is None or self._known is None:
             what = f"cluster {self.cluster}: login.key"
             key_text = self.login.key.resolve(what)
@@ -325,8 +428,9 @@ class SSHRemote:
             if passphrase:
                 self._mask(passphrase)
             self._pkey = _load_key(key_text, passphrase, what)
-            self._known = _host_keys(
-                self.login.known_hosts.resolve(f"cluster {self.cluster}: login.known_hosts")
+            self._known = parse_known_hosts(
+                self.login.known_hosts.resolve(f"cluster {self.cluster}: login.known_hosts"),
+                f"cluster {self.cluster}: login.known_hosts",
             )
         return self._pkey, self._known
 
@@ -337,10 +441,9 @@ class SSHRemote:
 
         pkey, known = self._credentials()
         client = paramiko.SSHClient()
-        for name, entries in known.items():
-            for keytype, key in entries.items():
-                client.get_host_keys().add(name, keytype, key)
-        client.set_missing_host_key_policy(_RefuseUnknown(self.cluster))
+        # no key is preloaded into paramiko's store, so every offered key goes through check_host_key
+        # (OpenSSH's matching: patterns, hashed names, several keys per type, @revoked)
+        client.set_missing_host_key_policy(_HostKeyCheck(self.cluster, known, host, port))
         t = self.login.connect_timeout
 
         def transport(sock: Any, **kw: Any) -> paramiko.Transport:
@@ -742,22 +845,18 @@ def _short(cmd: str, width: int = 160) -> str:
     return one if len(one) <= width else one[: width - 3] + "..."
 
 
-def _refusal_class() -> type:
+def _host_key_policy_class() -> type:
     import paramiko
 
-    class Refuse(paramiko.MissingHostKeyPolicy):
-        def __init__(self, cluster: str) -> None:
-            self.cluster = cluster
+    class Check(paramiko.MissingHostKeyPolicy):
+        def __init__(self, cluster: str, known: KnownHosts, host: str, port: int) -> None:
+            self.cluster, self.known, self.host, self.port = cluster, known, host, port
 
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            raise HostKeyError(
-                f"cluster {self.cluster}: the host key of {hostname} is not in login.known_hosts (the server offered "
-                f"{key.get_name()} {fingerprint(key)}); never accepted automatically: confirm this fingerprint with "
-                "the cluster's admins, then add the host's line (ssh-keyscan) to known_hosts"
-            )
+            check_host_key(self.cluster, self.known, self.host, self.port, key)  # raises unless listed
 
-    return Refuse
+    return Check
 
 
-def _RefuseUnknown(cluster: str) -> paramiko.MissingHostKeyPolicy:
-    return _refusal_class()(cluster)  # type: ignore[no-any-return]
+def _HostKeyCheck(cluster: str, known: KnownHosts, host: str, port: int) -> paramiko.MissingHostKeyPolicy:
+    return _host_key_policy_class()(cluster, known, host, port)  # type: ignore[no-any-return]
