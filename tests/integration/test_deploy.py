@@ -172,9 +172,17 @@ def test_redeploy_of_an_unchanged_image_is_a_cache_hit(
     proj = project([FIB])
     first = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
     assert first.returncode == 0, first.stderr[-2000:]
-    again = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    run_id = unique("private")
+    again = hpcci(proj, "deploy", "--image-tar", str(fib_tar), "--run-id", run_id)
     assert again.returncode == 0, again.stderr[-2000:]
     assert proj.deploy_record()["clusters"][0]["cache_hit"] is True
+    remote = login()
+    try:  # the run's folder (job scripts, outputs, registry credentials) is private to the deploying user
+        mode = on_login(remote, ["stat", "-c", "%a", "--", f"{_scratch(remote)}/hpcci/runs/{run_id}"])
+        on_login(remote, ["rm", "-rf", "--", f"{_scratch(remote)}/hpcci/runs/{run_id}"])
+    finally:
+        remote.close()
+    assert mode.stdout.strip() == "700", mode.stdout + mode.stderr
     assert "(cache hit)" in again.stderr
     assert "uploading" not in again.stderr and "converting" not in again.stderr
     assert proj.tests()["fib"]["verdict"] == "pass"
@@ -193,6 +201,10 @@ def test_deadline_cancels_the_jobs_and_says_so(fib_tar: Path, project: Callable[
     finally:
         remote.close()
     assert state
+
+
+def _scratch(remote: Any) -> str:
+    return str(on_login(remote, ["printenv", "SCRATCH"]).stdout.strip())
 
 
 def _sacct_state(remote: Any, job_id: str) -> str:

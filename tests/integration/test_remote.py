@@ -237,3 +237,26 @@ def test_a_hashed_known_hosts_entry_is_accepted_and_a_revoked_key_refused(
     c = cluster(**{"login.known_hosts": {"file": str(revoked)}})
     with pytest.raises(HostKeyError, match="marked @revoked"):
         SSHRemote(c.name, c.login).connect(attempts=1)
+
+
+def test_a_private_file_is_created_with_its_mode_not_chmodded_after(
+    remote: SSHRemote, scratch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import paramiko
+
+    opened: list[int | None] = []
+    real = paramiko.SFTPClient._request  # type: ignore[attr-defined]
+
+    def spy(self: Any, t: int, *args: Any) -> Any:  # watches the real request; the real server answers it
+        if t == paramiko.sftp.CMD_OPEN:
+            attrs = args[-1]
+            opened.append(attrs.st_mode if isinstance(attrs, paramiko.SFTPAttributes) else None)
+        return real(self, t, *args)
+
+    monkeypatch.setattr(paramiko.SFTPClient, "_request", spy)
+    remote.write_text(f"{scratch}/creds.env", "PASSWORD=secret\n", mode=0o600)
+    assert opened == [0o600]  # the permissions travel in the OPEN request itself: no readable window
+    mode = remote.run(["stat", "-c", "%a", "--", f"{scratch}/creds.env"], check=True).stdout.strip()
+    assert mode == "600"
+    remote.write_text(f"{scratch}/creds.env", "PASSWORD=other\n", mode=0o600)  # replaced atomically
+    assert remote.read_tail(f"{scratch}/creds.env", 100) == "PASSWORD=other\n"

@@ -121,6 +121,23 @@ def test_a_job_pending_for_an_invalid_account_is_cancelled_at_once() -> None:
     assert "account is invalid" in out.cancelled["1"]
 
 
+def test_a_job_stuck_on_an_invalid_account_needs_action_and_says_what_to_fix() -> None:
+    out, _ = run(Script([{"1": st("1", slurm.PENDING, reason="InvalidAccount")}]), ["1"])
+    v = judge(
+        FIB, out.states["1"], "", cancelled_why=out.cancelled["1"], action_required=out.action_required["1"]
+    )
+    assert v.verdict == "action_required"
+    assert "fix scheduler.account in the cluster config" in v.reason and "hpcci cancelled it" in v.reason
+    assert v.reason.count("account is invalid") == 1  # said once, not again as "(before that, ...)"
+
+
+def test_a_job_whose_dependency_failed_is_cancelled_not_action_required() -> None:
+    out, _ = run(Script([{"1": st("1", slurm.PENDING, reason="DependencyNeverSatisfied")}]), ["1"])
+    assert "1" not in out.action_required
+    v = judge(FIB, out.states["1"], "", cancelled_why=out.cancelled["1"])
+    assert v.verdict == "cancelled"
+
+
 def test_a_job_pending_on_unavailable_nodes_at_the_deadline_says_so() -> None:
     script = Script([{"1": st("1", slurm.PENDING, reason="ReqNodeNotAvail, UnavailableNodes:vm")}])
     out, _ = run(script, ["1"], deadline=3)

@@ -18,6 +18,7 @@ from hpcci.stages.deploy import (
     choose_staging,
     curl_config,
     docker_archive_info,
+    make_dirs_argv,
     parse_sha256sum,
     plan_cluster,
     resolve_paths,
@@ -196,3 +197,10 @@ def test_a_real_publish_record_stages_each_partitions_platform_from_s3() -> None
     arm = plan.images["linux/arm64"]
     assert arm.source.s3 is not None and arm.source.s3.key.endswith("linux-arm64.tar")
     assert arm.image == f"{PATHS.cache}/{arm.source.key}.sif"
+
+
+def test_the_run_folder_is_created_private_and_the_cache_is_not() -> None:
+    assert make_dirs_argv(PATHS) == [
+        ["mkdir", "-p", "--", PATHS.cache],
+        ["mkdir", "-p", "-m", "700", "--", PATHS.run_dir],
+    ]

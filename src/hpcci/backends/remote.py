@@ -624,13 +624,17 @@ class SSHRemote:
         return sftp
 
     def write_text(self, remote: str, text: str, *, mode: int = 0o644) -> None:
-        """Write a small file atomically (temporary name, then rename)."""
+        """Write a small file atomically (temporary name, then rename), created with ``mode`` from the start."""
         tmp = f"{remote}.tmp{os.getpid()}"
         try:
             sftp = self._sftp()
             try:
-                with sftp.open(tmp, "w") as f:
-                    f.chmod(mode)  # before any byte is written: a private file is never readable by others
+                try:
+                    f = open_new(sftp, tmp, mode)
+                except OSError:  # a temporary file left by a killed run with this pid: never reused as is
+                    sftp.remove(tmp)
+                    f = open_new(sftp, tmp, mode)
+                with f:
                     f.write(text.encode())
                 sftp.posix_rename(tmp, remote)
             finally:
@@ -780,6 +784,26 @@ class SSHRemote:
                 self._extra[index - 1] = client
             assert client is not None
             return client  # type: ignore[no-any-return]
+
+
+def open_new(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """Create ``path`` (it must not exist: O_EXCL) with permissions ``mode`` in the SFTP OPEN request itself.
+
+    paramiko's ``open`` sends no permissions, so the server creates the file 0666 & ~umask and a chmod would come
+    after - a window in which another user of the login node could open a credentials file.
+    """
+    from paramiko import sftp as proto
+    from paramiko.sftp_attr import SFTPAttributes
+    from paramiko.sftp_file import SFTPFile
+
+    attrs = SFTPAttributes()
+    attrs.st_mode = mode
+    flags = proto.SFTP_FLAG_WRITE | proto.SFTP_FLAG_CREATE | proto.SFTP_FLAG_EXCL | proto.SFTP_FLAG_TRUNC
+    # paramiko's own open() minus its empty attribute block (private API, stable since paramiko 1.x)
+    kind, msg = sftp._request(proto.CMD_OPEN, sftp._adjust_cwd(path), flags, attrs)  # type: ignore[attr-defined]
+    if kind != proto.CMD_HANDLE:
+        raise OSError(f"SFTP open of {path} returned no handle")
+    return SFTPFile(sftp, msg.get_binary(), "w")
 
 
 def _send_piece(

@@ -149,8 +149,17 @@ def reason_base(reason: str) -> str:
     return re.split(r"[,:( ]", reason.strip(), maxsplit=1)[0] if reason.strip() else ""
 
 
+# Of those, the ones a person fixes in the cluster config (account, QOS, partition limits): verdict action_required.
+ACTION_REQUIRED_REASONS = HOPELESS_REASONS - {"DependencyNeverSatisfied"}
+
+
 def is_hopeless(reason: str) -> bool:
     return reason_base(reason) in HOPELESS_REASONS
+
+
+def needs_action(reason: str) -> bool:
+    """A pending reason only a change of the cluster config (or the site's accounting) can clear."""
+    return reason_base(reason) in ACTION_REQUIRED_REASONS
 
 
 def pending_sentence(reason: str) -> str:

@@ -115,7 +115,7 @@ def deploy_cluster(
     try:
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, presign=presigner(pipe, log), run_id=run_id, deadline=deadline,
-            deadline_text=deadline_text, stop=stop, info=info,
+            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask,
         )  # fmt: skip
     finally:
         remote.close()
@@ -287,6 +287,7 @@ def plan_section(ctx: common.PlanContext) -> str:
         ARCH_PLATFORM,
         ImageSource,
         curl_config,
+        make_dirs_argv,
         plan_cluster,
         platforms_needed,
         sources_from_publish,
@@ -320,6 +321,7 @@ def plan_section(ctx: common.PlanContext) -> str:
             f"paths (variables resolved in a login shell at deploy time): scratch {plan.paths.scratch}, "
             f"image cache {plan.paths.cache}, tmpdir {plan.paths.tmpdir}, jobs {plan.paths.run_dir}"
         )
+        out += [f"+ {command_line(argv)}" for argv in make_dirs_argv(plan.paths)]
         for platform, image in plan.images.items():
             arch = [k for k, v in ARCH_PLATFORM.items() if v == platform]
             out.append(

@@ -422,6 +422,11 @@ def plan_cluster(
     return ClusterPlan(cluster, paths, images, tests, list(cluster.modules))
 
 
+def make_dirs_argv(paths: Paths) -> list[list[str]]:
+    """The image cache, and this run's folder mode 700: it holds job scripts, outputs and registry credentials."""
+    return [["mkdir", "-p", "--", paths.cache], ["mkdir", "-p", "-m", "700", "--", paths.run_dir]]
+
+
 def stage_s3_step(plan: ImagePlan, *, max_time: int) -> Pipe:
     """curl on the login node, hashing while it writes: `curl | tee TMP | sha256sum` (one pass over the bytes).
 
@@ -480,8 +485,10 @@ class Deployer:
         info: Callable[[str], None] = print,
         stop: threading.Event | None = None,
         run_id: str,
+        mask: Callable[[str], None] = lambda _secret: None,
     ) -> None:
         self.pipeline = pipeline
+        self.mask = mask  # every secret this deployer handles goes here before anything could print it
         self.cluster = cluster
         self.remote = remote
         self.presign = presign
@@ -518,7 +525,8 @@ class Deployer:
         """Make the converted image exist on the cluster; a cached one is reused untouched."""
         staged = Staged(image)
         self._check_stop()
-        self.remote.run(["mkdir", "-p", "--", plan.paths.cache, plan.paths.run_dir], timeout=60, check=True)
+        for argv in make_dirs_argv(plan.paths):
+            self.remote.run(argv, timeout=60, check=True)
         rt_file = runtime_for(self.cluster.runtime.type).is_file()
         exists = self.remote.run(
             image.exists_argv if rt_file else self.login([image.exists_argv], runtime=True), timeout=60
@@ -553,6 +561,7 @@ class Deployer:
         assert reg is not None and reg.username is not None and reg.password is not None
         user = resolve_value(reg.username, "publish.registry.username").strip()
         password = reg.password.resolve("publish.registry.password").strip()
+        self.mask(password)
         env = _runtime(self.cluster).registry_env(user, password)
         self.remote.write_text(path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()), mode=0o600)
 
@@ -598,6 +607,7 @@ class Deployer:
             raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
         endpoint = self.cluster.staging.s3_endpoint_url or obj.endpoint_url
         url = self.presign(obj, endpoint)
+        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
         timeout = max(600, obj.size // (5 << 20))  # at least 5 MiB/s
         argv = login_argv([stage_s3_step(image, max_time=timeout)], modules=self.modules)
         self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
@@ -696,9 +706,12 @@ def deploy_cluster(
     deadline_text: str,
     stop: threading.Event,
     info: Callable[[str], None],
+    mask: Callable[[str], None] = lambda _secret: None,
 ) -> Outcome:
     """Stage, convert, submit, follow and judge on one cluster. Never raises: errors become its result."""
-    deployer = Deployer(pipe, cluster, remote, presign=presign, info=info, stop=stop, run_id=run_id)
+    deployer = Deployer(
+        pipe, cluster, remote, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask
+    )
     plan: ClusterPlan | None = None
     staged: dict[str, Staged] = {}
     jobs: dict[int, str] = {}
@@ -837,7 +850,13 @@ def _outcome(
         if st.state == slurm.CANCELLED and not cancelled and error is not None:
             v = smoke.Verdict("error", f"not run: {error}")
         else:
-            v = smoke.judge(test, st, output, cancelled_why=cancelled)
+            v = smoke.judge(
+                test,
+                st,
+                output,
+                cancelled_why=cancelled,
+                action_required=followed.action_required.get(job_id),
+            )
         results.append(
             TestResult(
                 cluster=cluster.name,

@@ -103,6 +103,8 @@ class Followed:
     interrupted: bool = False
     poll_failures: int = 0
     ended_at: dict[str, float] = field(default_factory=dict)  # job id -> monotonic time its end was seen
+    # job id -> what to fix: cancelled while PENDING on a reason that never clears (invalid account, QOS, ...)
+    action_required: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # following gave up (the scheduler could not be queried)
 
 
@@ -180,7 +182,10 @@ def follow(
                 hopeless.append(j)
         if hopeless:
             for j in hopeless:
-                _cancel(jobs, [j], out, f"{out.states[j].sentence()}; hpcci cancelled it", info)
+                sentence = out.states[j].sentence()
+                _cancel(jobs, [j], out, f"{sentence}; hpcci cancelled it instead of waiting", info)
+                if slurm.needs_action(out.states[j].reason):
+                    out.action_required[j] = f"{sentence}; hpcci cancelled it instead of waiting"
                 active.remove(j)
         if not active:
             break
@@ -199,7 +204,7 @@ def _cancel(jobs: JobQuery, ids: list[str], out: Followed, why: str, info: Calla
     for j in ids:
         last = out.states.get(j, JobState(j, slurm.PENDING))
         was = last.sentence()
-        out.cancelled[j] = f"{why} (before that, {was})"
+        out.cancelled[j] = why if why.startswith(was) else f"{why} (before that, {was})"
         out.states[j] = JobState(
             j, slurm.CANCELLED, elapsed_s=last.elapsed_s, reason=last.reason, nodes=last.nodes
         )
@@ -210,13 +215,25 @@ def _cancel(jobs: JobQuery, ids: list[str], out: Followed, why: str, info: Calla
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # pass | fail | error | timed_out | cancelled | infra
+    verdict: str  # pass | fail | error | timed_out | cancelled | infra | action_required
     reason: str
 
 
-def judge(test: SmokeTest, st: JobState, output: str, *, cancelled_why: str | None = None) -> Verdict:
-    """The verdict on one test from its job's final state, exit code and output."""
+def judge(
+    test: SmokeTest,
+    st: JobState,
+    output: str,
+    *,
+    cancelled_why: str | None = None,
+    action_required: str | None = None,
+) -> Verdict:
+    """The verdict on one test from its job's final state, exit code and output.
+
+    ``action_required``: the job could never start until someone fixes the cluster config (e.g. its account).
+    """
     want = test.expect
+    if action_required:
+        return Verdict("action_required", action_required)
     if cancelled_why:
         return Verdict("cancelled", cancelled_why)
     if st.state == slurm.TIMEOUT:
