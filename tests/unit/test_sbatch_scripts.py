@@ -166,6 +166,17 @@ def test_the_default_template_ships_with_the_package() -> None:
     assert "$directives" in slurm.default_template() and "$body" in slurm.default_template()
 
 
+def test_the_template_notes_stay_in_the_template_and_the_script_says_how_to_override_it() -> None:
+    assert "Placeholders: $directives" in slurm.default_template()  # documented where authors look
+    text = scripts(pipeline(FIB))["fib"]
+    assert "Placeholders" not in text and "##" not in text
+    comments = [ln for ln in text.splitlines()[1:] if ln.startswith("#") and not ln.startswith("#SBATCH")]
+    assert comments == [
+        "# hpcci smoke test 'fib' on cluster local",
+        "# Rendered by hpcci; set scheduler.template in the cluster config to use your own template.",
+    ]
+
+
 def test_a_cluster_can_name_its_own_template_next_to_its_config(tmp_path: Path) -> None:
     import yaml
 

@@ -447,8 +447,12 @@ def default_template() -> str:
 
 
 def render_script(spec: JobSpec, template: str | None = None) -> str:
-    """The sbatch script for ``spec`` from a template (``$directives``, ``$body``, ``$comment``, ``$job_name``)."""
-    tpl = string.Template(template if template is not None else default_template())
+    """The sbatch script for ``spec`` from a template (``$directives``, ``$body``, ``$comment``, ``$job_name``).
+
+    Template lines starting with ``##`` are notes for the template's author and never reach the script.
+    """
+    text = template if template is not None else default_template()
+    tpl = string.Template("".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("##")))
     values = {
         "directives": "\n".join(directives(spec)),
         "body": "\n".join(spec.body),
