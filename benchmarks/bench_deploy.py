@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,22 +28,18 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]  # stack_env, deploy_support
 MiB = 1 << 20
 RUN = uuid.uuid4().hex[:8]
 
 
 def stack_env() -> None:
+    """The local stack's endpoints and credentials (tests/stack_env.py), unless the caller already exported them."""
     if os.environ.get("HPCCI_LOCAL_SSH_KEY_FILE"):
         return
-    out = subprocess.run(
-        [str(REPO / "scripts" / "local-stack"), "env"], capture_output=True, text=True, check=True
-    )
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            os.environ[name] = value
+    from stack_env import read_env
+
+    os.environ.update(read_env(check=True))
 
 
 def timed(fn: Any) -> float:

@@ -25,23 +25,19 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # stack_env
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
 RUN = uuid.uuid4().hex[:8]
 
 
 def stack_env() -> None:
-    """The local stack's endpoints and credentials, unless the caller already exported them."""
+    """The local stack's endpoints and credentials (tests/stack_env.py), unless the caller already exported them."""
     if os.environ.get("AWS_ENDPOINT_URL"):
         return
-    out = subprocess.run(
-        [str(REPO / "scripts" / "local-stack"), "env"], capture_output=True, text=True, check=True
-    )
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            os.environ[name] = value
+    from stack_env import read_env
+
+    os.environ.update(read_env(check=True))
 
 
 def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:

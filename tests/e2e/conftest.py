@@ -15,31 +15,16 @@ CI=true when a service is down, else skips naming `scripts/local-stack up`), ``m
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from act_harness import REPO, UserRepo, make_user_repo
 
-from hpcci.process import run
+from stack_env import exported, read_env, require_services
 
 SERVICES = ("docker", "registry", "s3", "cluster", "github")
-
-
-def _load_integration_conftest() -> Any:
-    path = REPO / "tests" / "integration" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("hpcci_integration_conftest", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_stack = _load_integration_conftest()
-stack_env = _stack.stack_env  # the same session fixture the integration tests use
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,17 +35,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    """The exports of `scripts/local-stack env`, also put into os.environ (as for the integration tests)."""
+    env = read_env()
+    with exported(env):
+        yield env
+
+
+@pytest.fixture(scope="session")
 def stack(stack_env: dict[str, str]) -> dict[str, str]:
     """The local stack's exports; every service must be up (a loud skip, or a failure under CI=true)."""
-    for service in SERVICES:
-        up, why = _stack.service_status(service)
-        if not up:
-            message = (
-                f"local stack service '{service}' is down ({why}); start it: scripts/local-stack up {service}"
-            )
-            if _stack.in_ci():
-                pytest.fail(message)
-            pytest.skip(message)
+    require_services(*SERVICES)
     return stack_env
 
 
@@ -82,9 +67,4 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_repo(stack: dict[str, str], kit: Path, tmp_path: Path) -> Callable[[], UserRepo]:
     """Makes the user's repository (examples/fibonacci) in a fresh temporary folder."""
 
-    def stack_now() -> dict[str, str]:
-        done = run([str(REPO / "scripts" / "local-stack"), "env"], timeout=60, echo=False)
-        env: dict[str, str] = _stack.parse_env(done.stdout)
-        return env
-
-    return lambda: make_user_repo(tmp_path / "fibonacci", stack_now, kit)
+    return lambda: make_user_repo(tmp_path / "fibonacci", lambda: read_env(check=True), kit)

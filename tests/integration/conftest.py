@@ -1,26 +1,26 @@
-"""Integration tests run against the real local stack (scripts/local-stack).
+"""Integration tests run against the real local stack (scripts/local-stack); the helpers are in tests/stack_env.py.
 
 - ``stack_env`` (session): the exports of ``scripts/local-stack env`` as a dict, also put into os.environ.
 - ``require`` : ``require("s3", "registry")`` skips the test when a service is down, with a message naming
   ``scripts/local-stack up <service>``; under CI=true it fails instead (CI must have the whole stack).
+- ``github_app``: a GitHub App (fresh RSA key) registered with the GitHub API stand-in.
+- ``tmp_path`` is removed after each test, whatever its outcome (the tests here write large tars).
+- ``local_images`` (module): add an image repository name to it; every local image of that repository (docker and
+  buildah stores) is removed when the module ends, whether its tests passed or not.
 Every test in tests/integration/ gets the ``integration`` marker.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hpcci.process import run
-
-REPO = Path(__file__).resolve().parents[2]
-LOCAL_STACK = str(REPO / "scripts" / "local-stack")
-
-_status: dict[str, tuple[bool, str]] = {}
+from stack_env import GitHubApp, exported, read_env, require_services
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,56 +30,77 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def parse_env(text: str) -> dict[str, str]:
-    """``export NAME=VALUE`` lines (VALUE shell-quoted) as a dict."""
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            env[name] = value
-    return env
-
-
-def service_status(service: str) -> tuple[bool, str]:
-    """(up, why) from ``scripts/local-stack status SERVICE``, asked once per session."""
-    if service not in _status:
-        done = run([LOCAL_STACK, "status", service], timeout=60, check=False, echo=False)
-        why = " ".join((done.stdout + done.stderr).split()[2:]) or "no status output"
-        _status[service] = (done.ok, why)
-    return _status[service]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    done = run([LOCAL_STACK, "env"], timeout=60, check=False, echo=False)
-    env = parse_env(done.stdout)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    yield env
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    env = read_env()
+    with exported(env):
+        yield env
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """pytest's tmp_path, deleted after the test (pytest would keep the last three runs' copies)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.fixture
 def require(stack_env: dict[str, str]) -> Callable[..., None]:
-    def require(*services: str) -> None:
-        for service in services:
-            up, why = service_status(service)
-            if up:
-                continue
-            message = (
-                f"local stack service '{service}' is down ({why}); start it: scripts/local-stack up {service}"
-            )
-            if in_ci():
-                pytest.fail(message)
-            pytest.skip(message)
+    return require_services
 
-    return require
+
+@pytest.fixture
+def github_app(require: Callable[..., None], stack_env: dict[str, str]) -> GitHubApp:
+    """A GitHub App with a fresh key, registered with the GitHub API stand-in (its /_standin/apps)."""
+    require("github")
+    import httpx
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    app_id = str(uuid.uuid4().int % 10**6)
+    r = httpx.post(
+        f"{stack_env['GITHUB_API_URL']}/_standin/apps",
+        json={"app_id": app_id, "public_key": public},
+        headers={"Authorization": f"Bearer {stack_env['GITHUB_TOKEN']}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, f"registering app {app_id} with the stand-in: {r.status_code} {r.text[:300]}"
+    return GitHubApp(app_id, pem)
+
+
+def remove_local_images(repository: str) -> None:
+    """Every tag of ``repository`` in docker's and in buildah's image store (best effort: cleanup never fails)."""
+    if shutil.which("docker"):
+        listed = run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
+            timeout=60,
+            check=False,
+            echo=False,
+        )
+        for ref in listed.stdout.split():
+            run(["docker", "rmi", "-f", ref], timeout=120, check=False, echo=False)
+    if shutil.which("buildah"):
+        listed = run(
+            ["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"], timeout=60, check=False, echo=False
+        )
+        for ref in listed.stdout.split():
+            if ref.rpartition(":")[0] == repository:
+                run(["buildah", "rmi", "-f", ref], timeout=120, check=False, echo=False)
+
+
+@pytest.fixture(scope="module")
+def local_images() -> Iterator[set[str]]:
+    """Image repositories the module's tests build into; all their local images are removed afterwards."""
+    repositories: set[str] = set()
+    yield repositories
+    for repository in sorted(repositories):
+        remove_local_images(repository)

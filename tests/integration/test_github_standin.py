@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hpcci.process import run
+from stack_env import GitHubApp
 
 STANDIN = Path(__file__).resolve().parents[1] / "standins" / "github"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -170,23 +171,10 @@ def test_comments_are_created_and_updated_in_place(gh: httpx.Client, repo: str) 
     assert [x["body"] for x in gh.get(f"/repos/{repo}/issues/7/comments").json()] == ["two"]
 
 
-def test_a_github_app_gets_an_installation_token(gh: httpx.Client, repo: str) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
+def test_a_github_app_gets_an_installation_token(gh: httpx.Client, repo: str, github_app: GitHubApp) -> None:
     from hpcci.backends.github import app_jwt
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    app_id = str(uuid.uuid4().int % 10**6)
-    assert gh.post("/_standin/apps", json={"app_id": app_id, "public_key": public}).status_code == 201
+    app_id, pem = github_app.app_id, github_app.private_key_pem
     jwt = {"Authorization": f"Bearer {app_jwt(app_id, pem)}"}
     installation = gh.get(f"/repos/{repo}/installation", headers=jwt).json()
     token = gh.post(f"/app/installations/{installation['id']}/access_tokens", headers=jwt)

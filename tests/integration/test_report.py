@@ -18,6 +18,7 @@ from hpcci.backends.github import AppAuth, RestGitHub, RetryPolicy, TokenAuth
 from hpcci.records import ClusterResult, Results
 from hpcci.records import TestResult as SmokeResult
 from hpcci.stages.report import Reporter, Target
+from stack_env import GitHubApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "fibonacci" / "hpcci.yaml"
@@ -407,21 +408,10 @@ def test_the_pr_comment_is_updated_in_place(env: dict[str, str], repo: str, admi
     assert "hpcci-report" in comment["body"] and "| fib-big |" in comment["body"]
 
 
-def test_a_github_app_can_report(env: dict[str, str], repo: str, admin: httpx.Client) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    app_id = str(uuid.uuid4().int % 10**6)
-    admin.post("/_standin/apps", json={"app_id": app_id, "public_key": public})
+def test_a_github_app_can_report(
+    env: dict[str, str], repo: str, admin: httpx.Client, github_app: GitHubApp
+) -> None:
+    app_id, pem = github_app.app_id, github_app.private_key_pem
     client = RestGitHub(env["GITHUB_API_URL"], repo, AppAuth(app_id, pem), policy=FAST)
     Reporter(client, Target(sha=SHA, run_key="3"), Lines()).finish(two_clusters())
     assert len(state(admin, repo)["check_runs"]) == 2
@@ -457,7 +447,9 @@ def test_the_command_reports_from_the_results_file(
     assert (run["status"], run["conclusion"]) == ("completed", "timed_out")
     (a,) = run["annotations"]
     fib_line = EXAMPLE.read_text(encoding="utf-8").splitlines().index("  - name: fib") + 1
-    assert a["path"] == "examples/fibonacci/hpcci.yaml" and a["start_line"] == fib_line  # from the config loader
+    assert (
+        a["path"] == "examples/fibonacci/hpcci.yaml" and a["start_line"] == fib_line
+    )  # from the config loader
     assert "| fib | linux/amd64 | 5150 | TIMEOUT |" in summary.read_text(encoding="utf-8")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from hpcci.process import run
+from stack_env import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +49,9 @@ WAIT = 180.0  # guard against a hang only; no test asserts on durations
 
 
 def _missing(why: str) -> None:
-    msg = f"local stack service 'cluster' is not usable ({why}); start it: scripts/local-stack up cluster"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    skip_or_fail(
+        f"local stack service 'cluster' is not usable ({why}); start it: scripts/local-stack up cluster"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +110,15 @@ def sh(ssh: Any, script: str, timeout: float = 120) -> str:
     return out
 
 
+_jobs: list[str] = []  # every job this module submitted: cancelled at the end (a no-op for finished ones)
+
+
 @pytest.fixture(scope="module")
 def workdir(ssh: Any) -> Iterator[str]:
     path = sh(ssh, f'd="$SCRATCH/pytest-{uuid.uuid4().hex[:12]}" && mkdir -p "$d" && echo "$d"').strip()
     yield path
+    if _jobs:
+        remote(ssh, ["scancel", *_jobs])
     remote(ssh, ["rm", "-rf", path])
 
 
@@ -137,7 +142,9 @@ def submit(ssh: Any, workdir: str, script: str, *options: str) -> str:
         ],
     )
     assert rc == 0, f"sbatch failed: {err}"
-    return out.strip().split(";")[0]
+    job: str = out.strip().split(";")[0]
+    _jobs.append(job)
+    return job
 
 
 def final_state(ssh: Any, job: str) -> tuple[str, str]:
