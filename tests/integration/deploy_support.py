@@ -63,24 +63,6 @@ def build_fib_tar(out: Path, arch: str = "amd64") -> Path:
     return out
 
 
-def need(*services: str) -> None:
-    """Skip (fail under CI=true) unless every service is up - for module-scoped fixtures, where the function-scoped
-    `require` fixture cannot be used."""
-    import pytest
-
-    for service in services:
-        done = run(
-            [str(REPO / "scripts" / "local-stack"), "status", service], timeout=60, check=False, echo=False
-        )
-        if done.ok:
-            continue
-        why = " ".join((done.stdout + done.stderr).split()[2:]) or "no status output"
-        msg = f"local stack service '{service}' is down ({why}); start it: scripts/local-stack up {service}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 def cluster_config(**changes: Any) -> dict[str, Any]:
     """cluster-configs/local.yaml as data, with dotted-key changes."""
     data: dict[str, Any] = yaml.safe_load((REPO / "cluster-configs" / "local.yaml").read_text())

@@ -25,7 +25,6 @@ from deploy_support import (
     hpcci,
     login,
     make_project,
-    need,
     on_login,
     unique,
     wait_for,
@@ -40,6 +39,7 @@ from hpcci.errors import (
     TransferError,
 )
 from hpcci.process import run
+from stack_env import require_services, skip_or_fail
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
@@ -47,7 +47,7 @@ FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": 
 
 @pytest.fixture(scope="module")
 def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    need("docker", "registry", "cluster")
+    require_services("docker", "registry", "cluster")  # the `require` fixture's rule, for a module fixture
     return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
 
 
@@ -509,11 +509,14 @@ def test_the_runtime_pulls_from_the_registry_with_credentials_kept_off_the_comma
 
 
 def test_a_full_tmpdir_fails_the_conversion_and_names_the_setting(
-    fib_tar: Path, project: Callable[..., Project], require: Callable[..., None]
+    fib_tar: Path,
+    project: Callable[..., Project],
+    require: Callable[..., None],
+    request: pytest.FixtureRequest,
 ) -> None:
     require("s3")
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs as the cluster's TMPDIR")
+        skip_or_fail("needs root to mount a small tmpfs as the cluster's TMPDIR")
     remote = login()
     scratch = on_login(remote, ["printenv", "SCRATCH"]).stdout.strip()
     remote.close()

@@ -89,3 +89,14 @@ def test_an_unreachable_s3_endpoint_is_reported(tmp_path: Path) -> None:
     done = doctor(tmp_path, cluster_config(**{"staging.s3_endpoint_url": "http://10.77.0.1:1"}))
     assert done.returncode == 1
     assert "FAIL  s3" in done.stdout and "staging.s3_endpoint_url" in done.stdout
+
+
+def test_an_unset_ssh_user_secret_is_a_failed_check_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("H7_UNSET_DOCTOR_USER", raising=False)
+    done = doctor(tmp_path, cluster_config(**{"login.user": {"env": "H7_UNSET_DOCTOR_USER"}}))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL  ssh" in done.stdout and "H7_UNSET_DOCTOR_USER is not set" in done.stdout
+    assert done.stdout.rstrip().endswith("NOT ready: 1 problem(s)")
+    assert "Traceback" not in done.stderr

@@ -257,11 +257,15 @@ def main(args: argparse.Namespace, log: Log) -> int:
     clusters = load_clusters(args)
     failed = False
     for name, cluster in clusters.items():
-        remote = SSHRemote(name, cluster.login, mask=log.mask, config_file=cluster.source.file)
         try:
-            checks = check_cluster(cluster, remote)
-        finally:
-            remote.close()
+            remote = SSHRemote(name, cluster.login, mask=log.mask, config_file=cluster.source.file)
+        except HpcciError as e:  # e.g. login.user is {env: X} and X is not set: this cluster's failure only
+            checks = [Check("ssh", "FAIL", str(e), "set the secret the cluster config names, then re-run")]
+        else:
+            try:
+                checks = check_cluster(cluster, remote)
+            finally:
+                remote.close()
         print(f"cluster {name}: {cluster.login.host}:{cluster.login.port}")
         for c in checks:
             print(f"  {c.status:5} {c.name:14} {c.detail}")

@@ -777,7 +777,7 @@ def _tail(remote: Remote, path: str, info: Callable[[str], None]) -> str:
     try:
         return remote.read_tail(path, smoke.OUTPUT_TAIL_BYTES)
     except HpcciError as e:
-        info(f"cannot read {path}: {e}")
+        info(f"output not read: {e}")  # e names the cluster and the file
         return ""
 
 
@@ -823,45 +823,25 @@ def _outcome(
     for index, test in tests_for(pipe, cluster.name):
         job = tests_by_index.get(index)
         job_id = jobs.get(index)
-        line = pipe.test_line(index)
-        test_platform = job.platform if job else platform
+        st = slurm.JobState(job_id or "", slurm.NOT_RUN)
+        output = ""
         if job_id is None or followed is None:
             why = refused.get(index) or (f"not run: {error}" if error else "not run")
-            verdict = "error" if index in refused or error else "skipped"
-            results.append(
-                TestResult(
-                    cluster=cluster.name,
-                    test=test.name,
-                    platform=test_platform,
-                    job_id=job_id,
-                    state=slurm.NOT_RUN,
-                    exit_code=None,
-                    elapsed_s=None,
-                    verdict=verdict,
-                    reason=why,
-                    source_file=pipe.source.file,
-                    source_line=line,
-                )
-            )
-            continue
-        st = followed.states.get(job_id, slurm.JobState(job_id, slurm.UNKNOWN))
-        cancelled = followed.cancelled.get(job_id)
-        output = outputs.get(index, "")
-        if st.state == slurm.CANCELLED and not cancelled and error is not None:
-            v = smoke.Verdict("error", f"not run: {error}")
+            v = smoke.Verdict("error" if index in refused or error else "skipped", why)
         else:
-            v = smoke.judge(
-                test,
-                st,
-                output,
-                cancelled_why=cancelled,
-                action_required=followed.action_required.get(job_id),
-            )
+            st = followed.states.get(job_id, slurm.JobState(job_id, slurm.UNKNOWN))
+            cancelled = followed.cancelled.get(job_id)
+            output = outputs.get(index, "")
+            if st.state == slurm.CANCELLED and not cancelled and error is not None:
+                v = smoke.Verdict("error", f"not run: {error}")
+            else:
+                action = followed.action_required.get(job_id)
+                v = smoke.judge(test, st, output, cancelled_why=cancelled, action_required=action)
         results.append(
             TestResult(
                 cluster=cluster.name,
                 test=test.name,
-                platform=test_platform,
+                platform=job.platform if job else platform,
                 job_id=job_id,
                 state=st.state,
                 exit_code=st.exit_code,
@@ -870,7 +850,7 @@ def _outcome(
                 reason=v.reason,
                 output_tail=smoke.bounded_tail(output),
                 source_file=pipe.source.file,
-                source_line=line,
+                source_line=pipe.test_line(index),
             )
         )
     any_staged = list(staged.values())
