@@ -32,6 +32,7 @@ from deploy_support import (
 
 from hpcci import records as rec
 from hpcci.errors import (
+    ConfigError,
     HostKeyError,
     Interrupted,
     RuntimeConvertError,
@@ -552,6 +553,26 @@ def test_one_failing_cluster_never_hides_the_others_results(
     assert "not in login.known_hosts" in clusters["broken"]["error"]
     assert clusters["broken"]["tests"][0]["verdict"] == "error"
     assert done.returncode == HostKeyError.exit_code
+
+
+def test_a_cluster_whose_ssh_user_secret_is_unset_fails_alone_and_the_deploy_fails(
+    fib_tar: Path, project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    monkeypatch.delenv("H7_UNSET_SSH_USER", raising=False)
+    proj = project([FIB])
+    nouser = cluster_config(name="nouser", **{"login.user": {"env": "H7_UNSET_SSH_USER"}})
+    (proj.root / "cluster-configs" / "nouser.yaml").write_text(yaml.safe_dump(nouser))
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar), "--cluster", "nouser", "--cluster", "local")
+    clusters = {c["cluster"]: c for c in proj.results()["clusters"]}
+    assert set(clusters) == {"nouser", "local"}
+    assert clusters["local"]["error"] is None and clusters["local"]["tests"][0]["verdict"] == "pass"
+    assert clusters["nouser"]["error"] == (
+        "cluster nouser: login.user: environment variable H7_UNSET_SSH_USER is not set; set it (e.g. from a CI secret)"
+    )
+    assert done.returncode == ConfigError.exit_code
+    assert "Traceback" not in done.stderr
 
 
 def _big_archive(path: Path, mib: int) -> str:
