@@ -5,8 +5,9 @@
   ``scripts/local-stack up <service>``; under CI=true it fails instead (CI must have the whole stack).
 - ``github_app``: a GitHub App (fresh RSA key) registered with the GitHub API stand-in.
 - ``tmp_path`` is removed after each test, whatever its outcome (the tests here write large tars).
-- ``local_images`` (module): add an image repository name to it; every local image of that repository (docker and
-  buildah stores) is removed when the module ends, whether its tests passed or not.
+- ``local_images`` (module): add image repository names and image ids (sha256:...) to it; every local image of
+  those repositories and those ids (docker and buildah stores) is removed when the module ends, whatever the
+  outcome. Add the ids of what a test built: a rebuild moves the tags and leaves the first image untagged.
 Every test in tests/integration/ gets the ``integration`` marker.
 """
 
@@ -97,10 +98,19 @@ def remove_local_images(repository: str) -> None:
                 run(["buildah", "rmi", "-f", ref], timeout=120, check=False, echo=False)
 
 
+def remove_image_id(image_id: str) -> None:
+    """An image by id, if no tag still points at it (the tags were removed first)."""
+    for tool in ("docker", "buildah"):
+        if shutil.which(tool):
+            run([tool, "rmi", image_id.removeprefix("sha256:")], timeout=120, check=False, echo=False)
+
+
 @pytest.fixture(scope="module")
 def local_images() -> Iterator[set[str]]:
-    """Image repositories the module's tests build into; all their local images are removed afterwards."""
-    repositories: set[str] = set()
-    yield repositories
-    for repository in sorted(repositories):
+    """Image repositories and image ids (sha256:...) the module's tests made; all removed afterwards."""
+    made: set[str] = set()
+    yield made
+    for repository in sorted(m for m in made if not m.startswith("sha256:")):
         remove_local_images(repository)
+    for image_id in sorted(m for m in made if m.startswith("sha256:")):
+        remove_image_id(image_id)

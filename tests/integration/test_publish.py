@@ -88,6 +88,7 @@ def published(
         rc, out = hpcci(capsys, "publish", *common, "--to", "s3")
         assert rc == 0, out[-3000:]
         build = records.read(records.BuildRecord, recs / "build.json")
+        local_images.update(p.digest for p in build.platforms)
         record = records.read(records.PublishRecord, recs / "publish.json")
         _published[name] = Published(name, config, recs, build, record, out)
     return _published[name]
