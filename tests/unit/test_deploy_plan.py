@@ -204,3 +204,22 @@ def test_the_run_folder_is_created_private_and_the_cache_is_not() -> None:
         ["mkdir", "-p", "--", PATHS.cache],
         ["mkdir", "-p", "-m", "700", "--", PATHS.run_dir],
     ]
+
+
+def test_a_gpu_test_on_a_cluster_without_a_gpu_partition_says_how_to_fix_it() -> None:
+    from hpcci.config import Cluster, SmokeTest
+    from hpcci.errors import ConfigError
+    from hpcci.stages.deploy import partition_key
+
+    cluster = Cluster.model_validate(
+        {
+            "name": "training",
+            "login": {"host": "h", "user": "u", "key": {"env": "K"}, "known_hosts": {"env": "KH"}},
+            "scheduler": {"partitions": {"cpu": {"name": "c"}}},
+            "runtime": {"type": "apptainer"},
+        }
+    )
+    with pytest.raises(
+        ConfigError, match=r"test 'gpu' needs a GPU partition .* limit the test with `clusters:`"
+    ):
+        partition_key(cluster, SmokeTest(name="gpu", command="nvidia-smi", gpu=True))

@@ -181,8 +181,16 @@ def tests_for(pipeline: Pipeline, cluster: str) -> list[tuple[int, SmokeTest]]:
 
 
 def partition_key(cluster: Cluster, test: SmokeTest) -> str:
+    """The cluster-config partition a test runs on; a GPU test on a cluster without one says how to fix it."""
     if test.resources.partition:
         return test.resources.partition
+    if test.gpu and cluster.scheduler.gpu_partition not in cluster.scheduler.partitions:
+        known = ", ".join(cluster.scheduler.partitions)
+        raise ConfigError(
+            f"test {test.name!r} needs a GPU partition but cluster {cluster.name} has none named "
+            f"{cluster.scheduler.gpu_partition!r} (partitions: {known}); add one to {cluster.source.file} "
+            f"(scheduler.partitions / scheduler.gpu_partition) or limit the test with `clusters:` in hpcci.yaml"
+        )
     return cluster.scheduler.gpu_partition if test.gpu else cluster.scheduler.default_partition
 
 
