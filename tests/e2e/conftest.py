@@ -64,7 +64,9 @@ def _image_store(tool: str) -> tuple[set[str], dict[str, str]]:
     ids: set[str] = set()
     refs: dict[str, str] = {}
     for line in run(argv, timeout=60, check=False, echo=False).stdout.splitlines():
-        ref, _, image_id = line.rpartition(" ")
+        if len(line.split()) != 2:
+            continue
+        ref, image_id = line.split()  # buildah pads its columns
         image_id = image_id.removeprefix("sha256:")
         ids.add(image_id)
         if ref.rpartition(":")[0] == EXAMPLE_REPOSITORY:

@@ -258,9 +258,14 @@ def _free_port() -> int:
 
 
 class OwnProxy:
-    """A second Swift proxy of our own on the stack's storage servers, so this test may stop and start it."""
+    """A second Swift proxy of our own on the stack's storage servers, so a test may stop and start it.
+
+    Thread-safe (the upload's threads stop and start it); after close() it never starts again, so no proxy
+    outlives the test."""
 
     def __init__(self, stack_dir: Path, tmp: Path) -> None:
+        import threading
+
         self.port = _free_port()
         conf = (stack_dir / "s3" / "etc" / "proxy-server.conf").read_text()
         conf = re.sub(r"(?m)^bind_port = \d+$", f"bind_port = {self.port}", conf)
@@ -270,16 +275,21 @@ class OwnProxy:
         self.exe = stack_dir / "s3" / "venv" / "bin" / "swift-proxy-server"
         self.log = tmp / "proxy.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.closed = False
+        self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.exe), str(self.conf)], stdout=log, stderr=log, start_new_session=True
-            )
+        with self.lock:
+            if self.closed or self.proc is not None:
+                return
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(self.exe), str(self.conf)], stdout=log, stderr=log, start_new_session=True
+                )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -291,10 +301,16 @@ class OwnProxy:
         raise AssertionError(f"own swift proxy did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        with self.lock:
+            proc, self.proc = self.proc, None
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+        self.stop()
 
 
 def test_s3_proxy_restart_mid_upload_is_retried_to_a_whole_object(
@@ -379,4 +395,4 @@ def test_s3_proxy_restart_mid_upload_is_retried_to_a_whole_object(
         uploads = store.client.list_multipart_uploads(Bucket="hpcci", Prefix=key).get("Uploads", [])
         assert uploads == []
     finally:
-        proxy.stop()
+        proxy.close()
