@@ -63,7 +63,7 @@ def test_buildah_uses_layer_cache_docker_format_and_authfile() -> None:
     s = spec(auths=[RegistryAuth("127.0.0.1:5000", "u", "p", insecure=True)])
     assert buildah_argv(s, "linux/amd64", authfile="/tmp/a.json") == [
         "buildah", "build", "--platform", "linux/amd64", "--format", "docker", "-f", "/src/app/Dockerfile",
-        "-t", "127.0.0.1:5000/octo-org/fib:1.2.3-amd64", "--layers", "--authfile", "/tmp/a.json",
+        "-t", "127.0.0.1:5000/octo-org/fib:1.2.3-amd64", "--layers", "--force-rm", "--authfile", "/tmp/a.json",
         "--tls-verify=false", "--build-arg", "BASE_IMAGE=base:1",
         "--label", "org.opencontainers.image.version=1.2.3", "/src/app",
     ]  # fmt: skip

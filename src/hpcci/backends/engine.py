@@ -222,6 +222,7 @@ def buildah_argv(
     argv = ["buildah", "build", "--platform", platform, "--format", "docker"]
     argv += ["-f", str(dockerfile or spec.dockerfile_path), "-t", spec.ref(platform)]
     argv.append("--layers" if spec.cache else "--no-cache")
+    argv.append("--force-rm")  # a failed step must not leave its working container behind (they pile up)
     if authfile:
         argv += ["--authfile", authfile]
     if any(a.insecure for a in spec.auths):
