@@ -12,6 +12,7 @@ channels in parallel, piece by piece, so a dropped connection resumes at the las
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -55,6 +56,12 @@ def command_line(argv: Sequence[str]) -> str:
         if "\0" in a:
             raise ConfigError(f"a command argument contains a NUL byte: {a!r}")
     return shlex.join(argv)
+
+
+def _close_quietly(sftp: Any) -> None:
+    """Close an SFTP session whose connection may already be dead (paramiko raises EOFError then)."""
+    with contextlib.suppress(Exception):
+        sftp.close()
 
 
 class Pipe:
@@ -638,7 +645,7 @@ class SSHRemote:
                     f.write(text.encode())
                 sftp.posix_rename(tmp, remote)
             finally:
-                sftp.close()
+                _close_quietly(sftp)
         except OSError as e:
             raise RemoteError(f"cluster {self.cluster}: cannot write {remote}: {e}") from e
 
@@ -650,7 +657,7 @@ class SSHRemote:
             try:
                 sftp.get(remote, str(tmp))
             finally:
-                sftp.close()
+                _close_quietly(sftp)
             tmp.replace(local)
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -666,7 +673,7 @@ class SSHRemote:
                     f.seek(max(0, size - max_bytes))
                     data = f.read(max_bytes)
             finally:
-                sftp.close()
+                _close_quietly(sftp)
         except FileNotFoundError:
             return ""
         except OSError as e:
@@ -692,7 +699,7 @@ class SSHRemote:
                 f"cluster {self.cluster}: cannot create {remote}: {e}; check free space"
             ) from e
         finally:
-            sftp.close()
+            _close_quietly(sftp)
         todo = list(pieces)
         for attempt in range(3):
             failed = self._put_pieces(local, remote, todo, streams, progress)
@@ -704,7 +711,7 @@ class SSHRemote:
             if final is not None or self._stop.is_set():
                 raise final or Interrupted("upload stopped by SIGTERM/SIGINT")
             self._echo(
-                f"cluster {self.cluster}: upload interrupted ({cause}); resuming {len(todo)} piece(s) "
+                f"cluster {self.cluster}: upload interrupted ({cause or type(cause).__name__}); resuming {len(todo)} piece(s) "
                 f"(round {attempt + 2}/3)"
             )
             time.sleep(1.0 + attempt)
@@ -759,7 +766,7 @@ class SSHRemote:
                 finally:
                     os.close(fd)
             finally:
-                sftp.close()
+                _close_quietly(sftp)
 
         n = max(1, min(streams, len(pieces)))  # no connection is opened for a stream with nothing to send
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
