@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,14 +151,19 @@ class Deploy:
 
 
 @pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    """The fibonacci image as a tar (saved from the local image when test_deploy already built it)."""
+def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Path]:
+    """The fibonacci image as a tar (saved from the local image when test_deploy already built it); removed after."""
     require_services("docker", "registry", "cluster")
-    out = tmp_path_factory.mktemp("image") / "fib.tar"
-    if run(["docker", "image", "inspect", FIB_TAG], timeout=60, check=False, echo=False).ok:
-        run(["docker", "save", FIB_TAG, "-o", str(out)], timeout=300)
-        return out
-    return build_fib_tar(out)
+    folder = tmp_path_factory.mktemp("image")
+    out = folder / "fib.tar"
+    try:
+        if run(["docker", "image", "inspect", FIB_TAG], timeout=60, check=False, echo=False).ok:
+            run(["docker", "save", FIB_TAG, "-o", str(out)], timeout=300)
+        else:
+            build_fib_tar(out)
+        yield out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- slurmctld restarted while a job runs ------------------------------------------------------------------------
@@ -280,7 +286,8 @@ def test_sshd_stopped_mid_upload_resumes_or_fails_cleanly_never_using_a_partial_
                 remote.close()
         tar.unlink(missing_ok=True)
     out = deploy.output
-    assert "Traceback" not in out, out[-3000:]
+    at = out.find("Traceback")
+    assert at < 0, f"a traceback reached the deploy's output:\n{out[max(0, at - 300) : at + 2500]}"
     assert "upload interrupted" in out, out[-3000:]  # the drop was seen by the upload itself
     t = proj.tests()["blob"]
     if rc == 0:
