@@ -25,7 +25,7 @@ import pytest
 from act_harness import REPO, UserRepo, make_user_repo
 
 from hpcci.process import run
-from stack_env import exported, read_env, require_services
+from stack_env import read_env, require_services
 
 SERVICES = ("docker", "registry", "s3", "cluster", "github")
 
@@ -35,14 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
-    """The exports of `scripts/local-stack env`, also put into os.environ (as for the integration tests)."""
-    env = read_env()
-    with exported(env):
-        yield env
 
 
 @pytest.fixture(scope="session")

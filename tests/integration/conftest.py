@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hpcci.process import run
-from stack_env import GitHubApp, exported, read_env, require_services
+from stack_env import GitHubApp, require_services
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,13 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
-    env = read_env()
-    with exported(env):
-        yield env
 
 
 @pytest.fixture
