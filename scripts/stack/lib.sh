@@ -58,9 +58,11 @@ pid_alive() {
 }
 
 # start_bg NAME LOGFILE CMD...: start CMD in the background (own session) and record its pid and start time.
+# The daemon runs in / : it must not keep the caller's folder (a checkout that may be deleted; slurmd passes its
+# cwd on to every job step, which then fails with "Unable to get current working directory").
 start_bg() {
   local name=$1 logf=$2; shift 2
-  setsid "$@" >>"$logf" 2>&1 < /dev/null &
+  ( cd / && exec setsid "$@" >>"$logf" 2>&1 < /dev/null ) &
   echo $! >"$STACK_DIR/run/$name.pid"
   _pid_start $! >"$STACK_DIR/run/$name.start"
 }
