@@ -244,8 +244,21 @@ def _written(path: Path) -> int:
         return -1
 
 
+@pytest.fixture
+def slow_link() -> Iterator[None]:
+    """Throttle the host -> login node link (tc tbf on the host side of the veth pair) to ~20 MB/s, so the upload
+    is still running when sshd is stopped: on a quiet machine an unthrottled 290 MB upload finishes first."""
+    dev = "hpcci-veth0"
+    run(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", "160mbit", "burst", "256kb", "latency", "200ms"],
+        timeout=30)  # fmt: skip
+    try:
+        yield
+    finally:
+        run(["tc", "qdisc", "del", "dev", dev, "root"], timeout=30, check=False)
+
+
 def test_sshd_stopped_mid_upload_resumes_or_fails_cleanly_never_using_a_partial_tar(
-    fib_tar: Path, tmp_path: Path, cluster_restored: None, local_images: set[str]
+    fib_tar: Path, tmp_path: Path, cluster_restored: None, local_images: set[str], slow_link: None
 ) -> None:
     tar, key, blob_sha = _unique_image(tmp_path, local_images)
     size = tar.stat().st_size
