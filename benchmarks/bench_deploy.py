@@ -115,7 +115,7 @@ def bench_staging(size_mib: int, runs: int, streams: int) -> list[tuple[str, str
 
     def s3_pull() -> None:
         # exactly what `hpcci deploy` runs: curl | tee TMP | sha256sum, the URL on stdin
-        from hpcci.backends.remote import Pipe, login_argv
+        from hpcci.shell import Pipe, login_argv
 
         url = cluster_side.presign_get(s3key)
         curl = ["curl", "--fail", "--silent", "--show-error", "--config", "-"]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from hpcci.errors import ConfigError
+from hpcci.platforms import PLATFORMS
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -48,7 +49,7 @@ def slurm_time_seconds(v: str) -> int:
 
 
 def _platform(v: str) -> str:
-    if not re.match(r"^linux/(amd64|arm64|ppc64le|s390x|riscv64|386|arm/v[67])$", v):
+    if v not in PLATFORMS:
         raise ValueError(f"{v!r} is not a platform: write linux/amd64 or linux/arm64 (os/arch[/variant])")
     return v
 
@@ -259,7 +260,7 @@ class LoginConfig(_Model):
 
 class Partition(_Model):
     name: str = Field(description="The partition's name in Slurm")
-    arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"
+    arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
     gres: str | None = Field(None, description="GRES for GPU jobs, e.g. gpu:1")
     directives: list[str] = Field(default_factory=list)
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-from hpcci.backends.remote import SSHRemote, login_argv
+from hpcci.backends.remote import SSHRemote
 from hpcci.config import Cluster, load_cluster
 from hpcci.process import Completed, run
+from hpcci.shell import login_argv
 
 REPO = Path(__file__).resolve().parents[2]
 FIB_TAG = "hpcci-test/fibonacci:h4"

@@ -16,10 +16,11 @@ import pytest
 from deploy_support import REPO, unique
 
 from hpcci.backends import remote as remote_mod
-from hpcci.backends.remote import SSHRemote, login_argv
+from hpcci.backends.remote import SSHRemote
 from hpcci.config import Cluster, load_cluster
 from hpcci.errors import HostKeyError, RemoteAuthError, RemoteError
 from hpcci.process import run
+from hpcci.shell import login_argv
 
 NASTY = [
     "it's",

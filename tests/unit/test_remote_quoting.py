@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from hpcci.backends.remote import Pipe, command_line, expand, login_argv, path_variables, script, with_env
 from hpcci.config import SmokeTest
 from hpcci.errors import ConfigError
+from hpcci.shell import Pipe, command_line, expand, login_argv, path_variables, script, with_env
 
 SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 

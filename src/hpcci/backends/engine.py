@@ -31,21 +31,10 @@ from typing import Any, Protocol
 from hpcci import process
 from hpcci.errors import BuildError, PlatformError, UsageError
 from hpcci.log import Log
+from hpcci.platforms import Architecture
 
 BUILDERS = ("buildx", "buildah", "docker")
 AUTO_ORDER = ("buildx", "buildah", "docker")
-
-# uname -m / binfmt names per OCI architecture
-_QEMU_ARCH = {
-    "amd64": "x86_64",
-    "arm64": "aarch64",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "386": "i386",
-    "arm": "arm",
-}
-_HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +137,8 @@ def platform_key(platform: str) -> str:
 
 def host_arch() -> str:
     machine = host_platform.machine().lower()
-    return _HOST_ARCH.get(machine, machine)
+    arch = Architecture.from_machine(machine)
+    return arch.value if arch else machine
 
 
 def emulation_problem(platform: str, binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc")) -> str | None:
@@ -156,7 +146,8 @@ def emulation_problem(platform: str, binfmt_dir: Path = Path("/proc/sys/fs/binfm
     _, arch, _ = split_platform(platform)
     if arch == host_arch() or (arch == "386" and host_arch() == "amd64"):
         return None
-    qemu = _QEMU_ARCH.get(arch, arch)
+    known = Architecture.from_oci(arch)
+    qemu = known.qemu if known else arch
     handler = binfmt_dir / f"qemu-{qemu}"
     try:
         enabled = handler.read_text(encoding="utf-8").splitlines()[0].strip() == "enabled"

@@ -282,9 +282,9 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the exact remote commands and the full sbatch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.backends.remote import command_line, login_argv
+    from hpcci.platforms import platform_machine
+    from hpcci.shell import command_line, login_argv
     from hpcci.stages.deploy import (
-        ARCH_PLATFORM,
         ImageSource,
         curl_config,
         make_dirs_argv,
@@ -323,7 +323,8 @@ def plan_section(ctx: common.PlanContext) -> str:
         )
         out += [f"+ {command_line(argv)}" for argv in make_dirs_argv(plan.paths)]
         for platform, image in plan.images.items():
-            arch = [k for k, v in ARCH_PLATFORM.items() if v == platform]
+            machine = platform_machine(platform)
+            arch = [machine] if machine else []
             out.append(
                 f"\nimage {platform} ({', '.join(arch)}) {image.source.digest}: staging {image.staging}"
             )
@@ -364,7 +365,7 @@ def plan_section(ctx: common.PlanContext) -> str:
 
 def _shown(argv: list[str]) -> str:
     """A remote command for `hpcci plan`: login-shell scripts shown line by line, everything else as one line."""
-    from hpcci.backends.remote import command_line
+    from hpcci.shell import command_line
 
     if argv[:2] == ["bash", "-lc"]:
         body = "\n".join(f"    {line}" for line in argv[2].splitlines())

@@ -87,7 +87,7 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
 def _run(
     remote: SSHRemote, steps: list[list[str]], modules: list[str], timeout: float = 60
 ) -> tuple[bool, str]:
-    from hpcci.backends.remote import login_argv
+    from hpcci.shell import login_argv
 
     try:
         done = remote.run(login_argv(steps, modules=modules), timeout=timeout)
@@ -107,8 +107,8 @@ def _last_line(text: str) -> str:
 
 def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     from hpcci.backends import scheduler as slurm
-    from hpcci.backends.remote import parse_env0
     from hpcci.backends.runtime import runtime_for
+    from hpcci.shell import parse_env0
     from hpcci.stages.deploy import needed_variables, resolve_paths
 
     checks: list[Check] = []

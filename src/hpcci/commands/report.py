@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from hpcci.records import Results
     from hpcci.stages.report import Target
 
-ARCH_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64", "ppc64le": "linux/ppc64le"}
 DEFAULT_API_URL = "https://api.github.com"
 
 
@@ -83,13 +82,14 @@ def platform_of(args: argparse.Namespace, pipe: Pipeline, name: str) -> str:
     """The cluster's platform from its default partition's arch ('' when its config cannot be read here)."""
     from hpcci.config import load_clusters
     from hpcci.errors import ConfigError
+    from hpcci.platforms import machine_platform
 
     try:
         cluster = load_clusters(pipe, [name], common.base_dir(args))[name]
     except ConfigError:
         return ""
     part = cluster.scheduler.partitions.get(cluster.scheduler.default_partition)
-    return ARCH_PLATFORM.get(part.arch, "") if part else ""
+    return machine_platform(part.arch) if part else ""
 
 
 def workspace_path(path: str, workspace: Path) -> str:

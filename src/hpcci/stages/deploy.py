@@ -24,16 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hpcci.backends import scheduler as slurm
-from hpcci.backends.remote import (
-    Pipe,
-    Remote,
-    command_line,
-    expand,
-    login_argv,
-    parse_env0,
-    path_variables,
-    with_env,
-)
+from hpcci.backends.remote import Remote
 from hpcci.backends.runtime import ExecOptions, Runtime, runtime_for
 from hpcci.config import Cluster, Pipeline, SmokeTest
 from hpcci.errors import (
@@ -47,13 +38,11 @@ from hpcci.errors import (
     TransferError,
     UsageError,
 )
+from hpcci.platforms import machine_platform, platform_machine
 from hpcci.process import tail
 from hpcci.records import ClusterDeploy, ClusterResult, PublishRecord, S3Object, TestResult
+from hpcci.shell import Pipe, command_line, expand, login_argv, parse_env0, path_variables, with_env
 from hpcci.stages import smoke
-
-ARCH_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64", "ppc64le": "linux/ppc64le"}
-PLATFORM_ARCH = {v: k for k, v in ARCH_PLATFORM.items()}
-DOCKER_ARCH = {"amd64": "linux/amd64", "arm64": "linux/arm64", "ppc64le": "linux/ppc64le"}
 
 # -- what image to stage -------------------------------------------------------------------------------------
 
@@ -123,7 +112,7 @@ def docker_archive_info(path: Path) -> tuple[str, str]:
         raise UsageError(f"{path}: manifest.json names no config digest; make the tar with `docker save`")
     arch = str(config.get("architecture", "amd64"))
     variant = config.get("variant")
-    platform = DOCKER_ARCH.get(arch, f"linux/{arch}" + (f"/{variant}" if variant else ""))
+    platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
     return f"sha256:{hexdigest.group(0)}", platform
 
 
@@ -200,7 +189,7 @@ def platforms_needed(pipeline: Pipeline, cluster: Cluster) -> list[str]:
     tests = tests_for(pipeline, cluster.name) or [(0, SmokeTest(name="none", command="true"))]
     for _, test in tests:
         arch = cluster.partition(partition_key(cluster, test)).arch
-        platform = ARCH_PLATFORM[arch]
+        platform = machine_platform(arch)
         if platform not in needed:
             needed.append(platform)
     return needed
@@ -376,7 +365,7 @@ def plan_test(
 ) -> TestJob:
     key = partition_key(cluster, test)
     part = cluster.partition(key)
-    platform = ARCH_PLATFORM[part.arch]
+    platform = machine_platform(part.arch)
     image = images[platform].image
     r = test.resources
     gres = (part.gres or "gpu:1") if test.gpu else None
@@ -420,7 +409,7 @@ def plan_cluster(
         source = sources.get(platform)
         if source is None:
             have = ", ".join(sources) or "none"
-            arch = PLATFORM_ARCH.get(platform, platform)
+            arch = platform_machine(platform) or platform
             raise UsageError(
                 f"cluster {cluster.name}: its partitions are {arch} and need a {platform} image, but only "
                 f"{have} were published; add {platform} to image.platforms in hpcci.yaml"

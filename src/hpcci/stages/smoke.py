@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hpcci.backends import scheduler as slurm
-from hpcci.backends.remote import Remote, login_argv
+from hpcci.backends.remote import Remote
 from hpcci.backends.scheduler import JobState
 from hpcci.config import PollConfig, SmokeTest
 from hpcci.errors import HpcciError, SchedulerError
+from hpcci.shell import login_argv
 
 OUTPUT_TAIL_BYTES = 64 << 10  # read from the job's output file for judging
 RESULT_TAIL_CHARS = 4000  # kept in results.json
