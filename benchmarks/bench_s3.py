@@ -78,8 +78,8 @@ def child_upload(path: str, key: str, sha256: str = "") -> None:
     """What publish does with a tar: (sha256 when not known from the export,) multipart upload, check."""
     import io
 
-    from hpcci.backends.engine import hash_file
     from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.digests import hash_file
     from hpcci.log import Log
 
     digest = sha256 or hash_file(Path(path))[1]
@@ -88,7 +88,7 @@ def child_upload(path: str, key: str, sha256: str = "") -> None:
 
 
 def s3_rows(workdir: Path, size_mib: int, runs: int) -> list[str]:
-    from hpcci.backends.engine import hash_file
+    from hpcci.digests import hash_file
 
     tar = workdir / "bench.tar"
     make_tar(tar, size_mib * MiB)

@@ -11,6 +11,7 @@ import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.config import Pipeline
+from hpcci.digests import parse_sha256sum
 from hpcci.errors import UsageError
 from hpcci.records import PublishRecord, RegistryPublication, S3Object
 from hpcci.stages.deploy import (
@@ -19,7 +20,6 @@ from hpcci.stages.deploy import (
     curl_config,
     docker_archive_info,
     make_dirs_argv,
-    parse_sha256sum,
     plan_cluster,
     resolve_paths,
     sources_from_publish,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hpcci import process
+from hpcci.digests import hash_file
 from hpcci.errors import BuildError, PlatformError, UsageError
 from hpcci.log import Log
 from hpcci.platforms import Architecture
@@ -673,12 +674,3 @@ def write_hashed(chunks: Iterable[bytes], dest: Path) -> Archive:
     finally:
         tmp.unlink(missing_ok=True)
     return Archive(dest, size, h.hexdigest())
-
-
-def hash_file(path: Path, chunk: int = 8 << 20) -> tuple[int, str]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-            size += len(block)
-    return size, h.hexdigest()

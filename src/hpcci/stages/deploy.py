@@ -12,7 +12,6 @@ re-deploy of an unchanged image transfers and converts nothing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import shlex
@@ -27,6 +26,7 @@ from hpcci.backends import scheduler as slurm
 from hpcci.backends.remote import Remote
 from hpcci.backends.runtime import ExecOptions, Runtime, runtime_for
 from hpcci.config import Cluster, Pipeline, SmokeTest
+from hpcci.digests import file_sha256, parse_sha256sum
 from hpcci.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -437,19 +437,6 @@ def stage_s3_step(plan: ImagePlan, *, max_time: int) -> Pipe:
 def curl_config(url: str) -> str:
     escaped = url.replace("\\", "\\\\").replace('"', '\\"')
     return f'url = "{escaped}"\n'
-
-
-def parse_sha256sum(stdout: str) -> str | None:
-    m = re.match(r"\s*\\?([0-9a-f]{64})\s", stdout + " ")
-    return m.group(1) if m else None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- running it ----------------------------------------------------------------------------------------------------
