@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from hpcci.errors import UsageError
+
 
 class Architecture(Enum):
     """A CPU architecture; the value is its OCI name (the `arch` of linux/<arch>)."""
@@ -85,3 +87,23 @@ def platform_machine(platform: str) -> str | None:
     parts = platform.split("/")
     arch = Architecture.from_oci(parts[1]) if len(parts) >= 2 else None
     return arch.machine if arch else None
+
+
+def split_platform(platform: str) -> tuple[str, str, str]:
+    """linux/arm/v7 -> ("linux", "arm", "v7"); linux/amd64 -> ("linux", "amd64", "")."""
+    parts = platform.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"{platform!r} is not a platform: write os/arch[/variant], e.g. linux/arm64")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+def platform_tag(tag: str, platform: str) -> str:
+    """The per-platform tag: ``1.2.3`` + linux/arm64 -> ``1.2.3-arm64`` (<= 128 characters)."""
+    _, arch, variant = split_platform(platform)
+    suffix = f"-{arch}{variant}"
+    return tag[: 128 - len(suffix)] + suffix
+
+
+def platform_key(platform: str) -> str:
+    """linux/arm/v7 -> linux-arm-v7 (for file names and object keys)."""
+    return platform.replace("/", "-")

@@ -18,12 +18,10 @@ from datetime import datetime, timezone
 from hpcci.config import ImageConfig, TagRules
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError, UsageError
+from hpcci.references import normalize_repository
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _INVALID_TAG_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
-# https://github.com/distribution/reference/blob/main/regexp.go (path components; the host may carry a port)
-_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_HOST = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?$")
 _SEMVER = re.compile(
     r"^[v=]?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
@@ -115,30 +113,6 @@ def check_tag(tag: str, *, what: str = "tag") -> str:
     suggestion = sanitize_tag(tag)
     hint = f"; use {suggestion!r} instead" if suggestion and suggestion != tag else ""
     raise UsageError(f"{what} {tag!r} is not a valid image tag: it {why}{hint}")
-
-
-def normalize_repository(name: str) -> str:
-    """Lowercase the repository (registries refuse upper case) and check it has a shape registries accept."""
-    name = name.strip()
-    if ":" in name.rsplit("/", 1)[-1] or "@" in name:
-        raise ConfigError(
-            f"image.name {name!r} must not carry a tag or digest; tags come from the tags rules"
-        )
-    parts = name.split("/")
-    host = (
-        parts[0]
-        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost")
-        else None
-    )
-    path = [p.lower() for p in (parts[1:] if host else parts)]
-    bad = [p for p in path if not _PATH_COMPONENT.match(p)]
-    if not path or bad or (host is not None and not _HOST.match(host)):
-        what = repr(bad[0]) if bad else repr(host or name)
-        raise ConfigError(
-            f"image.name {name!r}: {what} is not a valid repository component; use lowercase letters, "
-            "digits and single '.', '_' or '-' separators, e.g. docker.io/org/app"
-        )
-    return "/".join([host.lower(), *path] if host else path)
 
 
 def compute_tags(event: GitEvent, rules: TagRules) -> list[str]:

@@ -97,7 +97,7 @@ def need_builder(name: str) -> None:
     """Skip unless builder ``name`` can run here. buildx is not part of the local stack (see BUILDX_SKIP): without
     it the test is skipped, also under CI; every other reason, and any builder the stack provides, fails under
     CI=true (CI must test every builder it has)."""
-    from hpcci.backends.engine import get_builder
+    from hpcci.backends.builders import get_builder
 
     if name == "buildx" and not (
         shutil.which("docker")

@@ -14,7 +14,6 @@ from hpcci.backends.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     ManifestInfo,
-    destination,
     digest_of,
     manifest_list,
 )
@@ -126,46 +125,6 @@ def test_oci_manifests_get_an_oci_index_with_variants() -> None:
         "os": "linux",
         "variant": "v7",
     }
-
-
-@pytest.mark.parametrize(
-    ("url", "repository", "image", "insecure", "api", "name"),
-    [
-        (
-            "127.0.0.1:5000",
-            None,
-            "127.0.0.1:5000/octo-org/fib",
-            True,
-            "http://127.0.0.1:5000",
-            "127.0.0.1:5000/octo-org/fib",
-        ),
-        ("docker.io", None, "docker.io/Org/Fib", False, "https://registry-1.docker.io", "docker.io/org/fib"),
-        ("docker.io", "fib", "x/fib", False, "https://registry-1.docker.io", "docker.io/library/fib"),
-        (
-            "https://ghcr.io/",
-            "owner/fib",
-            "127.0.0.1:5000/a/b",
-            False,
-            "https://ghcr.io",
-            "ghcr.io/owner/fib",
-        ),
-        (
-            "registry.example.com:8443",
-            None,
-            "org/app",
-            False,
-            "https://registry.example.com:8443",
-            "registry.example.com:8443/org/app",
-        ),
-    ],
-)
-def test_registry_destination(
-    url: str, repository: str | None, image: str, insecure: bool, api: str, name: str
-) -> None:
-    dest = destination(url, repository, image, insecure=insecure)
-    assert (dest.api, dest.name) == (api, name)
-    assert dest.ref("1.0") == f"{name}:1.0"
-    assert dest.ref(AMD) == f"{name}@{AMD}"
 
 
 def test_part_size_gives_every_thread_a_part_within_s3_limits() -> None:

@@ -15,7 +15,6 @@ from hpcci.tags import (
     compute_tags,
     created_from,
     image_meta,
-    normalize_repository,
     oci_labels,
     parse_semver,
     sanitize_tag,
@@ -165,29 +164,6 @@ def test_invalid_extra_tag_is_refused_with_a_suggestion() -> None:
 def test_unknown_placeholder_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"unknown placeholder \{\{date\}\}"):
         compute_tags(ev("refs/heads/main"), TagRules(extra=["{{date}}"]))
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("127.0.0.1:5000/octo-org/fibonacci", "127.0.0.1:5000/octo-org/fibonacci"),
-        ("docker.io/Octo-Org/Fibonacci", "docker.io/octo-org/fibonacci"),
-        ("ghcr.io/OWNER/app.x_y", "ghcr.io/owner/app.x_y"),
-        ("org/app", "org/app"),
-        ("localhost/app", "localhost/app"),
-        ("Registry.Example.COM:443/a/b/c", "registry.example.com:443/a/b/c"),
-    ],
-)
-def test_repository_is_lowercased(name: str, expected: str) -> None:
-    assert normalize_repository(name) == expected
-
-
-@pytest.mark.parametrize(
-    "name", ["org/app:1.0", "org/app@sha256:abc", "org/-app", "org/a..b", "org//app", ""]
-)
-def test_invalid_repository_is_a_config_error(name: str) -> None:
-    with pytest.raises(ConfigError, match=r"image\.name"):
-        normalize_repository(name)
 
 
 def test_oci_labels_follow_metadata_action() -> None:

@@ -18,50 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hpcci import process
-from hpcci.backends.engine import RegistryAuth, authfile, docker_client, split_platform
+from hpcci.backends.builders.credentials import authfile
+from hpcci.backends.builders.docker import docker_client
+from hpcci.backends.builders.spec import RegistryAuth
 from hpcci.errors import RegistryAuthError, RegistryError
+from hpcci.log import Log
+from hpcci.platforms import platform_tag, split_platform
+from hpcci.references import Destination, parse_reference
 
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = ", ".join([DOCKER_LIST, OCI_INDEX, DOCKER_MANIFEST, OCI_MANIFEST])
-_DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where images go: registry host (as written in refs) and repository path."""
-
-    host: str  # 127.0.0.1:5000, docker.io, ghcr.io
-    repository: str  # octo-org/fibonacci
-    insecure: bool = False
-
-    @property
-    def api(self) -> str:
-        host = "registry-1.docker.io" if self.host in _DOCKER_HUB else self.host
-        return f"{'http' if self.insecure else 'https'}://{host}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}/{self.repository}"
-
-    def ref(self, tag_or_digest: str) -> str:
-        sep = "@" if tag_or_digest.startswith("sha256:") else ":"
-        return f"{self.name}{sep}{tag_or_digest}"
-
-
-def destination(url: str, repository: str | None, image: str, *, insecure: bool) -> Destination:
-    """From publish.registry: url (host) and repository (default: image.name without its registry host)."""
-    host = re.sub(r"^https?://", "", url).rstrip("/")
-    if repository is None:
-        parts = image.split("/")
-        has_host = len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost")
-        repository = "/".join(parts[1:] if has_host else parts)
-    repository = repository.lower()
-    if host in _DOCKER_HUB and "/" not in repository:
-        repository = f"library/{repository}"
-    return Destination(host=host.lower(), repository=repository, insecure=insecure)
 
 
 @dataclass(frozen=True)
@@ -269,7 +238,8 @@ class DockerPusher:
         from docker.errors import APIError, DockerException
 
         client = docker_client(timeout=3600)
-        repo, _, tag = dest_ref.rpartition(":")
+        ref = parse_reference(dest_ref)
+        repo, tag = ref.repository, ref.tag
         auth_config = {"username": auth.username, "password": auth.password} if auth else None
         try:
             client.api.tag(local_ref, repo, tag)
@@ -350,9 +320,7 @@ def publish(
     images: list[tuple[str, str]],  # (platform, local ref)
     tags: list[str],
     pusher: ImagePusher,
-    *,
-    platform_tag: Any,
-    log: Any,
+    log: Log,
 ) -> PushResult:
     """Push each platform image, then write the list to every tag that does not already point at it."""
     with RegistryClient(dest, auth) as client:

@@ -13,9 +13,11 @@ from hpcci.commands import common
 from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:
-    from hpcci.backends.engine import BuildSpec
+    from hpcci.backends.builders.spec import BuildSpec
     from hpcci.context import GitEvent
 
+# The names in hpcci.backends.builders.BUILDERS, spelled out so `hpcci --help` need not import the builders
+# (subprocess, tempfile, hashlib); a unit test keeps the two equal.
 BUILDER_CHOICES = ("auto", "buildx", "buildah", "docker")
 
 
@@ -76,7 +78,7 @@ def builder_name(args: argparse.Namespace, configured: str) -> str:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci.backends.engine import pick_builder
+    from hpcci.backends.builders import pick_builder
     from hpcci.commands.publish import registry_auths
     from hpcci.stages.build import plan_build, run_build
 
@@ -130,34 +132,29 @@ def _summary(record: records.BuildRecord) -> str:
 
 def plan_section(ctx: common.PlanContext) -> str:
     """Tags, labels, platforms and the build command per platform (pure)."""
-    from hpcci.backends.engine import BUILDERS, buildah_argv, buildx_argv, docker_argv, label_instruction
+    from hpcci.backends.builders import BUILDERS, get_builder
+    from hpcci.backends.builders.dockerfile import PLAN_DOCKERFILE, label_instruction
     from hpcci.process import quote
     from hpcci.stages.build import plan_build
 
     pipe = ctx.pipeline
     meta, spec = plan_build(pipe, ctx.event, ctx.base, created=datetime.now(timezone.utc))
     configured = pipe.image.builder
-    names = BUILDERS if configured == "auto" else (configured,)
-    labelled = Path("$TMP/Dockerfile.hpcci")
-    argv_of = {
-        "buildx": lambda p: buildx_argv(spec, p),
-        "buildah": lambda p: buildah_argv(spec, p, "$TMP/auth.json" if spec.auths else None, labelled),
-        "docker": lambda p: docker_argv(spec, p, labelled),
-    }
+    names = tuple(BUILDERS) if configured == "auto" else (configured,)
     lines = [
         f"image: {meta.repository}",
         f"tags: {', '.join(meta.tags)}",
         f"platforms: {', '.join(spec.platforms)}",
         f"builder: {configured}"
-        + (" (the first that works: buildx, buildah, docker)" if configured == "auto" else ""),
+        + (f" (the first that works: {', '.join(BUILDERS)})" if configured == "auto" else ""),
         "labels:",
         *(f"  {k}={v}" for k, v in meta.labels.items()),
     ]
     for name in names:
         lines.append(f"commands ({name}):")
-        lines += [f"  {quote(argv_of[name](p))}" for p in spec.platforms]
-    if set(names) & {"buildah", "docker"}:
-        lines.append(f"$TMP/Dockerfile.hpcci (buildah, docker) = {spec.dockerfile_path} + one step:")
+        lines += [f"  {quote(get_builder(name).argv(spec, p))}" for p in spec.platforms]
+    if set(names) & {"buildah", "docker"}:  # the two that take the labels as one Dockerfile step
+        lines.append(f"{PLAN_DOCKERFILE} (buildah, docker) = {spec.dockerfile_path} + one step:")
         lines.append(f"  {label_instruction(spec.labels)}")
     lines.append(f"record: {ctx.records / records.RECORD_FILES[records.BuildRecord]}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from hpcci.errors import ConfigError, UsageError
 from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
-    from hpcci.backends.engine import RegistryAuth
+    from hpcci.backends.builders.spec import RegistryAuth
     from hpcci.backends.objectstore import S3Settings
     from hpcci.config import Pipeline
 
@@ -43,9 +43,9 @@ def targets(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
 
 def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[RegistryAuth]:
     """Credentials for publish.registry: from hpcci.yaml (env/file refs), else HPCCI_REGISTRY_USERNAME/PASSWORD."""
-    from hpcci.backends.engine import RegistryAuth
-    from hpcci.backends.registry import destination
+    from hpcci.backends.builders.spec import RegistryAuth
     from hpcci.config import resolve_value
+    from hpcci.references import destination
 
     reg = pipe.publish.registry
     if reg is None:
@@ -94,7 +94,8 @@ def _registry(
 ) -> records.PublishRecord:
     import dataclasses
 
-    from hpcci.backends.registry import destination, pusher_for
+    from hpcci.backends.registry import pusher_for
+    from hpcci.references import destination
     from hpcci.stages.publish import publish_registry
 
     reg = pipe.publish.registry
@@ -139,7 +140,7 @@ def _s3(
     import tempfile
     from pathlib import Path
 
-    from hpcci.backends.engine import get_builder
+    from hpcci.backends.builders import get_builder
     from hpcci.backends.objectstore import make_store
     from hpcci.stages.publish import publish_s3
 
@@ -179,8 +180,8 @@ def plan_section(ctx: common.PlanContext) -> str:
     """Targets, refs and S3 keys the publish would write (pure)."""
     from datetime import datetime, timezone
 
-    from hpcci.backends.engine import platform_tag
-    from hpcci.backends.registry import destination
+    from hpcci.platforms import platform_tag
+    from hpcci.references import destination
     from hpcci.stages.publish import s3_index_key, s3_key
     from hpcci.tags import image_meta
 

@@ -1,6 +1,6 @@
 """The build stage: tags and labels from the event, one build per platform, a BuildRecord.
 
-No SDK imports here: the builder comes in as an argument (hpcci.backends.engine.Builder).
+No SDK imports here: the builder comes in as an argument (hpcci.backends.builders.Builder).
 """
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from hpcci.backends.engine import Builder, BuildSpec, RegistryAuth, dockerfile_has_run, emulation_problem
+from hpcci.backends.builders import Builder
+from hpcci.backends.builders.dockerfile import dockerfile_has_run
+from hpcci.backends.builders.emulation import emulation_problem
+from hpcci.backends.builders.spec import BuildSpec, RegistryAuth
 from hpcci.config import Pipeline
 from hpcci.context import GitEvent
 from hpcci.errors import PlatformError, UsageError
@@ -31,7 +34,7 @@ def plan_build(
     cache_from: list[str] = []
     reg = pipeline.publish.registry
     if reg is not None and image.cache:
-        from hpcci.backends.registry import destination
+        from hpcci.references import destination
         from hpcci.tags import sanitize_tag
 
         dest = destination(reg.url, reg.repository, meta.repository, insecure=reg.insecure)

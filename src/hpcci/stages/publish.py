@@ -10,15 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcci.backends.engine import platform_key, platform_tag
 from hpcci.errors import UsageError
 from hpcci.log import Log
+from hpcci.platforms import platform_key
 from hpcci.records import BuildRecord, PublishRecord, RegistryPublication, S3Object
+from hpcci.references import parse_reference
 
 if TYPE_CHECKING:
-    from hpcci.backends.engine import Builder, RegistryAuth
+    from hpcci.backends.builders import Builder
+    from hpcci.backends.builders.spec import RegistryAuth
     from hpcci.backends.objectstore import ObjectStore
-    from hpcci.backends.registry import Destination, ImagePusher, PushResult
+    from hpcci.backends.registry import ImagePusher, PushResult
+    from hpcci.references import Destination
 
 
 def s3_key(prefix: str, repository: str, digest: str, platform: str) -> str:
@@ -32,9 +35,8 @@ def s3_index_key(prefix: str, repository: str) -> str:
 
 
 def _image_path(prefix: str, repository: str) -> str:
-    parts = repository.split("/")
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        parts = parts[1:]  # the registry host is not part of the image's identity in S3
+    # the registry host is not part of the image's identity in S3
+    parts = parse_reference(repository).path.split("/")
     return "/".join(p for p in [prefix.strip("/"), *parts] if p)
 
 
@@ -49,7 +51,7 @@ def publish_registry(
 
     images = [(p.platform, p.ref) for p in build.platforms]
     with log.step(f"push {dest.name} ({', '.join(build.tags)})"):
-        result = publish(dest, auth, images, build.tags, pusher, platform_tag=platform_tag, log=log)
+        result = publish(dest, auth, images, build.tags, pusher, log)
         if result.kept_images:
             log.info(f"already in the registry, not pushed again: {', '.join(result.kept_images)}")
         if result.changed:
@@ -96,7 +98,7 @@ def publish_s3(
 
     A key whose object already carries the same image digest and a sha256 is not uploaded again.
     """
-    from hpcci.backends.engine import BuiltImage
+    from hpcci.backends.builders.spec import BuiltImage
     from hpcci.backends.objectstore import IMAGE_META, PLATFORM_META, SHA256_META
 
     store.check_bucket()

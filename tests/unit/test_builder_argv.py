@@ -6,23 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.backends.engine import (
-    BuildSpec,
-    RegistryAuth,
+from hpcci.backends.builders.buildah import buildah_argv
+from hpcci.backends.builders.buildx import buildx_argv
+from hpcci.backends.builders.docker import docker_argv
+from hpcci.backends.builders.dockerfile import (
     StepTracker,
-    buildah_argv,
-    buildx_argv,
-    check_arch,
-    docker_argv,
     dockerfile_has_run,
-    emulation_problem,
-    platform_key,
-    platform_tag,
-    split_platform,
+    label_instruction,
+    labelled_dockerfile,
     step_line,
 )
+from hpcci.backends.builders.emulation import emulation_problem
+from hpcci.backends.builders.spec import BuildSpec, RegistryAuth, check_arch
 from hpcci.errors import BuildError, PlatformError, UsageError
 from hpcci.log import Log
+from hpcci.platforms import platform_key, platform_tag, split_platform
 
 
 def spec(**kw: object) -> BuildSpec:
@@ -210,15 +208,11 @@ def test_step_tracker_joins_partial_chunks_into_lines() -> None:
 
 
 def test_labels_become_one_label_step_with_quotes_and_dollars_escaped() -> None:
-    from hpcci.backends.engine import label_instruction
-
     line = label_instruction({"z": "1", "org.x.desc": 'it\'s "q" $HOME \\ end'})
     assert line == 'LABEL "org.x.desc"="it\'s \\"q\\" \\$HOME \\\\ end" "z"="1"'
 
 
 def test_labels_are_appended_after_the_last_stage_and_honour_the_escape_directive() -> None:
-    from hpcci.backends.engine import labelled_dockerfile
-
     text = "# escape=`\nFROM a AS build\nRUN make\nFROM b\nCOPY --from=build /x /x"
     out = labelled_dockerfile(text, {"k": 'v"'})
     assert out == text + '\nLABEL "k"="v`""\n'
@@ -231,3 +225,27 @@ def test_with_a_labelled_dockerfile_no_label_flags_are_passed() -> None:
     assert "--label" not in argv
     argv = docker_argv(spec(), "linux/amd64", Path("/tmp/x/Dockerfile.hpcci"))
     assert "--label" not in argv and "/tmp/x/Dockerfile.hpcci" in argv
+
+
+def test_the_cli_and_the_config_offer_exactly_the_builders_in_the_table() -> None:
+    from typing import get_args
+
+    from hpcci.backends.builders import BUILDERS
+    from hpcci.commands.build import BUILDER_CHOICES
+    from hpcci.config import ImageConfig
+
+    assert ("auto", *BUILDERS) == BUILDER_CHOICES
+    assert get_args(ImageConfig.model_fields["builder"].annotation) == BUILDER_CHOICES
+
+
+def test_plan_shows_each_builder_with_its_temporary_files() -> None:
+    from hpcci.backends.builders import get_builder
+
+    s = spec(auths=[RegistryAuth("reg", "u", "p")])
+    assert get_builder("buildx").argv(s, "linux/amd64") == buildx_argv(s, "linux/amd64")
+    assert get_builder("buildah").argv(s, "linux/amd64") == buildah_argv(
+        s, "linux/amd64", "$TMP/auth.json", Path("$TMP/Dockerfile.hpcci")
+    )
+    assert get_builder("docker").argv(spec(labels={}), "linux/amd64") == docker_argv(
+        spec(labels={}), "linux/amd64"
+    )
