@@ -232,7 +232,8 @@ class DockerPusher:
             repo_digests = docker_client().api.inspect_image(local_ref).get("RepoDigests") or []
         except DockerException:
             return []
-        return [d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == dest_name]
+        refs = [parse_reference(d) for d in repo_digests]
+        return [r.digest for r in refs if r.repository == dest_name]
 
     def push(self, local_ref: str, dest_ref: str, auth: RegistryAuth | None) -> str:
         from docker.errors import APIError, DockerException
