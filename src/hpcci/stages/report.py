@@ -46,6 +46,8 @@ def now_iso() -> str:
 
 
 class Reporter:
+    """Starts, finishes or completes after a crash the check runs of one workflow run on one commit."""
+
     def __init__(
         self, api: GitHub, target: Target, log: Logger, *, clock: Callable[[], str] = now_iso
     ) -> None:
@@ -56,7 +58,7 @@ class Reporter:
         self.outcome = Outcome()
         self._runs: dict[str, JSON | None] = {}
 
-    # -- finding our own check run ------------------------------------------------------------------------------
+    # -- finding our own check run ---------------------------------------------------------------------------
     def own_run(self, cluster: str, *, refresh: bool = False) -> JSON | None:
         """This workflow run's check run for ``cluster`` (by external_id), newest first; None if there is none."""
         if refresh or cluster not in self._runs:
@@ -68,9 +70,8 @@ class Reporter:
 
     def _create(self, cluster: str, body: JSON) -> JSON:
         """Create, never twice: after an ambiguous failure, look for the run before creating again."""
-        older = self._runs.get(
-            cluster
-        )  # a completed run this one goes on top of: finding it is not finding ours
+        # A completed run this one goes on top of: finding that one is not finding ours.
+        older = self._runs.get(cluster)
         older_id = int(older["id"]) if older else 0
         for attempt in range(1, UNSAFE_ATTEMPTS + 1):
             try:
@@ -88,7 +89,7 @@ class Reporter:
                     return found
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- start ----------------------------------------------------------------------------------------------------
+    # -- start -----------------------------------------------------------------------------------------------
     def start(self, clusters: Sequence[tuple[str, str]]) -> Outcome:
         """An in_progress check run per (cluster, platform) about to be deployed."""
         if self._fork_pr():
@@ -110,7 +111,7 @@ class Reporter:
             self._write(cluster, body, conclusion=None, description=title)
         return self.outcome
 
-    # -- finish ---------------------------------------------------------------------------------------------------
+    # -- finish ----------------------------------------------------------------------------------------------
     def finish(
         self, results: Results, planned: Sequence[str] = (), *, default_file: str | None = None
     ) -> Outcome:
@@ -147,7 +148,7 @@ class Reporter:
         wanted = C.annotations_for(cr, default_file=default_file)
         self._write(cr.cluster, body, conclusion=c.conclusion, description=C.title(cr), annotations=wanted)
 
-    # -- crash ----------------------------------------------------------------------------------------------------
+    # -- crash -----------------------------------------------------------------------------------------------
     def crash(
         self,
         clusters: Sequence[str],
@@ -175,30 +176,34 @@ class Reporter:
             if run is None and self.outcome.fallback is None:
                 self.log.info(f"{self.t.name(cluster)}: no check run was started; nothing to complete")
                 continue
-            what = "was cancelled" if conclusion == "cancelled" else "stopped"
-            title = f"The deploy {what} before {cluster} had results"
-            text = (
-                f"**{conclusion}**: the deploy job {what} (job status: {job_status}) before smoke-test results were "
-                f"recorded for {cluster}. See the workflow run's log for where it stopped"
-                + (f": {self.t.details_url}" if self.t.details_url else "")
-                + "."
-            )
-            body: JSON = {
-                "name": self.t.name(cluster),
-                "external_id": self.t.external_id(cluster),
-                "status": "completed",
-                "conclusion": conclusion,
-                "completed_at": self.clock(),
-                "output": {"title": title, "summary": text},
-            }
-            self.outcome.conclusions[cluster] = conclusion
-            self._write(cluster, body, conclusion=conclusion, description=title)
-            lines.append(f"- **{self.t.name(cluster)}**: {conclusion} ({title})")
+            lines.append(self._complete_without_results(cluster, conclusion, job_status))
         if summary and lines:
             self.log.summary("## hpcci smoke tests\n\n" + "\n".join(lines))
         return self.outcome
 
-    # -- writing: check run, else commit status -------------------------------------------------------------------
+    def _complete_without_results(self, cluster: str, conclusion: str, job_status: str) -> str:
+        """Complete the check run saying the job stopped before results; its line for the step summary."""
+        what = "was cancelled" if conclusion == "cancelled" else "stopped"
+        title = f"The deploy {what} before {cluster} had results"
+        text = (
+            f"**{conclusion}**: the deploy job {what} (job status: {job_status}) before smoke-test results were "
+            f"recorded for {cluster}. See the workflow run's log for where it stopped"
+            + (f": {self.t.details_url}" if self.t.details_url else "")
+            + "."
+        )
+        body: JSON = {
+            "name": self.t.name(cluster),
+            "external_id": self.t.external_id(cluster),
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": self.clock(),
+            "output": {"title": title, "summary": text},
+        }
+        self.outcome.conclusions[cluster] = conclusion
+        self._write(cluster, body, conclusion=conclusion, description=title)
+        return f"- **{self.t.name(cluster)}**: {conclusion} ({title})"
+
+    # -- writing: check run, else commit status --------------------------------------------------------------
     def _write(
         self,
         cluster: str,
@@ -273,25 +278,28 @@ class Reporter:
         output = body.get("output") or {}
         base = {"title": output.get("title", ""), "summary": output.get("summary", "")}
         for batch in C.batches(todo):
-            for attempt in range(1, UNSAFE_ATTEMPTS + 1):
-                try:
-                    self.api.update_check_run(
-                        run_id, {"output": {**base, "annotations": batch}}, retry_unsafe=False
-                    )
-                    self.outcome.annotation_requests += 1
-                    break
-                except GitHubRequestError as e:
-                    if not e.transient or attempt == UNSAFE_ATTEMPTS:
-                        raise
-                    # It may have been applied: re-send only what the check run does not show.
-                    self.log.info(
-                        f"{self.t.name(cluster)}: annotation batch failed ({e.status}); checking before re-sending"
-                    )
-                    batch = C.missing_annotations(batch, self.api.annotations(run_id))
-                    if not batch:
-                        break
+            self._send_batch(cluster, run_id, base, batch)
 
-    # -- a fork PR: no check runs ------------------------------------------------------------------------------------
+    def _send_batch(self, cluster: str, run_id: int, base: JSON, batch: list[JSON]) -> None:
+        """One PATCH of annotations; after an ambiguous failure, re-send only what the check run lacks."""
+        for attempt in range(1, UNSAFE_ATTEMPTS + 1):
+            try:
+                self.api.update_check_run(
+                    run_id, {"output": {**base, "annotations": batch}}, retry_unsafe=False
+                )
+                self.outcome.annotation_requests += 1
+                return
+            except GitHubRequestError as e:
+                if not e.transient or attempt == UNSAFE_ATTEMPTS:
+                    raise
+                self.log.info(
+                    f"{self.t.name(cluster)}: annotation batch failed ({e.status}); checking before re-sending"
+                )
+                batch = C.missing_annotations(batch, self.api.annotations(run_id))
+                if not batch:
+                    return
+
+    # -- a fork PR: no check runs ----------------------------------------------------------------------------
     def _fork_pr(self) -> bool:
         if not self.t.from_fork:
             return False
