@@ -35,12 +35,6 @@ class ConfigError(UsageError):
     exit_code = 2
 
 
-class NotImplementedYet(HpcciError):
-    """A stage that is not built yet."""
-
-    exit_code = 3
-
-
 class BuildError(HpcciError):
     """An image build failed (the message shows the failing step)."""
 

@@ -58,11 +58,6 @@ class ActRun:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def unimplemented_stage(self) -> str | None:
-        """The first hpcci stage the run stopped at because it is not built yet (exit 3), if any."""
-        m = re.search(r"`hpcci (\w+)` is not implemented yet", self.output)
-        return m.group(1) if m else None
-
     def steps_run(self) -> set[str]:
         """The names of the workflow and action steps act ran (not the skipped ones)."""
         return set(re.findall(r"⭐ Run Main (.+)$", self.output, re.MULTILINE))

@@ -17,7 +17,8 @@ from hpcci import cli, records
 from hpcci.backends.github import AppAuth, RestGitHub, RetryPolicy, TokenAuth
 from hpcci.records import ClusterResult, Results
 from hpcci.records import TestResult as SmokeResult
-from hpcci.stages.report import Reporter, Target
+from hpcci.stages.report import Reporter
+from hpcci.stages.report_outputs import Target
 from stack_env import GitHubApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""The GitHub seam's pure parts: rate-limit detection, Retry-After, the GitHub App JWT; and `hpcci plan`'s section."""
+"""The GitHub seam's pure parts: rate-limit detection, Retry-After, the GitHub App JWT, the commit-status body;
+and `hpcci plan`'s section."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hpcci.context import GitEvent
 from hpcci.errors import GitHubError
 from hpcci.records import ClusterResult, Results
 from hpcci.records import TestResult as SmokeResult
+from hpcci.stages.report_outputs import Target, status_body
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "fibonacci" / "hpcci.yaml"
@@ -52,7 +54,7 @@ def _private_key() -> str:
 
 def test_app_jwt_is_rs256_signed_with_github_claims() -> None:
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     pem = _private_key()
     token = app_jwt("12345", pem, now=1_000_000)
@@ -63,13 +65,34 @@ def test_app_jwt_is_rs256_signed_with_github_claims() -> None:
 
     assert json.loads(decode(head)) == {"alg": "RS256", "typ": "JWT"}
     assert json.loads(decode(payload)) == {"iat": 999_940, "exp": 1_000_540, "iss": "12345"}
-    key = serialization.load_pem_private_key(pem.encode(), password=None).public_key()
-    key.verify(decode(sig), f"{head}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg]
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    key.public_key().verify(decode(sig), f"{head}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_app_jwt_refuses_a_key_that_is_not_pem() -> None:
     with pytest.raises(GitHubError, match="not a PEM RSA key"):
         app_jwt("1", "not a key")
+
+
+def test_a_commit_status_stands_in_for_the_check_run() -> None:
+    t = Target(sha="a" * 40, run_key="7", details_url="https://ci/run/7")
+    running = status_body(t, "local", None, "Deploying and smoke-testing on local")
+    assert running == {
+        "state": "pending",
+        "context": "hpcci / local",
+        "description": "Deploying and smoke-testing on local",
+        "target_url": "https://ci/run/7",
+    }
+    done = status_body(t, "local", "timed_out", "1 of 2 smoke tests timed out")
+    assert (done["state"], done["description"]) == ("failure", "timed out: 1 of 2 smoke tests timed out")
+    assert status_body(t, "local", "action_required", "x")["state"] == "error"
+
+
+def test_a_commit_status_description_is_cut_to_githubs_140_characters() -> None:
+    body = status_body(Target(sha="a" * 40, run_key=""), "local", "failure", "y" * 300)
+    assert len(body["description"]) == 140 and body["description"].endswith("…")
+    assert "target_url" not in body  # no workflow run to link to
 
 
 def test_annotation_paths_are_relative_to_the_workspace(tmp_path: Path) -> None:

@@ -26,6 +26,21 @@ EXAMPLE_WORKFLOWS = sorted(REPO.glob("examples/*/.github/workflows/*.yml"))
 ALL_WORKFLOWS = WORKFLOWS + EXAMPLE_WORKFLOWS
 KIT = "octo-org/hpcci"  # how users (and the reusable workflows) reference this repository
 
+# Files whose steps all `uses:` an action (wrappers, reusable and adoption workflows): no `run:` step to lint.
+ONLY_USES = {
+    "actions/build/buildx/action.yml",
+    "actions/setup/cache/action.yml",
+    ".github/workflows/build-and-publish.yml",
+    ".github/workflows/deploy.yml",
+    "examples/fibonacci/.github/workflows/hpcci.yml",
+}
+# Files that reference no part of the kit: the remote-action wrappers and the project's own CI.
+NO_KIT_REFERENCES = {
+    "actions/build/buildx/action.yml",
+    "actions/setup/cache/action.yml",
+    ".github/workflows/ci.yml",
+}
+
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 
 
@@ -65,6 +80,23 @@ def uses_of(doc: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield f"jobs.{job_id}", job["uses"]
 
 
+def run_steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, step) for the `run:` steps of ``path``: some in every file except those whose steps all `uses:`."""
+    found = [(where, step) for where, step in steps_of(load(path)) if "run" in step]
+    assert bool(found) == (rel(path) not in ONLY_USES), (
+        f"{rel(path)}: {len(found)} run steps; ONLY_USES says it has {'none' if rel(path) in ONLY_USES else 'some'}"
+    )
+    return found
+
+
+def expressions_in_run_scripts(path: Path, steps: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [
+        f'{rel(path)}: {where}.run contains ${{{{{m.strip()}}}}}; pass it through env: and use "$NAME"'
+        for where, step in steps
+        for m in EXPRESSION.findall(str(step.get("run", "")))
+    ]
+
+
 def test_the_files_exist() -> None:
     assert {rel(p) for p in STAGE_ACTIONS} <= {rel(p) for p in ACTIONS}
     names = {p.name for p in WORKFLOWS}
@@ -95,18 +127,20 @@ def test_workflow_follows_githubs_workflow_schema(path: Path) -> None:
 @pytest.mark.parametrize("path", ACTIONS + ALL_WORKFLOWS, ids=rel)
 def test_no_expression_inside_run_scripts(path: Path) -> None:
     """`${{ inputs.x }}` or `${{ github.event.* }}` pasted into a script is shell injection; use env: instead."""
-    bad = [
-        f'{rel(path)}: {where}.run contains ${{{{{m.strip()}}}}}; pass it through env: and use "$NAME"'
-        for where, step in steps_of(load(path))
-        for m in EXPRESSION.findall(str(step.get("run", "")))
-    ]
+    bad = expressions_in_run_scripts(path, run_steps(path))
     assert not bad, "\n".join(bad)
+
+
+def test_the_expression_rule_flags_an_expression_in_a_script() -> None:
+    step = {"run": 'echo "${{ github.event.pull_request.title }}"\necho ok'}
+    (bad,) = expressions_in_run_scripts(REPO / "x.yml", [("jobs.j.steps[0]", step)])
+    assert "${{github.event.pull_request.title}}" in bad
 
 
 @pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=rel)
 def test_workflow_sets_least_permissions(path: Path) -> None:
     doc = load(path)
-    assert isinstance(doc.get("permissions"), dict), (
+    assert isinstance(doc.get("permissions"), dict) and doc["permissions"], (
         f"{rel(path)}: set `permissions:` explicitly (least needed)"
     )
     scopes = [doc["permissions"]] + [
@@ -130,6 +164,7 @@ def test_action_inputs_and_outputs_are_documented_and_used(path: Path) -> None:
         for name, spec in (doc.get(kind) or {}).items():
             assert spec.get("description"), f"{rel(path)}: {kind}.{name} has no description"
     declared = set(doc.get("inputs") or {})
+    assert declared, f"{rel(path)}: every kit action takes inputs; the rule found none"
     used = set(re.findall(r"inputs\.([A-Za-z0-9_-]+)", text))
     assert used <= declared, f"{rel(path)}: uses undeclared inputs {sorted(used - declared)}"
     assert declared <= used, f"{rel(path)}: declares inputs it never uses {sorted(declared - used)}"
@@ -139,9 +174,8 @@ def test_action_inputs_and_outputs_are_documented_and_used(path: Path) -> None:
 def test_action_is_composite_and_runs_bash(path: Path) -> None:
     doc = load(path)
     assert doc["runs"]["using"] == "composite", f"{rel(path)}: the kit's actions are composite"
-    for where, step in steps_of(doc):
-        if "run" in step:
-            assert step.get("shell") == "bash", f"{rel(path)}: {where} needs `shell: bash`"
+    for where, step in run_steps(path):
+        assert step.get("shell") == "bash", f"{rel(path)}: {where} needs `shell: bash`"
 
 
 @pytest.mark.parametrize("path", STAGE_ACTIONS, ids=rel)
@@ -154,17 +188,24 @@ def test_stage_action_masks_secrets_first_then_installs_the_kit_from_its_own_pat
 
 @pytest.mark.parametrize("path", STAGE_ACTIONS, ids=rel)
 def test_secrets_reach_the_command_through_env_only(path: Path) -> None:
-    for where, step in steps_of(load(path)):
-        for name, value in (step.get("env") or {}).items():
-            if "secrets" in str(value) or "token" in str(value):
-                assert name in ("HPCCI_SECRETS", "GITHUB_TOKEN"), f"{rel(path)}: {where}.env.{name}"
+    carriers = {
+        f"{where}.env.{name}"
+        for where, step in steps_of(load(path))
+        for name, value in (step.get("env") or {}).items()
+        if "secrets" in str(value) or "token" in str(value)
+    }
+    assert carriers, f"{rel(path)}: no step passes the secrets (or the token) through env:"
+    wrong = {c for c in carriers if c.rpartition(".")[2] not in ("HPCCI_SECRETS", "GITHUB_TOKEN")}
+    assert not wrong, f"{rel(path)}: secrets reach {sorted(wrong)}"
 
 
 @pytest.mark.parametrize("path", ACTIONS + ALL_WORKFLOWS, ids=rel)
 def test_kit_references_point_at_files_in_this_repository(path: Path) -> None:
-    for where, uses in uses_of(load(path)):
-        if not uses.startswith(f"{KIT}/"):
-            continue
+    refs = [(where, uses) for where, uses in uses_of(load(path)) if uses.startswith(f"{KIT}/")]
+    assert bool(refs) == (rel(path) not in NO_KIT_REFERENCES), (
+        f"{rel(path)}: {len(refs)} references to the kit; NO_KIT_REFERENCES says otherwise"
+    )
+    for where, uses in refs:
         target, _, ref = uses[len(KIT) + 1 :].partition("@")
         assert ref == "v1", f"{rel(path)}: {where} uses {uses}; the kit's own references are @v1"
         file = REPO / target if target.endswith((".yml", ".yaml")) else REPO / target / "action.yml"
@@ -177,16 +218,24 @@ OPTIONAL = {"actions/build/buildx/action.yml", "actions/setup/cache/action.yml"}
 def test_remote_actions_are_only_behind_optional_wrapper_actions() -> None:
     """act and offline runners fetch every remote action of a job or composite action, even for a skipped step:
     the remote ones (docker/*, actions/cache) live in small wrapper actions that are used only under an `if:`."""
-    for path in ACTIONS + WORKFLOWS:
-        for where, uses in uses_of(load(path)):
-            if uses.startswith(f"{KIT}/") or uses.startswith("actions/checkout@"):
-                continue
-            assert rel(path) in OPTIONAL, f"{rel(path)}: {where} uses the remote action {uses} directly"
-    for path in ACTIONS:
-        for where, step in steps_of(load(path)):
-            target = step.get("uses", "").removeprefix(f"{KIT}/").partition("@")[0]
-            if f"{target}/action.yml" in OPTIONAL:
-                assert step.get("if"), f"{rel(path)}: {where} uses {target} without an `if:`"
+    remote = {
+        (rel(path), where, uses)
+        for path in ACTIONS + WORKFLOWS
+        for where, uses in uses_of(load(path))
+        if not (uses.startswith(f"{KIT}/") or uses.startswith("actions/checkout@"))
+    }
+    outside = {r for r in remote if r[0] not in OPTIONAL}
+    assert not outside, f"remote actions used directly: {sorted(outside)}"
+    assert {r[0] for r in remote} == OPTIONAL, "each optional wrapper exists because it wraps a remote action"
+    wrapped = [
+        (rel(path), where, step)
+        for path in ACTIONS
+        for where, step in steps_of(load(path))
+        if f"{step.get('uses', '').removeprefix(f'{KIT}/').partition('@')[0]}/action.yml" in OPTIONAL
+    ]
+    assert {w[0] for w in wrapped} >= {"actions/build/action.yml", "actions/setup/action.yml"}, wrapped
+    for file, where, step in wrapped:
+        assert step.get("if"), f"{file}: {where} uses {step['uses']} without an `if:`"
 
 
 def test_build_action_sets_up_buildx_only_where_asked_or_on_github_hosted_runners() -> None:
@@ -196,14 +245,17 @@ def test_build_action_sets_up_buildx_only_where_asked_or_on_github_hosted_runner
     assert "runner.environment == 'github-hosted'" in buildx["if"]
 
 
-@pytest.mark.parametrize("path", ACTIONS + ALL_WORKFLOWS, ids=rel)
-def test_check_runs_are_completed_whatever_happened(path: Path) -> None:
-    for where, step in steps_of(load(path)):
-        if (
-            step.get("uses", "").startswith(f"{KIT}/actions/report@")
-            and step.get("with", {}).get("phase") != "start"
-        ):
-            assert "always()" in str(step.get("if", "")), f"{rel(path)}: {where} needs `if: always()`"
+def test_check_runs_are_completed_whatever_happened() -> None:
+    completing = [
+        (rel(path), where, step)
+        for path in ACTIONS + ALL_WORKFLOWS
+        for where, step in steps_of(load(path))
+        if step.get("uses", "").startswith(f"{KIT}/actions/report@")
+        and step.get("with", {}).get("phase") != "start"
+    ]
+    assert ".github/workflows/deploy.yml" in {c[0] for c in completing}, "the deploy workflow completes them"
+    for file, where, step in completing:
+        assert "always()" in str(step.get("if", "")), f"{file}: {where} needs `if: always()`"
 
 
 def test_reusable_workflows_are_called_workflows_with_outputs() -> None:

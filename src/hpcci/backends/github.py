@@ -195,7 +195,6 @@ class RestGitHub:
     on_secret: Callable[[str], None] | None = None  # told about tokens minted here, to mask them
     sleep: Callable[[float], None] = time.sleep
     transport: Any = None
-    requests_sent: int = 0
     _client: httpx.Client | None = None
 
     def client(self) -> httpx.Client:
@@ -253,7 +252,6 @@ class RestGitHub:
         for attempt in range(1, self.policy.attempts + 1):
             last = attempt == self.policy.attempts
             headers = {"Authorization": auth or self.auth.header(self)}
-            self.requests_sent += 1
             try:
                 r = self.client().request(method, path, json=body, params=params, headers=headers)
             except httpx.TimeoutException as e:

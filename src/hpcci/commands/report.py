@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from hpcci.config import Pipeline
     from hpcci.context import GitEvent
     from hpcci.records import Results
-    from hpcci.stages.report import Target
+    from hpcci.stages.report_outputs import Target
 
 DEFAULT_API_URL = "https://api.github.com"
 
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def target(pipe: Pipeline, event: GitEvent, sha: str) -> Target:
-    from hpcci.stages.report import Target
+    from hpcci.stages.report_outputs import Target
 
     return Target(
         sha=sha,
@@ -154,7 +154,8 @@ def client(args: argparse.Namespace, log: Log, repository: str) -> RestGitHub | 
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records
-    from hpcci.stages.report import Reporter, say_fork_pr, summarize
+    from hpcci.stages.report import Reporter
+    from hpcci.stages.report_outputs import say_fork_pr, summarize
 
     pipe = common.pipeline(args)
     event = common.event(args)

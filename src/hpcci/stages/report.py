@@ -1,4 +1,4 @@
-"""Report: one check run per cluster on the commit maintainers look at, never left spinning.
+"""Report: the check-run lifecycle (one check run per cluster on the commit maintainers see, never left open).
 
 - start:  an in_progress check run per cluster about to be deployed (started_at, details_url = the workflow run).
 - finish: each cluster's check run completed from Results (conclusion, title, summary table, failing output,
@@ -7,10 +7,11 @@
 
 A re-run finds its own check run by external_id (cluster + workflow run id) and updates it instead of creating
 another; only where GitHub forbids that (a completed run cannot be reopened or re-concluded) does a new run go on
-top, and the PR shows the newest per name. An
-annotation batch whose PATCH may have been applied (5xx, lost answer) is re-sent only after the check run's
-annotations show it is missing. Where check runs cannot be written (403), a commit status per cluster is written
-instead; a fork PR's read-only token is said so in the step summary, never a failure.
+top, and the PR shows the newest per name. An annotation batch whose PATCH may have been applied (5xx, lost
+answer) is re-sent only after the check run's annotations show it is missing. Where check runs cannot be written
+(403), a commit status per cluster is written instead; a fork PR's read-only token is said so in the step summary,
+never a failure. Those other outputs (statuses, the PR comment, the step summary) are in
+hpcci.stages.report_outputs.
 """
 
 from __future__ import annotations
@@ -18,52 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from hpcci import conclusions as C
 from hpcci.backends.github import GitHub, GitHubRequestError
 from hpcci.records import ClusterResult, Results
+from hpcci.stages.report_outputs import Logger, Target, say_fork_pr, summarize, write_pr_comment, write_status
 
 JSON = dict[str, Any]
-COMMENT_MARKER = "<!-- hpcci-report -->"
 OPEN_STATUSES = ("queued", "in_progress", "waiting", "requested", "pending")
 UNSAFE_ATTEMPTS = 4  # for a write that may have been applied: look, then re-send at most this often
-
-
-class Logger(Protocol):
-    """What the stage needs from hpcci.log.Log."""
-
-    def info(self, msg: str) -> None: ...
-
-    def warning(
-        self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None
-    ) -> None: ...
-
-    def error(
-        self, msg: str, *, file: str | None = None, line: int | None = None, title: str | None = None
-    ) -> None: ...
-
-    def summary(self, markdown: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and under which names the check runs go."""
-
-    sha: str  # GitEvent.head_sha: the PR head, the tagged commit, or the pushed commit
-    run_key: str  # the workflow run id (the same across re-run attempts): external_id = cluster@run_key
-    check_name: str = "hpcci / {cluster}"
-    details_url: str | None = None
-    status_fallback: bool = True
-    pr_number: int | None = None
-    pr_comment: bool = False
-    from_fork: bool = False
-
-    def name(self, cluster: str) -> str:
-        return self.check_name.format(cluster=cluster)
-
-    def external_id(self, cluster: str) -> str:
-        return f"hpcci:{cluster}@{self.run_key or 'local'}"
 
 
 @dataclass
@@ -81,6 +46,8 @@ def now_iso() -> str:
 
 
 class Reporter:
+    """Starts, finishes or completes after a crash the check runs of one workflow run on one commit."""
+
     def __init__(
         self, api: GitHub, target: Target, log: Logger, *, clock: Callable[[], str] = now_iso
     ) -> None:
@@ -91,7 +58,7 @@ class Reporter:
         self.outcome = Outcome()
         self._runs: dict[str, JSON | None] = {}
 
-    # -- finding our own check run ------------------------------------------------------------------------------
+    # -- finding our own check run ---------------------------------------------------------------------------
     def own_run(self, cluster: str, *, refresh: bool = False) -> JSON | None:
         """This workflow run's check run for ``cluster`` (by external_id), newest first; None if there is none."""
         if refresh or cluster not in self._runs:
@@ -103,9 +70,8 @@ class Reporter:
 
     def _create(self, cluster: str, body: JSON) -> JSON:
         """Create, never twice: after an ambiguous failure, look for the run before creating again."""
-        older = self._runs.get(
-            cluster
-        )  # a completed run this one goes on top of: finding it is not finding ours
+        # A completed run this one goes on top of: finding that one is not finding ours.
+        older = self._runs.get(cluster)
         older_id = int(older["id"]) if older else 0
         for attempt in range(1, UNSAFE_ATTEMPTS + 1):
             try:
@@ -123,7 +89,7 @@ class Reporter:
                     return found
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- start ----------------------------------------------------------------------------------------------------
+    # -- start -----------------------------------------------------------------------------------------------
     def start(self, clusters: Sequence[tuple[str, str]]) -> Outcome:
         """An in_progress check run per (cluster, platform) about to be deployed."""
         if self._fork_pr():
@@ -145,7 +111,7 @@ class Reporter:
             self._write(cluster, body, conclusion=None, description=title)
         return self.outcome
 
-    # -- finish ---------------------------------------------------------------------------------------------------
+    # -- finish ----------------------------------------------------------------------------------------------
     def finish(
         self, results: Results, planned: Sequence[str] = (), *, default_file: str | None = None
     ) -> Outcome:
@@ -159,7 +125,7 @@ class Reporter:
         missing = [c for c in planned if c not in have]
         if missing:
             self.crash(missing, job_status="failure", results=None, summary=False)
-        self._pr_comment(results)
+        write_pr_comment(self.api, self.t, self.log, results)
         return self.outcome
 
     def _complete(self, cr: ClusterResult, image: str, default_file: str | None) -> None:
@@ -182,7 +148,7 @@ class Reporter:
         wanted = C.annotations_for(cr, default_file=default_file)
         self._write(cr.cluster, body, conclusion=c.conclusion, description=C.title(cr), annotations=wanted)
 
-    # -- crash ----------------------------------------------------------------------------------------------------
+    # -- crash -----------------------------------------------------------------------------------------------
     def crash(
         self,
         clusters: Sequence[str],
@@ -210,30 +176,34 @@ class Reporter:
             if run is None and self.outcome.fallback is None:
                 self.log.info(f"{self.t.name(cluster)}: no check run was started; nothing to complete")
                 continue
-            what = "was cancelled" if conclusion == "cancelled" else "stopped"
-            title = f"The deploy {what} before {cluster} had results"
-            text = (
-                f"**{conclusion}**: the deploy job {what} (job status: {job_status}) before smoke-test results were "
-                f"recorded for {cluster}. See the workflow run's log for where it stopped"
-                + (f": {self.t.details_url}" if self.t.details_url else "")
-                + "."
-            )
-            body: JSON = {
-                "name": self.t.name(cluster),
-                "external_id": self.t.external_id(cluster),
-                "status": "completed",
-                "conclusion": conclusion,
-                "completed_at": self.clock(),
-                "output": {"title": title, "summary": text},
-            }
-            self.outcome.conclusions[cluster] = conclusion
-            self._write(cluster, body, conclusion=conclusion, description=title)
-            lines.append(f"- **{self.t.name(cluster)}**: {conclusion} ({title})")
+            lines.append(self._complete_without_results(cluster, conclusion, job_status))
         if summary and lines:
             self.log.summary("## hpcci smoke tests\n\n" + "\n".join(lines))
         return self.outcome
 
-    # -- writing: check run, else commit status -------------------------------------------------------------------
+    def _complete_without_results(self, cluster: str, conclusion: str, job_status: str) -> str:
+        """Complete the check run saying the job stopped before results; its line for the step summary."""
+        what = "was cancelled" if conclusion == "cancelled" else "stopped"
+        title = f"The deploy {what} before {cluster} had results"
+        text = (
+            f"**{conclusion}**: the deploy job {what} (job status: {job_status}) before smoke-test results were "
+            f"recorded for {cluster}. See the workflow run's log for where it stopped"
+            + (f": {self.t.details_url}" if self.t.details_url else "")
+            + "."
+        )
+        body: JSON = {
+            "name": self.t.name(cluster),
+            "external_id": self.t.external_id(cluster),
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": self.clock(),
+            "output": {"title": title, "summary": text},
+        }
+        self.outcome.conclusions[cluster] = conclusion
+        self._write(cluster, body, conclusion=conclusion, description=title)
+        return f"- **{self.t.name(cluster)}**: {conclusion} ({title})"
+
+    # -- writing: check run, else commit status --------------------------------------------------------------
     def _write(
         self,
         cluster: str,
@@ -259,7 +229,9 @@ class Reporter:
         if not self.t.status_fallback:
             self.outcome.written[cluster] = "skipped: check runs refused (403) and status_fallback is off"
             return
-        self._write_status(cluster, conclusion, description)
+        self.outcome.written[cluster] = write_status(
+            self.api, self.t, self.log, cluster, conclusion, description
+        )
 
     def _write_check_run(self, cluster: str, body: JSON, annotations: Sequence[JSON]) -> None:
         run = self.own_run(cluster)
@@ -306,55 +278,28 @@ class Reporter:
         output = body.get("output") or {}
         base = {"title": output.get("title", ""), "summary": output.get("summary", "")}
         for batch in C.batches(todo):
-            for attempt in range(1, UNSAFE_ATTEMPTS + 1):
-                try:
-                    self.api.update_check_run(
-                        run_id, {"output": {**base, "annotations": batch}}, retry_unsafe=False
-                    )
-                    self.outcome.annotation_requests += 1
-                    break
-                except GitHubRequestError as e:
-                    if not e.transient or attempt == UNSAFE_ATTEMPTS:
-                        raise
-                    # It may have been applied: re-send only what the check run does not show.
-                    self.log.info(
-                        f"{self.t.name(cluster)}: annotation batch failed ({e.status}); checking before re-sending"
-                    )
-                    batch = C.missing_annotations(batch, self.api.annotations(run_id))
-                    if not batch:
-                        break
+            self._send_batch(cluster, run_id, base, batch)
 
-    def _write_status(self, cluster: str, conclusion: str | None, description: str) -> None:
-        state = "pending" if conclusion is None else C.STATUS_STATE.get(conclusion, "error")
-        d = description if conclusion is None else f"{conclusion.replace('_', ' ')}: {description}"
-        body: JSON = {
-            "state": state,
-            "context": self.t.name(cluster),
-            "description": d
-            if len(d) <= C.MAX_STATUS_DESCRIPTION
-            else d[: C.MAX_STATUS_DESCRIPTION - 1] + "…",
-        }
-        if self.t.details_url:
-            body["target_url"] = self.t.details_url
-        try:
-            self.api.create_status(self.t.sha, body)
-        except GitHubRequestError as e:
-            if not e.forbidden:
-                raise
-            self.outcome.written[cluster] = "skipped: commit statuses refused too (403)"
-            self.log.warning(
-                f"{self.t.name(cluster)}: GitHub refused the commit status too (HTTP 403): the token is read-only; "
-                "results are in this job's summary only"
-            )
-            self.log.summary(
-                f"> **{self.t.name(cluster)}**: this job's token may not write check runs or commit statuses "
-                "(read-only); the results above are the report."
-            )
-            return
-        self.outcome.written[cluster] = "status"
-        self.log.info(f"{self.t.name(cluster)}: commit status {state} written")
+    def _send_batch(self, cluster: str, run_id: int, base: JSON, batch: list[JSON]) -> None:
+        """One PATCH of annotations; after an ambiguous failure, re-send only what the check run lacks."""
+        for attempt in range(1, UNSAFE_ATTEMPTS + 1):
+            try:
+                self.api.update_check_run(
+                    run_id, {"output": {**base, "annotations": batch}}, retry_unsafe=False
+                )
+                self.outcome.annotation_requests += 1
+                return
+            except GitHubRequestError as e:
+                if not e.transient or attempt == UNSAFE_ATTEMPTS:
+                    raise
+                self.log.info(
+                    f"{self.t.name(cluster)}: annotation batch failed ({e.status}); checking before re-sending"
+                )
+                batch = C.missing_annotations(batch, self.api.annotations(run_id))
+                if not batch:
+                    return
 
-    # -- the job's own page and the PR ----------------------------------------------------------------------------
+    # -- a fork PR: no check runs ----------------------------------------------------------------------------
     def _fork_pr(self) -> bool:
         if not self.t.from_fork:
             return False
@@ -362,49 +307,3 @@ class Reporter:
             self.outcome.fallback = "pull request from a fork"
             say_fork_pr(self.log)
         return True
-
-    def _pr_comment(self, results: Results) -> None:
-        """One comment per PR, updated in place on every run (found by its marker)."""
-        if not (self.t.pr_comment and self.t.pr_number):
-            return
-        names = {cr.cluster: self.t.name(cr.cluster) for cr in results.clusters}
-        body = C.truncate(COMMENT_MARKER + "\n" + C.step_summary(results, check_names=names), 65536)
-        try:
-            mine = [c for c in self.api.comments(self.t.pr_number) if COMMENT_MARKER in (c.get("body") or "")]
-            if mine:
-                self.api.update_comment(int(mine[-1]["id"]), body)
-            else:
-                self.api.create_comment(self.t.pr_number, body)
-        except GitHubRequestError as e:
-            if not e.forbidden:
-                raise
-            self.log.warning(
-                f"PR #{self.t.pr_number}: GitHub refused the comment (HTTP 403); results are in the summary"
-            )
-
-
-def summarize(results: Results, target: Target, log: Logger, default_file: str | None = None) -> None:
-    """The results table in the job's step summary, and an ::error/::warning annotation per failing test."""
-    names = {cr.cluster: target.name(cr.cluster) for cr in results.clusters}
-    log.summary(C.step_summary(results, check_names=names))
-    for cr in results.clusters:
-        for t in C.failing(cr):
-            level = log.error if C.test_conclusion(t) in ("failure", "timed_out") else log.warning
-            level(
-                f"{t.test} on {cr.cluster}: {t.reason}",
-                file=t.source_file or default_file,
-                line=t.source_line,
-                title=f"{target.name(cr.cluster)}: {t.test}",
-            )
-        if cr.error:
-            log.error(f"{cr.cluster}: {cr.error}", title=target.name(cr.cluster))
-
-
-def say_fork_pr(log: Logger) -> None:
-    """A fork PR's token is read-only and it gets no secrets: no deploy, no check runs, and the summary says why."""
-    log.summary(
-        "> **hpcci**: this pull request comes from a fork. Its token is read-only and it gets no secrets, so "
-        "hpcci did not deploy to the clusters and wrote no check runs. A maintainer can run the deploy after "
-        "merging, or with `workflow_dispatch` on the PR's head."
-    )
-    log.info("pull request from a fork: no check runs written (read-only token); said so in the step summary")

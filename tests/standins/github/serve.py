@@ -7,9 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tests/ on the path: the stand-in is the package standins.github (run as a script by scripts/stack/github.sh).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app import make_app
+from standins.github.app import make_app
 
 
 def main(argv: list[str] | None = None) -> int:

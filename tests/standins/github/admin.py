@@ -1,0 +1,91 @@
+"""The stand-in's own side under /_standin/ (not GitHub's API): health, state, reset, faults, permissions, apps."""
+
+from __future__ import annotations
+
+import json
+
+from werkzeug.wrappers import Request, Response
+
+from .faults import FAULTS
+from .replies import JSON, GitHubError, json_response
+from .state import WRITE_SCOPES, State
+from .views import INSTALLATION_ID
+
+
+def admin_health(state: State, request: Request) -> Response:
+    return json_response({"ok": True, "stand_in": "github"})
+
+
+def admin_state(state: State, request: Request) -> Response:
+    """Everything; with ?repo=owner/name only that repository's runs, statuses, comments and requests."""
+    snap = state.snapshot()
+    repo = request.args.get("repo")
+    if repo:
+        for key in ("check_runs", "statuses", "comments"):
+            snap[key] = [x for x in snap[key] if x["repo"] == repo]
+        snap["requests"] = [r for r in snap["requests"] if r["path"].startswith(f"/repos/{repo}/")]
+    return json_response(snap)
+
+
+def admin_reset(state: State, request: Request) -> Response:
+    state.reset()
+    return json_response({"ok": True})
+
+
+def admin_faults(state: State, request: Request) -> Response:
+    """{"method": "PATCH", "path": "/repos/*/check-runs/*", "status": 502, "count": 2, "retry_after": 1,
+    "apply": false, "after": 0, "delay": 0}: after `after` matching requests pass, the next `count` get
+    `status`; with apply, the request takes effect first (a response lost on the way back); with delay, the
+    answer comes that many seconds late (status 200: the normal answer, late)."""
+    body = _admin_body(request)
+    status = int(body.get("status", 500))
+    if status not in FAULTS and not (status == 200 and body.get("delay")):
+        raise GitHubError(422, f"status must be one of {sorted(FAULTS)} (or 200 with a delay)")
+    fault = {
+        "method": str(body.get("method", "*")).upper(), "path": str(body.get("path", "*")), "status": status,
+        "remaining": int(body.get("count", 1)), "retry_after": body.get("retry_after"),
+        "skip": int(body.get("after", 0)),
+        "apply": bool(body.get("apply", False)) or status == 200,
+        "delay": min(float(body.get("delay", 0)), 120.0),
+    }  # fmt: skip
+    with state.lock:
+        state.faults.append(fault)
+    return json_response(fault, 201)
+
+
+def admin_permissions(state: State, request: Request) -> Response:
+    """{"repo": "octo-org/fibonacci", "checks": "read", "statuses": "write", "issues": "read"}; or
+    {"repo": ..., "read_only": true} for a fork PR's token."""
+    body = _admin_body(request)
+    repo = str(body.get("repo", ""))
+    if repo.count("/") != 1:
+        raise GitHubError(422, "repo must be owner/name")
+    perms = (
+        {s: "read" for s in WRITE_SCOPES}
+        if body.get("read_only")
+        else {s: str(body[s]) for s in WRITE_SCOPES if s in body}
+    )
+    with state.lock:
+        state.permissions[repo] = perms
+    return json_response({"repo": repo, "permissions": perms})
+
+
+def admin_apps(state: State, request: Request) -> Response:
+    """{"app_id": "123", "public_key": PEM}: the app whose JWTs the stand-in accepts."""
+    body = _admin_body(request)
+    app_id, pem = str(body.get("app_id", "")), str(body.get("public_key", ""))
+    if not app_id or "PUBLIC KEY" not in pem:
+        raise GitHubError(422, "app_id and a PEM public_key are required")
+    with state.lock:
+        state.apps[app_id] = {"public_key": pem}
+    return json_response({"app_id": app_id, "installation_id": INSTALLATION_ID}, 201)
+
+
+def _admin_body(request: Request) -> JSON:
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError as e:
+        raise GitHubError(400, f"Problems parsing JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise GitHubError(400, "expected a JSON object")
+    return body
