@@ -107,3 +107,15 @@ def platform_tag(tag: str, platform: str) -> str:
 def platform_key(platform: str) -> str:
     """linux/arm/v7 -> linux-arm-v7 (for file names and object keys)."""
     return platform.replace("/", "-")
+
+
+# Variants that are an architecture's only (default) one: OCI and containerd normalize them away.
+_DEFAULT_VARIANT = {"arm64": "v8"}
+
+
+def image_platform(arch: str, variant: str | None = None, os: str = "linux") -> str:
+    """An image config's os/architecture/variant -> its platform string, normalized as containerd does
+    (arm64/v8 is plain linux/arm64; arm/v7 keeps its variant)."""
+    if not variant or _DEFAULT_VARIANT.get(arch) == variant:
+        return f"{os}/{arch}"
+    return f"{os}/{arch}/{variant}"

@@ -38,7 +38,7 @@ from hpcci.errors import (
     TransferError,
     UsageError,
 )
-from hpcci.platforms import machine_platform, platform_machine
+from hpcci.platforms import image_platform, machine_platform, platform_machine
 from hpcci.process import tail
 from hpcci.records import ClusterDeploy, ClusterResult, PublishRecord, S3Object, TestResult
 from hpcci.shell import Pipe, command_line, expand, login_argv, parse_env0, path_variables, with_env
@@ -112,7 +112,7 @@ def docker_archive_info(path: Path) -> tuple[str, str]:
         raise UsageError(f"{path}: manifest.json names no config digest; make the tar with `docker save`")
     arch = str(config.get("architecture", "amd64"))
     variant = config.get("variant")
-    platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
+    platform = image_platform(arch, str(variant) if variant else None)
     return f"sha256:{hexdigest.group(0)}", platform
 
 
