@@ -2,8 +2,8 @@
 # A real Slurm 22.05 cluster on this machine: munged, MariaDB (unix socket only), slurmdbd, slurmctld, slurmd,
 # and an SSH login node: sshd inside network namespace hpcci-login at 10.77.0.2:2222 (key-only, user hpcci).
 # Container runtimes on the "cluster": podman, charliecloud, and an `apptainer`/`singularity` STAND-IN
-# (scripts/stack/cluster/apptainer; the real Apptainer is not packaged for this machine), reached with
-# `module load apptainer` like on a real site.
+# (the Python package scripts/stack/cluster/apptainer_standin; the real Apptainer is not packaged for this machine),
+# reached with `module load apptainer` like on a real site.
 # State under $STACK_DIR/cluster/, logs $STACK_DIR/log/cluster-*.log, pids $STACK_DIR/run/cluster-*.pid.
 
 CLUSTER_NS=hpcci-login
@@ -70,9 +70,26 @@ _cl_files() {
     m=$(basename "$m"); mkdir -p "$d/modulefiles/$m"
     for v in "$CLUSTER_SRC/modulefiles/$m"/*; do _cl_render "$v" "$d/modulefiles/$m/$(basename "$v")"; done
   done
-  _cl_render "$CLUSTER_SRC/apptainer" "$d/sw/apptainer/bin/apptainer" 755
-  ln -sfn apptainer "$d/sw/apptainer/bin/singularity"
-  ln -sfn ../../apptainer/bin/apptainer "$d/sw/singularity/bin/singularity"
+  _cl_apptainer
+}
+
+# _cl_apptainer: install the apptainer/singularity stand-in: its entry script apptainer.py and the apptainer_standin
+# package into sw/apptainer/lib, and bin/apptainer as a link to the entry (Python puts the directory of a script's
+# resolved path on sys.path, so the system python3 imports the package from there). The new lib is swapped in by
+# rename, so a job starting during an install never imports a half-copied package.
+_cl_apptainer() {
+  local a=$CLUSTER_DIR/sw/apptainer
+  rm -rf "$a/lib.new" "$a/lib.old"
+  mkdir -p "$a/lib.new" "$a/bin" "$CLUSTER_DIR/sw/singularity/bin"
+  cp -R "$CLUSTER_SRC/apptainer.py" "$CLUSTER_SRC/apptainer_standin" "$a/lib.new/"
+  rm -rf "$a/lib.new/apptainer_standin/__pycache__"
+  chmod -R u=rwX,go=rX "$a/lib.new"; chmod 755 "$a/lib.new/apptainer.py"
+  if [ -d "$a/lib" ]; then mv -T "$a/lib" "$a/lib.old"; fi
+  mv -T "$a/lib.new" "$a/lib"
+  rm -rf "$a/lib.old"
+  ln -sfn ../lib/apptainer.py "$a/bin/apptainer.new" && mv -Tf "$a/bin/apptainer.new" "$a/bin/apptainer"
+  ln -sfn apptainer "$a/bin/singularity"
+  ln -sfn ../../apptainer/bin/apptainer "$CLUSTER_DIR/sw/singularity/bin/singularity"
 }
 
 _cl_user() {

@@ -278,6 +278,11 @@ def test_login_shell_has_modules_and_scratch(ssh: Any) -> None:
     assert "SCRATCH=/" in out
 
 
+def test_singularity_module_runs_the_stand_in_under_its_own_name(ssh: Any) -> None:
+    out = sh(ssh, "module load singularity && singularity --version")
+    assert out.strip() == "singularity version 1.3.6+hpcci-standin"
+
+
 def test_apptainer_standin_image_is_squashfs_and_runs_in_a_slurm_job(
     ssh: Any, workdir: str, sif: tuple[str, str]
 ) -> None:

@@ -1,0 +1,153 @@
+"""`build` and `pull` of the hpcci apptainer STAND-IN (not the real Apptainer): an image source to a SquashFS image.
+
+skopeo copies the source to an OCI layout (fetch.py), umoci unpacks it rootless, the stand-in adds Apptainer's
+mount points and /.singularity.d metadata (image.py), and mksquashfs packs the tree into the target file (lz4: fast,
+and the image is unpacked again at run time) - or, with --sandbox, the tree itself becomes the target directory.
+The target appears only when complete: mksquashfs writes a temporary file that is renamed over it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+
+from apptainer_standin.cache import cache_root
+from apptainer_standin.console import UsageError, fatal, info, usage
+from apptainer_standin.fetch import fetch_oci, oci_config
+from apptainer_standin.host import make_writable, rmtree, run_tool, tmp_root
+from apptainer_standin.image import add_mount_points, image_meta, write_metadata
+from apptainer_standin.options import BUILD_FLAGS, PULL_FLAGS, Options, parse
+
+BUILDING = "While performing build"  # the real tool's error prefixes
+PULLING = "While making image from oci registry"
+BUILD_FORM = "build [build options...] <image path> <build spec>"
+PULL_FORM = "pull [pull options...] [output file] <URI>"
+
+
+def convert(source: str, target: str, opts: Options, force: bool, sandbox: bool, doing: str) -> None:
+    """Build the image ``target`` (a SquashFS file, or a directory with ``sandbox``) from ``source``."""
+    target = os.path.abspath(target)
+    if os.path.lexists(target) and not force:
+        fatal(f"{doing}: build target '{target}' already exists. Use --force if you want to overwrite it")
+    outdir = os.path.dirname(target)
+    if not os.path.isdir(outdir) or not os.access(outdir, os.W_OK):
+        fatal(f"{doing}: output directory {outdir} does not exist or is not writable")
+    cache_root()  # validates APPTAINER_CACHEDIR like the real tool does at start
+    tmp = tempfile.mkdtemp(prefix="build-temp-", dir=tmp_root(opts))
+    try:
+        info("Starting build...")
+        rootfs = _unpack(source, tmp, opts, doing)
+        if sandbox:
+            if os.path.lexists(target):
+                rmtree(target)
+            shutil.move(rootfs, target)
+        else:
+            _pack(rootfs, target, doing)
+        info(f"Build complete: {target}")
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            fatal(
+                f"{doing}: no space left on device ({e.filename or tmp}): "
+                "free some space or set APPTAINER_TMPDIR to a larger filesystem, then retry"
+            )
+        fatal(f"{doing}: {e}")
+    finally:
+        rmtree(tmp)
+
+
+def _unpack(source: str, tmp: str, opts: Options, doing: str) -> str:
+    """The root filesystem of ``source``, unpacked under ``tmp`` with the stand-in's metadata added."""
+    what, src = fetch_oci(source, tmp, opts, doing)
+    cfg = oci_config(os.path.join(tmp, "oci"))
+    info(f"Extracting OCI image ({cfg.get('architecture', '?')})...")
+    run_tool(
+        ["umoci", "--log", "error", "unpack", "--rootless", "--image", f"{tmp}/oci:img", f"{tmp}/bundle"],
+        f"{doing}: unpacking the image failed",
+        space_dirs=[tmp],
+    )
+    rootfs = os.path.join(tmp, "bundle", "rootfs")
+    make_writable(rootfs)
+    add_mount_points(rootfs)
+    write_metadata(rootfs, image_meta(cfg, what, src))
+    return rootfs
+
+
+def _pack(rootfs: str, target: str, doing: str) -> None:
+    info("Creating SIF file (SquashFS image, hpcci stand-in)...")
+    partial = f"{target}.tmp-{os.getpid()}"
+    try:
+        run_tool(
+            [
+                "mksquashfs",
+                rootfs,
+                partial,
+                "-noappend",
+                "-all-root",
+                "-comp",
+                "lz4",
+                "-no-progress",
+                "-quiet",
+            ],
+            f"{doing}: packer failed to pack",
+            space_dirs=[os.path.dirname(target)],
+        )
+        os.chmod(partial, 0o755)  # noqa: S103 - an image is an executable file, as a SIF is
+        os.replace(partial, target)
+    finally:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+
+
+def cmd_build(args: list[str]) -> int:
+    """`build [-F] [-s] [--tmpdir DIR] [--arch A] [--nohttps] IMAGE SOURCE`."""
+    opts, pos = parse(args, BUILD_FLAGS, 0, BUILD_FORM)
+    if opts.on("help"):
+        print(
+            f"{usage(BUILD_FORM)}\n\n"
+            "Build specs supported by the hpcci stand-in: docker-archive://FILE.tar, oci-archive://FILE.tar, "
+            "docker://REGISTRY/IMAGE:TAG\n\nOptions:\n  -F, --force  overwrite an existing image\n"
+            "  -s, --sandbox  build a directory\n      --tmpdir DIR  temporary directory (APPTAINER_TMPDIR)\n"
+            "      --arch ARCH  architecture to pull\n      --nohttps  plain http registry"
+        )
+        return 0
+    if len(pos) != 2:
+        raise UsageError(f"accepts 2 arg(s), received {len(pos)}\n\n{usage(BUILD_FORM)}")
+    convert(pos[1], pos[0], opts, opts.on("force"), opts.on("sandbox"), BUILDING)
+    return 0
+
+
+def pull_name(uri: str) -> str:
+    """The file `pull` writes when given none: NAME_TAG.sif (NAME_digest.sif for a digest reference)."""
+    name, tag = uri[len("docker://") :].rsplit("/", 1)[-1], "latest"
+    if "@" in name:
+        name, tag = name.split("@", 1)[0], "digest"
+    elif ":" in name:
+        name, tag = name.split(":", 1)
+    return f"{name}_{tag}.sif"
+
+
+def cmd_pull(args: list[str]) -> int:
+    """`pull [-F] [--dir DIR] [--tmpdir DIR] [--arch A] [--nohttps] [FILE] docker://REF`."""
+    opts, pos = parse(args, PULL_FLAGS, 1, PULL_FORM)
+    if opts.on("help"):
+        print(
+            f"{usage(PULL_FORM)}\n\n"
+            "URI: docker://REGISTRY/IMAGE:TAG "
+            "(credentials: APPTAINER_DOCKER_USERNAME / APPTAINER_DOCKER_PASSWORD)"
+        )
+        return 0
+    if len(pos) > 2:
+        raise UsageError(f"accepts at most 2 arg(s), received {len(pos)}")
+    uri = pos[-1]
+    if not uri.startswith("docker://"):
+        fatal(f"Unsupported transport type: {uri.split(':', 1)[0]} (the hpcci stand-in pulls docker:// only)")
+    out = pos[0] if len(pos) == 2 else pull_name(uri)
+    directory = opts.value("dir")
+    if directory:
+        out = os.path.join(directory, out)
+    if os.path.lexists(out) and not opts.on("force"):
+        fatal(f'Image file already exists: "{out}" - will not overwrite')
+    convert(uri, out, opts, True, False, PULLING)
+    return 0
