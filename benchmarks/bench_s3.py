@@ -71,7 +71,7 @@ def make_tar(path: Path, size: int) -> None:
     with tarfile.open(path, "w") as tar:
         info = tarfile.TarInfo("payload.bin")
         info.size = size
-        tar.addfile(info, RandomReader(size))  # type: ignore[arg-type]
+        tar.addfile(info, RandomReader(size))
 
 
 def child_upload(path: str, key: str, sha256: str = "") -> None:

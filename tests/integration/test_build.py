@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hpcci import records
+from hpcci.records import BuildRecord
 from hpcci.cli import main as hpcci_main
 from hpcci.process import run
 from stack_env import skip_or_fail
@@ -80,7 +81,7 @@ class Built:
     builder: str
     config: Path
     records: Path
-    record: records.BuildRecord
+    record: BuildRecord
     output: str
 
 

@@ -23,6 +23,7 @@ import pytest
 from test_build import RUN_ID, SHA, hpcci, need_builder, write_pipeline
 
 from hpcci import records
+from hpcci.records import BuildRecord, PublishRecord
 from hpcci.process import run
 
 _published: dict[str, Published] = {}
@@ -33,8 +34,8 @@ class Published:
     builder: str
     config: Path
     records: Path
-    build: records.BuildRecord
-    record: records.PublishRecord
+    build: BuildRecord
+    record: PublishRecord
     output: str
 
 
