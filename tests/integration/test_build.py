@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from hpcci import records
-from hpcci.records import BuildRecord
 from hpcci.cli import main as hpcci_main
 from hpcci.process import run
+from hpcci.records import BuildRecord
 from stack_env import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ import pytest
 from test_build import RUN_ID, SHA, hpcci, need_builder, write_pipeline
 
 from hpcci import records
-from hpcci.records import BuildRecord, PublishRecord
 from hpcci.process import run
+from hpcci.records import BuildRecord, PublishRecord
 
 _published: dict[str, Published] = {}
 
