@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hpcci.backends import scheduler as slurm
-from hpcci.config import Cluster, Pipeline, load_cluster
+from hpcci.config import Cluster, Pipeline
+from hpcci.config_load import load_cluster
 from hpcci.errors import ConfigError
 from hpcci.stages.deploy import ImageSource, Paths, plan_cluster
 
