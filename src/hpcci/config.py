@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.errors import ConfigError
 from hpcci.platforms import PLATFORMS
 
@@ -284,14 +285,28 @@ class SchedulerConfig(_Model):
 
 
 class RuntimeConfig(_Model):
-    type: Literal["apptainer", "singularity", "charliecloud", "podman"]
+    type: RuntimeName
     modules: list[str] = Field(default_factory=list)
     executable: str | None = None
     convert_on: Literal["login", "compute"] = "login"
-    gpu_flag: Literal["--nv", "--rocm"] = "--nv"
+    gpu: GpuKind = Field(
+        "nvidia",
+        description="The GPUs GPU tests get; each runtime gives them its own way (apptainer --nv or --rocm, "
+        "podman a CDI device or /dev/kfd and /dev/dri)",
+    )
     gpu_modules: list[str] = Field(default_factory=list, description="Modules GPU tests load (e.g. cuda)")
     cleanenv: bool = True
     binds: list[str] = Field(default_factory=list)
+    exec_args: dict[RuntimeName, list[str]] = Field(
+        default_factory=dict,
+        description="Options this site's runs need, by runtime (only the entry for `type` is used), one word "
+        "each, e.g. {podman: [--ulimit=nofile=1024:1024]} where rootless podman cannot raise its limits",
+    )
+
+    @property
+    def type_exec_args(self) -> list[str]:
+        """The exec_args entry for the configured runtime."""
+        return self.exec_args.get(self.type, [])
 
 
 class PathsConfig(_Model):
