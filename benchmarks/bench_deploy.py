@@ -173,7 +173,7 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     from deploy_support import cluster_config, make_project
 
     from hpcci.backends.remote import SSHRemote
-    from hpcci.config import load_cluster, load_pipeline
+    from hpcci.config_load import load_cluster, load_pipeline
     from hpcci.stages import smoke
     from hpcci.stages.deploy import Deployer, ImageSource, docker_archive_info
 

@@ -1,25 +1,21 @@
-"""Pipeline (hpcci.yaml) and cluster (cluster-configs/*.yaml) configuration: models, one loader, one error style.
+"""Pipeline (hpcci.yaml) and cluster (cluster-configs/*.yaml) configuration: the typed, frozen models.
 
-Every error names file:line:column, the key, what is wrong and what would be right. YAML aliases are refused (an
-alias bomb must not expand), files are size-capped, and secrets are never inline: they are references to an
-environment variable or a file, resolved only when used.
+Secrets are never inline: they are references to an environment variable or a file, resolved only when used.
+Reading files (bounded) and wording errors (file:line:column, "did you mean ...?") is hpcci.config_load's job.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.errors import ConfigError
 from hpcci.platforms import PLATFORMS
-
-MAX_CONFIG_BYTES = 1 << 20
 
 # -- value types ----------------------------------------------------------------------------------------------
 
@@ -289,14 +285,28 @@ class SchedulerConfig(_Model):
 
 
 class RuntimeConfig(_Model):
-    type: Literal["apptainer", "singularity", "charliecloud", "podman"]
+    type: RuntimeName
     modules: list[str] = Field(default_factory=list)
     executable: str | None = None
     convert_on: Literal["login", "compute"] = "login"
-    gpu_flag: Literal["--nv", "--rocm"] = "--nv"
+    gpu: GpuKind = Field(
+        "nvidia",
+        description="The GPUs GPU tests get; each runtime gives them its own way (apptainer --nv or --rocm, "
+        "podman a CDI device or /dev/kfd and /dev/dri)",
+    )
     gpu_modules: list[str] = Field(default_factory=list, description="Modules GPU tests load (e.g. cuda)")
     cleanenv: bool = True
     binds: list[str] = Field(default_factory=list)
+    exec_args: dict[RuntimeName, list[str]] = Field(
+        default_factory=dict,
+        description="Options this site's runs need, by runtime (only the entry for `type` is used), one word "
+        "each, e.g. {podman: [--ulimit=nofile=1024:1024]} where rootless podman cannot raise its limits",
+    )
+
+    @property
+    def type_exec_args(self) -> list[str]:
+        """The exec_args entry for the configured runtime."""
+        return self.exec_args.get(self.type, [])
 
 
 class PathsConfig(_Model):
@@ -351,10 +361,9 @@ class Cluster(_Model):
             ) from None
 
 
-# -- loading ----------------------------------------------------------------------------------------------------
+# -- where each value came from (hpcci.config_load fills it in) ---------------------------------------------------
 
 Loc = tuple[str | int, ...]
-M = TypeVar("M", Pipeline, Cluster)
 
 
 class Source:
@@ -375,231 +384,3 @@ class Source:
     def where(self, loc: Loc) -> str:
         line, col = self.position(loc)
         return f"{self.file}:{line}:{col}"
-
-
-def _read_yaml(path: Path) -> tuple[Any, Source]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-    from ruamel.yaml.events import AliasEvent
-
-    name = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{name}:1:1: file is {size / 1e6:.1f} MB; hpcci config files are limited to 1 MiB: "
-                "is this the right file?"
-            )
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        msg = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{name}: cannot read: {msg}") from e
-    yaml = YAML(typ="rt")
-    try:
-        for event in yaml.parse(text):
-            if isinstance(event, AliasEvent):
-                m = event.start_mark
-                raise ConfigError(
-                    f"{name}:{m.line + 1}:{m.column + 1}: YAML aliases (*{event.anchor}) are not allowed in "
-                    "hpcci config files; write the value out"
-                )
-        data = yaml.load(text)
-    except MarkedYAMLError as e:
-        m = e.problem_mark or e.context_mark
-        where = f"{name}:{m.line + 1}:{m.column + 1}" if m else name
-        problem = (e.problem or e.context or "malformed YAML").strip()
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from e
-    except YAMLError as e:
-        raise ConfigError(f"{name}: malformed YAML: {str(e).splitlines()[0]}") from e
-    positions: dict[Loc, tuple[int, int]] = {}
-    _collect_positions(data, (), positions)
-    return data, Source(name, positions)
-
-
-def _collect_positions(node: Any, loc: Loc, out: dict[Loc, tuple[int, int]]) -> None:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if isinstance(node, CommentedMap):
-        for key in node:
-            kl, kc, vl, vc = node.lc.data[key]
-            out[loc + (str(key),)] = (vl + 1, vc + 1)
-            out[loc + (str(key), "<key>")] = (kl + 1, kc + 1)
-            _collect_positions(node[key], loc + (str(key),), out)
-    elif isinstance(node, CommentedSeq):
-        for i, item in enumerate(node):
-            line, col = node.lc.data[i]
-            out[loc + (i,)] = (line + 1, col + 1)
-            _collect_positions(item, loc + (i,), out)
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types -> plain dicts/lists/scalars for validation."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-_TYPE_TAGS = {
-    "str",
-    "int",
-    "float",
-    "bool",
-    "FromEnv",
-    "FromFile",
-    "list[str]",
-    "literal['auto']",
-    "function-after",
-}
-
-
-def _clean_loc(loc: Sequence[str | int]) -> Loc:
-    return tuple(
-        p
-        for p in loc
-        if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or p.startswith("function")))
-    )
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-    return out or "(top level)"
-
-
-def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
-    """The keys allowed at ``loc`` (for 'did you mean ...?')."""
-    import typing
-
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(part)
-        if field is None:
-            return []
-        tp = field.annotation
-        # unwrap Optional / list / dict to the model inside
-        for _ in range(4):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if isinstance(tp, type) and issubclass(tp, BaseModel):
-                break
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            tp = models[0] if models else (args[-1] if args else tp)
-        current = tp
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _error_lines(model: type[BaseModel], err: ValidationError, source: Source) -> list[str]:
-    lines: list[str] = []
-    seen: set[Loc] = set()
-    for e in err.errors():
-        loc = _clean_loc(e["loc"])
-        if loc in seen:
-            continue
-        seen.add(loc)
-        key = _dotted(loc)
-        if e["type"] == "extra_forbidden":
-            allowed = _fields_at(model, loc[:-1])
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
-            where = source.where((*loc, "<key>"))
-            lines.append(f"{where}: {key}: unknown key; {fix}")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            where = source.where(loc[:-1]) if loc[:-1] else f"{source.file}:1:1"
-            lines.append(f"{where}: {key}: required key is missing; add it")
-            continue
-        got = e.get("input")
-        shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and repr(got) not in msg else ""
-        if e["type"] == "literal_error" and isinstance(got, str):
-            allowed_vals = re.findall(r"'([^']+)'", msg)
-            hint = difflib.get_close_matches(got, allowed_vals, n=1)
-            if hint:
-                shown += f"; did you mean '{hint[0]}'?"
-        lines.append(f"{source.where(loc)}: {key}: {msg}{shown}")
-    return lines
-
-
-def load(model: type[M], path: Path | str) -> M:
-    """Load and validate one config file; ConfigError lists every problem, one per line."""
-    path = Path(path)
-    data, source = _read_yaml(path)
-    if data is None:
-        raise ConfigError(
-            f"{path}:1:1: file is empty; see the README for a minimal {model.__name__.lower()} config"
-        )
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}:1:1: expected a mapping of keys at the top level, got {type(data).__name__}"
-        )
-    try:
-        obj = model.model_validate(_plain(data))
-    except ValidationError as e:
-        raise ConfigError("\n".join(_error_lines(model, e, source))) from None
-    obj._source = source
-    return obj
-
-
-def load_pipeline(path: Path | str = "hpcci.yaml") -> Pipeline:
-    return load(Pipeline, path)
-
-
-def load_cluster(path: Path | str) -> Cluster:
-    cluster = load(Cluster, path)
-    parts = cluster.scheduler.partitions
-    for field in ("default_partition",):
-        value = getattr(cluster.scheduler, field)
-        if value not in parts:
-            where = cluster.source.where(("scheduler", field))
-            raise ConfigError(
-                f"{where}: scheduler.{field}: {value!r} is not one of the partitions ({', '.join(parts)})"
-            )
-    return cluster
-
-
-def cluster_path(pipeline: Pipeline, name: str, base: Path) -> Path:
-    return base / pipeline.deploy.cluster_configs / f"{name}.yaml"
-
-
-def load_clusters(pipeline: Pipeline, names: Iterable[str], base: Path) -> dict[str, Cluster]:
-    """The named clusters from the pipeline's cluster-configs folder."""
-    out: dict[str, Cluster] = {}
-    for name in names:
-        path = cluster_path(pipeline, name, base)
-        if not path.exists():
-            folder = path.parent
-            known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-            hint = difflib.get_close_matches(name, known, n=1)
-            extra = f"did you mean '{hint[0]}'?" if hint else f"known clusters: {', '.join(known) or 'none'}"
-            raise ConfigError(f"{path}: no config for cluster '{name}'; {extra}")
-        out[name] = load_cluster(path)
-    return out
-
-
-def kind_of(path: Path) -> type[Pipeline] | type[Cluster]:
-    """Which schema a file follows: a cluster config has `login`, a pipeline has `image`."""
-    data, source = _read_yaml(path)
-    if isinstance(data, dict) and "login" in data:
-        return Cluster
-    if isinstance(data, dict) and "image" in data:
-        return Pipeline
-    raise ConfigError(
-        f"{source.file}:1:1: neither a pipeline file (no 'image' key) nor a cluster config (no 'login' key)"
-    )
-
-
-def json_schema(model: type[Pipeline] | type[Cluster]) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://hpcci.dev/schemas/{'pipeline' if model is Pipeline else 'cluster'}.json"
-    return schema

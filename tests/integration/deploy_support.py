@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from hpcci.backends.remote import SSHRemote
-from hpcci.config import Cluster, load_cluster
+from hpcci.config import Cluster
+from hpcci.config_load import load_cluster
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
 

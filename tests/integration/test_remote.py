@@ -17,7 +17,8 @@ from deploy_support import REPO, unique
 
 from hpcci.backends import remote as remote_mod
 from hpcci.backends.remote import SSHRemote
-from hpcci.config import Cluster, load_cluster
+from hpcci.config import Cluster
+from hpcci.config_load import load_cluster
 from hpcci.errors import HostKeyError, RemoteAuthError, RemoteError
 from hpcci.process import run
 from hpcci.shell import login_argv

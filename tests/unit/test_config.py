@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcci import config
+from hpcci import config, config_load
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,19 +25,19 @@ def write(tmp_path: Path, text: str, name: str = "hpcci.yaml") -> Path:
 
 def error_of(path: Path, model: type = config.Pipeline) -> str:
     with pytest.raises(ConfigError) as e:
-        config.load(model, path)
+        config_load.load(model, path)
     return str(e.value)
 
 
 @pytest.mark.parametrize("path", CLUSTER_CONFIGS, ids=lambda p: p.stem)
 def test_shipped_cluster_configs_load(path: Path) -> None:
-    cluster = config.load_cluster(path)
+    cluster = config_load.load_cluster(path)
     assert cluster.name == path.stem
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.parent.name)
 def test_shipped_pipelines_load(path: Path) -> None:
-    assert config.load_pipeline(path).tests
+    assert config_load.load_pipeline(path).tests
 
 
 def test_seed_clusters_are_all_shipped() -> None:
@@ -49,7 +49,7 @@ def test_seed_clusters_are_all_shipped() -> None:
 def test_shipped_json_schema_is_current(kind: str) -> None:
     model = config.Pipeline if kind == "pipeline" else config.Cluster
     shipped = json.loads((ROOT / "src/hpcci/schemas" / f"{kind}.json").read_text())
-    assert shipped == config.json_schema(model), "regenerate with: hpcci validate --schema " + kind
+    assert shipped == config_load.json_schema(model), "regenerate with: hpcci validate --schema " + kind
 
 
 @pytest.mark.parametrize("path", CLUSTER_CONFIGS + PIPELINES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -144,7 +144,7 @@ def test_test_lines_point_at_the_test(tmp_path: Path) -> None:
     p = write(
         tmp_path, "image: {name: a}\ntests:\n  - name: one\n    command: x\n  - name: two\n    command: y\n"
     )
-    pipe = config.load_pipeline(p)
+    pipe = config_load.load_pipeline(p)
     assert [pipe.test_line(0), pipe.test_line(1)] == [3, 5]
 
 
@@ -167,4 +167,4 @@ def test_unknown_cluster_suggests_a_known_one(tmp_path: Path) -> None:
     (tmp_path / "cluster-configs" / "frontera.yaml").write_text("name: frontera\n")
     pipe = config.Pipeline.model_validate({"image": {"name": "a"}})
     with pytest.raises(ConfigError, match="did you mean 'frontera'"):
-        config.load_clusters(pipe, ["fronterra"], tmp_path)
+        config_load.load_clusters(pipe, ["fronterra"], tmp_path)

@@ -161,7 +161,7 @@ def test_plan_sections_show_tags_commands_targets_and_keys() -> None:
     from pathlib import Path
 
     from hpcci.commands import build, common, publish
-    from hpcci.config import load_pipeline
+    from hpcci.config_load import load_pipeline
     from hpcci.context import GitEvent
 
     example = Path(__file__).resolve().parents[2] / "examples" / "fibonacci"

@@ -12,7 +12,7 @@ import pytest
 from hpcci.backends.github import app_jwt, is_rate_limited, retry_after
 from hpcci.commands import common
 from hpcci.commands.report import locate_tests, plan_section, workspace_path
-from hpcci.config import load_pipeline
+from hpcci.config_load import load_pipeline
 from hpcci.context import GitEvent
 from hpcci.errors import GitHubError
 from hpcci.records import ClusterResult, Results

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import get_args
+
 import pytest
 
-from hpcci.backends.runtime import ExecOptions, runtime_for
+from hpcci.backends.runtime import RUNTIMES, ExecOptions, GpuKind, RuntimeName, runtime_for
+from hpcci.config_load import load_cluster
 from hpcci.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_apptainer_converts_a_docker_archive_with_force() -> None:
@@ -25,7 +31,7 @@ def test_apptainer_exec_with_gpu_binds_env_and_cleanenv() -> None:
     argv = runtime_for("apptainer").exec(
         "/s/x.sif",
         ["python3", "-c", "print(1)"],
-        ExecOptions(gpu_flag="--nv", binds=["/data:/data:ro"], cleanenv=True, env={"OMP_NUM_THREADS": "2"}),
+        ExecOptions(gpu="nvidia", binds=["/data:/data:ro"], cleanenv=True, env={"OMP_NUM_THREADS": "2"}),
     )
     assert argv == [
         "env", "APPTAINERENV_OMP_NUM_THREADS=2",
@@ -33,9 +39,30 @@ def test_apptainer_exec_with_gpu_binds_env_and_cleanenv() -> None:
     ]  # fmt: skip
 
 
-def test_rocm_gpus_get_the_rocm_flag() -> None:
-    argv = runtime_for("apptainer").exec("x.sif", ["true"], ExecOptions(gpu_flag="--rocm", cleanenv=False))
+def test_amd_gpus_get_the_rocm_flag() -> None:
+    argv = runtime_for("apptainer").exec("x.sif", ["true"], ExecOptions(gpu="amd", cleanenv=False))
     assert argv == ["apptainer", "exec", "--rocm", "x.sif", "true"]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "gpu", "args"),
+    [
+        ("singularity", "nvidia", ["--nv"]),
+        ("podman", "nvidia", ["--device=nvidia.com/gpu=all"]),
+        ("podman", "amd", ["--device=/dev/kfd", "--device=/dev/dri"]),
+        ("charliecloud", "nvidia", []),  # ch-run has no flag: the libraries are injected into the image
+        ("apptainer", None, []),
+    ],
+)
+def test_each_runtime_gives_the_gpus_its_own_way(runtime: str, gpu: GpuKind | None, args: list[str]) -> None:
+    assert runtime_for(runtime).gpu(gpu) == args
+
+
+def test_site_exec_args_come_before_binds_and_the_image() -> None:
+    opts = ExecOptions(cleanenv=False, binds=["/d"], exec_args=["--contain"])
+    assert runtime_for("apptainer").exec("x.sif", ["true"], opts) == [
+        "apptainer", "exec", "--contain", "--bind", "/d", "x.sif", "true",
+    ]  # fmt: skip
 
 
 def test_singularity_uses_its_own_name_and_variables() -> None:
@@ -75,7 +102,24 @@ def test_podman_loads_into_its_store_and_runs_without_network() -> None:
         ["podman", "tag", "abc", "localhost/hpcci-cache:abc"],
     ]
     argv = rt.exec(image, ["true"], ExecOptions())
-    assert "--network=none" in argv and "--pull=never" in argv
+    assert argv == ["podman", "run", "--rm", "--pull=never", "--network=none", image, "true"]
+
+
+def test_podman_limits_are_the_sites_and_come_from_the_cluster_config() -> None:
+    local = load_cluster(ROOT / "cluster-configs" / "local.yaml").runtime
+    assert local.type_exec_args == []  # the local stack runs apptainer: podman's limits stay unused
+    podman = local.model_copy(update={"type": "podman"})
+    argv = runtime_for(podman.type).exec(
+        "img", ["true"], ExecOptions(gpu="nvidia", exec_args=podman.type_exec_args)
+    )
+    assert argv == [
+        "podman", "run", "--rm", "--pull=never", "--network=none",
+        "--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024", "--device=nvidia.com/gpu=all", "img", "true",
+    ]  # fmt: skip
+
+
+def test_the_runtime_table_has_every_configurable_runtime() -> None:
+    assert list(RUNTIMES) == list(get_args(RuntimeName))
 
 
 def test_image_files_are_content_addressed() -> None:

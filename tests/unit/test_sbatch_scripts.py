@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hpcci.backends import scheduler as slurm
-from hpcci.config import Cluster, Pipeline, load_cluster
+from hpcci.config import Cluster, Pipeline
+from hpcci.config_load import load_cluster
 from hpcci.errors import ConfigError
 from hpcci.stages.deploy import ImageSource, Paths, plan_cluster
 
@@ -85,7 +86,7 @@ def test_gpu_test_lands_on_the_gpu_partition_with_gres_and_the_gpu_flag() -> Non
 def test_rocm_clusters_get_the_rocm_flag() -> None:
     text = scripts(
         pipeline({"name": "g", "command": "rocminfo", "gpu": True}),
-        local_cluster(**{"runtime.gpu_flag": "--rocm"}),
+        local_cluster(**{"runtime.gpu": "amd"}),
     )
     assert "apptainer exec --rocm" in text["g"]
 

@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from hpcci.config import load_clusters, load_pipeline
+from hpcci.config_load import load_clusters, load_pipeline
 from hpcci.context import from_environ
 from hpcci.errors import HpcciError
 

@@ -2,8 +2,9 @@
 
 One Protocol-like base, one table of names (``RUNTIMES``). Each runtime says how to turn a docker-archive tar
 into its image file (``convert``), how to pull from a registry (``pull``) and how to run a command in the image
-(``exec``), with the GPU flag, binds, environment and a clean environment. On the local stack `apptainer` and
-`singularity` are a stand-in that accepts these same command lines.
+(``exec``), with binds, environment, a clean environment, the site's own options (the cluster config's
+``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). On the local
+stack `apptainer` and `singularity` are a stand-in that accepts these same command lines.
 """
 
 from __future__ import annotations
@@ -11,16 +12,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from hpcci.errors import ConfigError
+
+RuntimeName = Literal["apptainer", "singularity", "charliecloud", "podman"]
+GpuKind = Literal["nvidia", "amd"]
 
 
 @dataclass(frozen=True)
 class ExecOptions:
-    gpu_flag: str | None = None  # --nv | --rocm, only for GPU tests
+    gpu: GpuKind | None = None  # the cluster's GPUs, only for GPU tests
     binds: Sequence[str] = ()  # "src[:dst[:opts]]"
     cleanenv: bool = True
     env: Mapping[str, str] | None = None
+    exec_args: Sequence[str] = ()  # the site's options for every run, from the cluster config
 
 
 def _check_env(env: Mapping[str, str] | None) -> list[tuple[str, str]]:
@@ -43,12 +49,17 @@ class Runtime:
     name = "apptainer"
     suffix = ".sif"
     env_prefix = "APPTAINER"
+    gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": ("--nv",), "amd": ("--rocm",)}
 
     def __init__(self, executable: str | None = None) -> None:
         self.executable = executable or self.name
 
     def version(self) -> list[str]:
         return [self.executable, "--version"]
+
+    def gpu(self, kind: GpuKind | None) -> list[str]:
+        """This runtime's options that give the container the cluster's GPUs of ``kind`` (none for None)."""
+        return list(self.gpu_args[kind]) if kind else []
 
     def image_path(self, cache_dir: str, key: str) -> str:
         """Where the converted image for content key ``key`` (a digest's hex) lives."""
@@ -87,11 +98,10 @@ class Runtime:
         }
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
-        out = [self.executable, "exec"]
-        if opts.gpu_flag:
-            out.append(opts.gpu_flag)
+        out = [self.executable, "exec", *self.gpu(opts.gpu)]
         if opts.cleanenv:
             out.append("--cleanenv")
+        out += opts.exec_args
         for b in opts.binds:
             out += ["--bind", _check_bind(b)]
         # APPTAINERENV_K=V rather than --env K=V: --env splits its value at commas; these survive --cleanenv.
@@ -109,6 +119,8 @@ class Charliecloud(Runtime):
 
     name = "charliecloud"
     suffix = ".sqfs"
+    # ch-run has no GPU option: the host's GPU libraries are injected into the image (ch-fromhost --nvidia).
+    gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": (), "amd": ()}
 
     def __init__(self, executable: str | None = None) -> None:
         super().__init__(executable or "ch-run")
@@ -141,14 +153,14 @@ class Charliecloud(Runtime):
         ]
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
-        out = [self.executable]
+        out = [self.executable, *self.gpu(opts.gpu)]
         if opts.cleanenv:
             out.append("--unset-env=*")
+        out += opts.exec_args
         for b in opts.binds:
             out += ["--bind", _check_bind(b)]
         for k, v in _check_env(opts.env):
             out.append(f"--set-env={k}={v}")
-        # GPUs: charliecloud needs the host libraries injected at conversion (ch-fromhost --nvidia); no run flag.
         return [*out, image, "--", *argv]
 
 
@@ -157,6 +169,11 @@ class Podman(Runtime):
 
     name = "podman"
     suffix = ""
+    # NVIDIA through CDI (nvidia-ctk cdi generate); ROCm needs the compute device and the render nodes.
+    gpu_args: Mapping[GpuKind, Sequence[str]] = {
+        "nvidia": ("--device=nvidia.com/gpu=all",),
+        "amd": ("--device=/dev/kfd", "--device=/dev/dri"),
+    }
 
     def tmp_env(self, tmpdir: str) -> dict[str, str]:
         return {"TMPDIR": tmpdir}
@@ -185,11 +202,8 @@ class Podman(Runtime):
         return [[self.executable, "pull", "--quiet", *tls, ref], [self.executable, "tag", ref, image]]
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
-        out = [self.executable, "run", "--rm", "--pull=never", "--network=none"]
-        # This VM class lacks CAP_SYS_RESOURCE: rootless podman needs explicit ulimits (see ENVIRONMENT.md).
-        out += ["--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024"]
-        if opts.gpu_flag:
-            out.append("--device=nvidia.com/gpu=all" if opts.gpu_flag == "--nv" else "--device=/dev/kfd")
+        out = [self.executable, "run", "--rm", "--pull=never", "--network=none", *opts.exec_args]
+        out += self.gpu(opts.gpu)
         for b in opts.binds:
             out += ["--volume", _check_bind(b)]
         for k, v in _check_env(opts.env):
@@ -197,7 +211,7 @@ class Podman(Runtime):
         return [*out, image, *argv]
 
 
-RUNTIMES: dict[str, type[Runtime]] = {
+RUNTIMES: dict[str, type[Runtime]] = {  # one entry per RuntimeName
     "apptainer": Runtime,
     "singularity": Singularity,
     "charliecloud": Charliecloud,

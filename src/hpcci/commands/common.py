@@ -48,7 +48,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, required: bool = False)
 
 
 def pipeline(args: argparse.Namespace) -> Pipeline:
-    from hpcci.config import load_pipeline
+    from hpcci.config_load import load_pipeline
 
     return load_pipeline(Path(args.config))
 
@@ -59,7 +59,7 @@ def base_dir(args: argparse.Namespace) -> Path:
 
 
 def clusters(args: argparse.Namespace, pipe: Pipeline) -> dict[str, Cluster]:
-    from hpcci.config import load_clusters
+    from hpcci.config_load import load_clusters
 
     names = args.clusters or pipe.deploy.clusters
     return load_clusters(pipe, names, base_dir(args))

@@ -41,7 +41,7 @@ class Check:
 
 
 def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
-    from hpcci.config import load_cluster
+    from hpcci.config_load import load_cluster
 
     if Path(args.config).exists() and not args.cluster_configs:
         pipe = common.pipeline(args)

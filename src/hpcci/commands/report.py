@@ -80,7 +80,7 @@ def planned_clusters(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
 
 def platform_of(args: argparse.Namespace, pipe: Pipeline, name: str) -> str:
     """The cluster's platform from its default partition's arch ('' when its config cannot be read here)."""
-    from hpcci.config import load_clusters
+    from hpcci.config_load import load_clusters
     from hpcci.errors import ConfigError
     from hpcci.platforms import machine_platform
 

@@ -29,10 +29,11 @@ def default_files() -> list[Path]:
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import config
+    from hpcci.config_load import json_schema, load_any
 
     if args.schema:
         model = config.Pipeline if args.schema == "pipeline" else config.Cluster
-        print(json.dumps(config.json_schema(model), indent=2))
+        print(json.dumps(json_schema(model), indent=2))
         return 0
     files = [Path(f) for f in args.files] or default_files()
     if not files:
@@ -42,12 +43,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     problems: list[str] = []
     for path in files:
         try:
-            kind = config.kind_of(path)
-            if kind is config.Cluster:
-                config.load_cluster(path)
-            else:
-                config.load_pipeline(path)
-            print(f"ok: {path} ({'cluster' if kind is config.Cluster else 'pipeline'})")
+            kind = "cluster" if isinstance(load_any(path), config.Cluster) else "pipeline"
+            print(f"ok: {path} ({kind})")
         except ConfigError as e:
             problems.extend(str(e).splitlines())
     if problems:

@@ -333,10 +333,11 @@ def test_body(cluster: Cluster, test: SmokeTest, image: str) -> list[str]:
     """The script lines that run ``test`` in ``image``: module loads, then the (MPI-launched) container command."""
     rt = _runtime(cluster)
     opts = ExecOptions(
-        gpu_flag=cluster.runtime.gpu_flag if test.gpu else None,
+        gpu=cluster.runtime.gpu if test.gpu else None,
         binds=[*cluster.runtime.binds, *test.binds],
         cleanenv=cluster.runtime.cleanenv,
         env=test.env,
+        exec_args=cluster.runtime.type_exec_args,
     )
     try:
         argv = test.argv
