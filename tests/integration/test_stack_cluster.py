@@ -164,7 +164,8 @@ def final_state(ssh: Any, job: str) -> tuple[str, str]:
 
 def output(ssh: Any, workdir: str, job: str) -> str:
     with ssh.open_sftp() as sftp, sftp.open(f"{workdir}/{job}.out") as f:
-        return f.read().decode()
+        data: bytes = f.read()
+    return data.decode()
 
 
 def docker_archive(marker: str) -> bytes:
