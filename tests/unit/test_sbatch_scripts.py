@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from hpcci.backends import scheduler as slurm
+from hpcci.backends.schedulers import slurm
 from hpcci.config import Cluster, Pipeline, load_cluster
 from hpcci.errors import ConfigError
-from hpcci.stages.deploy import ImageSource, Paths, plan_cluster
+from hpcci.stages.paths import Paths
+from hpcci.stages.plan import plan_cluster
+from hpcci.stages.sources import ImageSource
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = Paths("/scratch/u/hpcci", "/scratch/u/hpcci/images", "/scratch/u/tmp", "/scratch/u/hpcci/runs/r1")
@@ -37,7 +39,7 @@ def pipeline(*tests: dict[str, Any]) -> Pipeline:
 
 def scripts(pipe: Pipeline, cluster: Cluster | None = None) -> dict[str, str]:
     source = ImageSource("linux/amd64", DIGEST, local_tar="/tmp/x.tar")
-    plan = plan_cluster(pipe, cluster or local_cluster(), {"linux/amd64": source}, PATHS, "r1")
+    plan = plan_cluster(pipe, cluster or local_cluster(), {"linux/amd64": source}, PATHS, "r1", slurm)
     return {t.test.name: t.script for t in plan.tests}
 
 
