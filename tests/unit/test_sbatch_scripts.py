@@ -206,3 +206,10 @@ def test_a_missing_template_names_the_setting(tmp_path: Path) -> None:
 def test_a_command_with_an_unbalanced_quote_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="balance its quotes or write it as a list"):
         scripts(pipeline({"name": "q", "command": "echo 'oops"}))
+
+
+@pytest.mark.parametrize(("name", "runtime"), [("frontera", "apptainer"), ("stampede2", "singularity")])
+def test_tacc_clusters_launch_mpi_containers_with_ibrun(name: str, runtime: str) -> None:
+    test = {"name": "mpi", "command": "hello", "mpi": True, "resources": {"tasks": 4, "nodes": 2}}
+    cluster = load_cluster(ROOT / "cluster-configs" / f"{name}.yaml")
+    assert body_lines(scripts(pipeline(test), cluster)["mpi"])[-1].startswith(f"ibrun {runtime} exec")
