@@ -105,7 +105,7 @@ def deploy_cluster(
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
     from hpcci.backends.remote import SSHRemote
-    from hpcci.backends.schedulers import scheduler_for
+    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages import deploy as stage
 
     def info(msg: str) -> None:
@@ -116,7 +116,7 @@ def deploy_cluster(
     )
     try:
         return stage.deploy_cluster(
-            pipe, cluster, sources, remote, scheduler_for(cluster.scheduler.type), presign=presigner(pipe, log),
+            pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
             run_id=run_id, deadline=deadline,
             deadline_text=deadline_text, stop=stop, info=info, mask=log.mask,
         )  # fmt: skip
@@ -279,7 +279,7 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.backends.schedulers import scheduler_for
+    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages.paths import unresolved_paths
     from hpcci.stages.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
@@ -298,7 +298,7 @@ def plan_section(ctx: common.PlanContext) -> str:
         sources = dict(published)
         for platform in platforms_needed(pipe, cluster):
             sources.setdefault(platform, ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar"))
-        scheduler = scheduler_for(cluster.scheduler.type)
+        scheduler = SCHEDULERS[cluster.scheduler.type]
         try:
             plan = plan_cluster(
                 pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler

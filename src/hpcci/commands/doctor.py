@@ -108,12 +108,12 @@ def _last_line(text: str) -> str:
 def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     from hpcci.backends.launchers import probe_argv
     from hpcci.backends.runtime import runtime_for
-    from hpcci.backends.schedulers import scheduler_for
+    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.shell import parse_env0
     from hpcci.stages.paths import needed_variables, resolve_paths
 
     checks: list[Check] = []
-    scheduler = scheduler_for(cluster.scheduler.type)
+    scheduler = SCHEDULERS[cluster.scheduler.type]
     base = list(cluster.modules)
     ok, out = _run(remote, [["env", "-0"]], base)
     paths = None

@@ -25,8 +25,6 @@ class Scheduler(Protocol):
 
     def render_script(self, spec: JobSpec, template: str | None = None) -> str: ...
 
-    def default_template(self) -> str: ...
-
     def submit_argv(self, script: str, dependency: Sequence[str] = ()) -> list[str]: ...
 
     def parse_submit(self, stdout: str) -> str: ...
@@ -59,7 +57,3 @@ class Scheduler(Protocol):
 
 
 SCHEDULERS: dict[SchedulerName, Scheduler] = {"slurm": slurm}
-
-
-def scheduler_for(name: SchedulerName) -> Scheduler:
-    return SCHEDULERS[name]

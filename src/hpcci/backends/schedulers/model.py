@@ -7,8 +7,8 @@ sentence a person understands; stages and reports read only these, never a sched
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Literal
 
@@ -19,7 +19,6 @@ from hpcci.errors import ConfigError
 Status = Literal[
     "pending", "running", "completed", "failed", "timeout", "cancelled", "oom", "infra", "unknown"
 ]
-ACTIVE: frozenset[Status] = frozenset({"pending", "running"})
 FINAL: frozenset[Status] = frozenset({"completed", "failed", "timeout", "cancelled", "oom", "infra"})
 
 
@@ -101,7 +100,6 @@ class JobSpec:
     extra: Sequence[str] = ()  # further scheduler directives, as the scheduler writes them
     body: Sequence[str] = ()
     comment: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def packaged_template(name: str) -> str:
