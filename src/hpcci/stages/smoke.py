@@ -1,10 +1,10 @@
 """Smoke tests: follow the submitted jobs to their end and judge each one.
 
-Following polls every job of a deploy with ONE queue call per round (then one history call for the jobs that
-left the queue, for their exit codes: squeue then sacct on Slurm), at an interval that starts short and backs off with jitter, tolerating a
-few failed calls (sacct is briefly unavailable after a slurmctld restart); the interval starts over whenever a
-job changes state (a job that just started may end soon). A deadline or a stop request
-(SIGTERM/SIGINT) cancels what is still queued or running, and the result says so. A job stuck PENDING for a
+Following polls every job of a deploy with ONE queue call per round (then one history call for the jobs that left
+the queue, for their exit codes: squeue then sacct on Slurm), at an interval that starts short and backs off with
+jitter, tolerating a few failed calls (sacct is briefly unavailable after a slurmctld restart); the interval starts
+over whenever a job changes state (a job that just started may end soon). A deadline or a stop request
+(SIGTERM/SIGINT) cancels what is still queued or running, and the result says so. A job stuck pending for a
 reason that never clears (an invalid account) is cancelled at once.
 
 Judging (``judge``, the one place a verdict is decided) keeps the scheduler's meaning: exit code and expected output
@@ -74,7 +74,7 @@ def follow(
     deadline_text: str = "",
     unknown_rounds: int = 5,
 ) -> Followed:
-    """Poll until every job ended, the deadline passed, or ``stop`` is set (then scancel what is left)."""
+    """Poll until every job ended, the deadline passed, or ``stop`` is set (then cancel what is left)."""
     stop = stop or threading.Event()
     wait = sleep or stop.wait
     active = list(dict.fromkeys(job_ids))
@@ -145,7 +145,8 @@ def follow(
 def _cancel(jobs: JobQuery, ids: list[str], out: Followed, why: str, info: Callable[[str], None]) -> None:
     ok = jobs.cancel(ids)
     info(
-        f"scancel {' '.join(ids)}: {why}" + ("" if ok else " (scancel failed: the jobs may still be queued)")
+        f"cancel {' '.join(ids)}: {why}"
+        + ("" if ok else " (the cancel failed: the jobs may still be queued)")
     )
     for j in ids:
         last = out.states.get(j, pending(j))
