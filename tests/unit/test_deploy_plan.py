@@ -134,8 +134,10 @@ def test_sha256sum_output_is_parsed() -> None:
     assert parse_sha256sum("sha256sum: /s/x.tar: No such file or directory\n") is None
 
 
-def _docker_save_tar(path: Path, arch: str) -> str:
-    config = json.dumps({"architecture": arch, "os": "linux"}).encode()
+def _docker_save_tar(path: Path, arch: str, variant: str | None = None) -> str:
+    config = json.dumps(
+        {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
+    ).encode()
     hexd = "9f" * 32
     with tarfile.open(path, "w") as tar:
         for name, data in [
@@ -154,6 +156,13 @@ def _docker_save_tar(path: Path, arch: str) -> str:
 def test_a_docker_save_tar_gives_its_image_id_and_platform(tmp_path: Path) -> None:
     hexd = _docker_save_tar(tmp_path / "x.tar", "arm64")
     assert docker_archive_info(tmp_path / "x.tar") == (f"sha256:{hexd}", "linux/arm64")
+
+
+def test_an_arm64_v8_tar_is_the_linux_arm64_platform_but_arm_keeps_its_variant(tmp_path: Path) -> None:
+    _docker_save_tar(tmp_path / "a.tar", "arm64", "v8")
+    _docker_save_tar(tmp_path / "b.tar", "arm", "v7")
+    assert docker_archive_info(tmp_path / "a.tar")[1] == "linux/arm64"
+    assert docker_archive_info(tmp_path / "b.tar")[1] == "linux/arm/v7"
 
 
 def test_a_file_that_is_not_a_docker_archive_says_how_to_make_one(tmp_path: Path) -> None:

@@ -77,5 +77,9 @@ def docker_archive_info(path: Path) -> tuple[str, str]:
         raise UsageError(f"{path}: manifest.json names no config digest; make the tar with `docker save`")
     arch = str(config.get("architecture", "amd64"))
     variant = config.get("variant")
+    if arch == "arm64" and variant == "v8":
+        variant = (
+            None  # arm64's only variant: linux/arm64/v8 is linux/arm64 (as the OCI image index writes it)
+        )
     platform = f"linux/{arch}" + (f"/{variant}" if variant else "")
     return f"sha256:{hexdigest.group(0)}", platform
