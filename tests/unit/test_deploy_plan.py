@@ -51,6 +51,7 @@ def test_registry_only_publication_is_pulled_by_the_runtime() -> None:
     assert sources["linux/amd64"].registry_ref == f"127.0.0.1:5000/org/fib@{DIGEST}"
     image = plan_cluster(pipeline(FIB), local_cluster(), sources, PATHS, "r1", slurm).images["linux/amd64"]
     assert image.staging == "registry"
+    assert image.convert is not None
     assert f"docker://127.0.0.1:5000/org/fib@{DIGEST}" in image.convert.argv[2]
 
 
@@ -72,6 +73,7 @@ def test_the_converted_image_is_cached_by_digest_and_written_under_a_temporary_n
     assert one.image == two.image == f"{PATHS.cache}/{KEY}.sif"
     assert one.image_tmp != two.image_tmp and one.tar_tmp != two.tar_tmp
     assert one.cached.argv == ["test", "-s", one.image]
+    assert one.convert is not None
     script = one.convert.argv[2].splitlines()
     assert script[:2] == ["set -e -o pipefail", "module load apptainer"]
     assert f"apptainer build --force {one.image_tmp} docker-archive://{one.tar}" in script[3]
@@ -183,6 +185,7 @@ def test_registry_credentials_reach_the_runtime_through_a_private_file_never_arg
     image = plan_cluster(pipe, local_cluster(), sources, PATHS, "r1", slurm).images["linux/amd64"]
     creds = image.registry_creds_file
     assert creds is not None and creds.startswith(PATHS.run_dir)
+    assert image.convert is not None
     lines = image.convert.argv[2].splitlines()
     assert lines[3:7] == ["set -a", f". {creds}", "set +a", f"rm -f -- {creds}"]
     assert "apptainer pull --force --nohttps" in lines[7]

@@ -7,10 +7,12 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
 from hpcci.process import Completed
+from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer
 from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
 from hpcci.stages.sources import ImageSource
@@ -76,7 +78,8 @@ class RecordingRemote:
         if argv[:2] == ["test", "-s"]:
             return Completed(tuple(argv), 1, "", "")  # no image cached
         uploaded = argv[0] == "sha256sum" and argv[-1].endswith(".tar.part")
-        out = f"{SHA}  {argv[-1]}\n" if uploaded else "4242\n" if "sbatch" in argv[-1] else ""
+        pulled = "curl" in argv[-1]  # curl | tee | sha256sum
+        out = f"{SHA}  -\n" if uploaded or pulled else "4242\n" if "sbatch" in argv[-1] else ""
         return Completed(tuple(argv), 0, out, "")
 
     def put(self, local: Path, remote: str, **kw: object) -> None:
@@ -95,16 +98,33 @@ def expected(plan: ClusterPlan) -> list[list[str]]:
         elif isinstance(step, Upload):
             out.append(["put", step.local, step.remote])
         elif isinstance(step, Submit):
-            out += [["write", step.script.path, step.script.text], ["run", *step.argv()]]
+            after = ["4242"] if step.after else []  # the conversion job's id, known once it is submitted
+            out += [["write", step.script.path, step.script.text], ["run", *step.argv(after)]]
     return out
 
 
-def test_deploy_runs_exactly_the_steps_plan_prints() -> None:
-    source = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/tmp/fib.tar")
+S3 = S3Object("hpcci", "fib/linux-amd64.tar", 100, SHA, "linux/amd64", DIGEST, "http://s3:8080")
+
+
+@pytest.mark.parametrize(
+    ("source", "settings"),
+    [
+        (ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/tmp/fib.tar"), {}),
+        (ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, s3=S3), {}),
+        (
+            ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/tmp/fib.tar"),
+            {"runtime.convert_on": "compute"},
+        ),
+    ],
+    ids=["sftp", "s3", "convert-on-compute"],
+)
+def test_deploy_runs_exactly_the_steps_plan_prints(source: ImageSource, settings: dict[str, str]) -> None:
+    cluster = local_cluster(**settings)
     pipe = pipeline(FIB, {**FIB, "name": "two"})
-    plan = plan_cluster(pipe, local_cluster(), {"linux/amd64": source}, PATHS, "r1", slurm)
+    plan = plan_cluster(pipe, cluster, {"linux/amd64": source}, PATHS, "r1", slurm)
     remote = RecordingRemote()
-    deployer = Deployer(pipe, local_cluster(), remote, slurm, run_id="r1", info=lambda _m: None)  # type: ignore[arg-type]
+    deployer = Deployer(pipe, cluster, remote, slurm, run_id="r1", info=lambda _m: None,  # type: ignore[arg-type]
+                        presign=lambda _obj, _endpoint: "http://s3:8080/hpcci/fib?X-Amz-Signature=x")  # fmt: skip
     deployer.setup(plan)
     staged = {p: deployer.stage_image(image) for p, image in plan.images.items()}
     jobs, refused = deployer.submit_tests(plan, staged)

@@ -6,13 +6,13 @@ import pytest
 
 from hpcci import conclusions as C
 from hpcci import records
-from hpcci.records import ClusterResult, Results
+from hpcci.records import ClusterResult, Results, Verdict
 from hpcci.records import TestResult as SmokeResult
 
 
 def result(
     name: str = "fib",
-    verdict: str = "pass",
+    verdict: Verdict = "pass",
     state: str = "COMPLETED",
     exit_code: int | None = 0,
     reason: str = "",
@@ -78,7 +78,8 @@ def test_cluster_failures_are_neutral_with_the_reason(state: str) -> None:
 
 
 def test_a_verdict_this_version_does_not_know_is_a_failure_whatever_the_state() -> None:
-    assert C.test_conclusion(result("a", "weird", "NODE_FAIL", None)) == "failure"
+    from_another_version = result("a", "weird", "NODE_FAIL", None)  # type: ignore[arg-type]
+    assert C.test_conclusion(from_another_version) == "failure"
 
 
 def test_every_verdict_has_a_conclusion_and_a_label() -> None:

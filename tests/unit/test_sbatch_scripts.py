@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import Cluster, Pipeline, load_cluster
 from hpcci.errors import ConfigError
 from hpcci.stages.paths import Paths
@@ -146,7 +147,7 @@ def test_test_commands_are_quoted_into_the_script() -> None:
 
 
 def test_a_user_template_replaces_the_default() -> None:
-    spec = slurm.JobSpec(job_name="j", output="o", body=["echo hi"])
+    spec = JobSpec(job_name="j", output="o", body=["echo hi"])
     text = slurm.render_script(spec, "#!/bin/sh\n$directives\n# site prologue\n$body\n# cost: $$5\n")
     assert (
         text == "#!/bin/sh\n#SBATCH --job-name=j\n#SBATCH --output=o\n#SBATCH --nodes=1\n#SBATCH --ntasks=1\n"
@@ -156,12 +157,12 @@ def test_a_user_template_replaces_the_default() -> None:
 
 def test_a_template_with_an_unknown_placeholder_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"\$directives, \$body"):
-        slurm.render_script(slurm.JobSpec(job_name="j", output="o"), "$directives $nope")
+        slurm.render_script(JobSpec(job_name="j", output="o"), "$directives $nope")
 
 
 def test_a_directive_with_a_line_break_is_refused() -> None:
     with pytest.raises(ConfigError, match="line break"):
-        slurm.directives(slurm.JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
+        slurm.directives(JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
 
 
 def test_the_default_template_ships_with_the_package() -> None:
