@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ class Script:
         return True
 
 
-def st(job: str, state: str, **kw: object) -> JobState:
+def st(job: str, state: str, **kw: Any) -> JobState:
     return slurm.job(job, state, **kw)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from hpcci.backends.schedulers.model import JobSpec, JobState, Status, packaged_template, render_template
 from hpcci.errors import ConfigError, SchedulerError
@@ -187,18 +188,16 @@ def slurm_time_seconds(text: str) -> float | None:
     return int(days or 0) * 86400 + sum(n * w for n, w in zip(numbers, weights, strict=False))
 
 
-def job(job_id: str, state: str, **fields: object) -> JobState:
-    """A JobState for a Slurm state word: hpcci's status, Slurm's sentence, and whether a pending reason clears."""
-    reason = str(fields.get("reason", ""))
-    what = pending_sentence(reason) if state == PENDING else _STATE_SENTENCES.get(state, "")
+def job(job_id: str, state: str, reason: str = "", **seen: Any) -> JobState:
+    """A JobState for a Slurm state word: hpcci's status, Slurm's sentence, and whether a pending reason clears.
+
+    ``seen``: the other JobState fields the output gave (exit_code, signal, elapsed_s, nodes, cancelled_by).
+    """
+    pending = state == PENDING
+    what = pending_sentence(reason) if pending else _STATE_SENTENCES.get(state, "")
+    hopeless, needs_fix = pending and is_hopeless(reason), pending and needs_action(reason)
     return JobState(
-        job_id,
-        state,
-        status(state),
-        what,
-        hopeless=state == PENDING and is_hopeless(reason),
-        needs_fix=state == PENDING and needs_action(reason),
-        **fields,  # type: ignore[arg-type]
+        job_id, state, status(state), what, reason=reason, hopeless=hopeless, needs_fix=needs_fix, **seen
     )
 
 
