@@ -173,9 +173,12 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     from deploy_support import cluster_config, make_project
 
     from hpcci.backends.remote import SSHRemote
+    from hpcci.backends.schedulers import slurm
+    from hpcci.backends.schedulers.jobs import RemoteJobs
     from hpcci.config_load import load_cluster, load_pipeline
     from hpcci.stages import smoke
-    from hpcci.stages.deploy import Deployer, ImageSource, docker_archive_info
+    from hpcci.stages.execute import Deployer
+    from hpcci.stages.sources import ImageSource, docker_archive_info
 
     tests = [{"name": f"t{i}", "command": ["python3", "-c", f"import time; time.sleep({2 + i}); print(repr(time.time()))"]}
              for i in range(jobs)]  # fmt: skip
@@ -186,12 +189,13 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     sha = hashlib.sha256(tar.read_bytes()).hexdigest()
     src = {platform: ImageSource(platform, digest, tar_sha256=sha, local_tar=str(tar))}
     remote = SSHRemote(cluster.name, cluster.login)
-    d = Deployer(pipe, cluster, remote, info=lambda m: None, run_id=f"bench-{RUN}")
+    d = Deployer(pipe, cluster, remote, slurm, info=lambda m: None, run_id=f"bench-{RUN}")
     plan = d.plan(src)
-    staged = {p: d.stage_image(plan, i) for p, i in plan.images.items()}
+    d.setup(plan)
+    staged = {p: d.stage_image(i) for p, i in plan.images.items()}
     submitted, _ = d.submit_tests(plan, staged)
     clock_offset = time.time() - time.monotonic()
-    out = smoke.follow(smoke.SlurmJobs(remote, plan.modules), list(submitted.values()), poll=cluster.scheduler.poll,
+    out = smoke.follow(RemoteJobs(remote, slurm, plan.modules), list(submitted.values()), poll=cluster.scheduler.poll,
                        deadline=time.monotonic() + 600, info=lambda m: None)  # fmt: skip
     lags = []
     for job in plan.tests:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hpcci.records import ClusterResult, Results, TestResult
+from hpcci.records import ClusterResult, Results, TestResult, Verdict
 
 MAX_OUTPUT_CHARS = 65535  # output.summary and output.text
 MAX_TITLE_CHARS = 255  # annotation title (GitHub's prose limit)
@@ -24,18 +24,17 @@ TAIL_LINES = 40  # lines of a failing test's output shown in the check run text
 # Check-run conclusions, most severe first: a cluster's conclusion is its most severe test's.
 SEVERITY = ("failure", "timed_out", "action_required", "cancelled", "neutral", "skipped", "success")
 
-# Test verdicts (records.TestResult.verdict) -> check-run conclusion.
-VERDICT_CONCLUSION = {
+# Test verdicts (records.Verdict) -> check-run conclusion: the only thing a conclusion is derived from.
+VERDICT_CONCLUSION: dict[Verdict, str] = {
     "pass": "success",
     "fail": "failure",
     "error": "failure",
     "timed_out": "timed_out",
     "cancelled": "cancelled",
-    "infra": "neutral",  # NODE_FAIL, PREEMPTED, BOOT_FAIL: the cluster failed, not the code
-    "action_required": "action_required",  # stuck PENDING on an invalid account, partition or QOS
+    "infra": "neutral",  # node failure, preemption: the cluster failed, not the code
+    "action_required": "action_required",  # stuck pending on an invalid account, partition or QOS
     "skipped": "skipped",
 }
-INFRA_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REVOKED"})
 
 # Check-run conclusion -> commit status state (the fallback where check runs cannot be written).
 STATUS_STATE = {
@@ -48,7 +47,7 @@ STATUS_STATE = {
     "action_required": "error",
 }
 
-VERDICT_LABEL = {
+VERDICT_LABEL: dict[Verdict, str] = {
     "pass": "✅ pass",
     "fail": "❌ fail",
     "error": "❌ error",
@@ -58,22 +57,14 @@ VERDICT_LABEL = {
     "action_required": "🔧 action required",
     "skipped": "⏭️ skipped",
 }
-FAILING_VERDICTS = frozenset({"fail", "error", "timed_out", "cancelled", "infra", "action_required"})
+PASSING_VERDICTS: frozenset[str] = frozenset({"pass", "skipped"})
 
 T = TypeVar("T")
 
 
 def test_conclusion(t: TestResult) -> str:
-    """One test's conclusion, from its verdict (and its Slurm state when the verdict is unknown)."""
-    if t.verdict == "cancelled" and "can never start" in t.reason:
-        return "action_required"  # the deploy cancelled a job stuck on an invalid account/partition/QOS
-    if t.verdict in VERDICT_CONCLUSION:
-        return VERDICT_CONCLUSION[t.verdict]
-    if t.state == "TIMEOUT":
-        return "timed_out"
-    if t.state in INFRA_STATES:
-        return "neutral"
-    return "failure"
+    """One test's conclusion, from its verdict alone; a verdict this version does not know never passes."""
+    return VERDICT_CONCLUSION.get(t.verdict, "failure")
 
 
 @dataclass(frozen=True)
@@ -147,9 +138,7 @@ TABLE_HEADER = (
 
 
 def label(t: TestResult) -> str:
-    """The verdict as the table shows it (a job stuck on a config problem reads 'action required')."""
-    if test_conclusion(t) == "action_required":
-        return VERDICT_LABEL["action_required"]
+    """The verdict as the table shows it."""
     return VERDICT_LABEL.get(t.verdict, t.verdict)
 
 
@@ -240,7 +229,7 @@ def tail_lines(text: str, n: int = TAIL_LINES) -> str:
 
 
 def failing(cr: ClusterResult) -> list[TestResult]:
-    return [t for t in cr.tests if t.verdict in FAILING_VERDICTS or t.verdict not in VERDICT_CONCLUSION]
+    return [t for t in cr.tests if t.verdict not in PASSING_VERDICTS]
 
 
 def text(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str | None:
@@ -328,12 +317,6 @@ def missing_annotations(
 
 
 # -- across clusters ------------------------------------------------------------------------------------------------
-
-
-def status_description(c: Conclusion, t: str) -> str:
-    """A commit status's description (at most 140 characters)."""
-    d = f"{t}: {c.conclusion.replace('_', ' ')}"
-    return d if len(d) <= MAX_STATUS_DESCRIPTION else d[: MAX_STATUS_DESCRIPTION - 1] + "…"
 
 
 def step_summary(

@@ -11,37 +11,31 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
+from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import GpuKind, RuntimeName
+from hpcci.backends.schedulers import SchedulerName
+from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.errors import ConfigError
 from hpcci.platforms import PLATFORMS
 
 # -- value types ----------------------------------------------------------------------------------------------
 
-_SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
-
 
 def _slurm_time(v: str) -> str:
-    if not _SLURM_TIME.match(v):
+    if "." in v or slurm_time_seconds(v) is None:
         raise ValueError(
             f"{v!r} is not a Slurm time: write MM, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. '00:10:00' for ten minutes)"
         )
     return v
-
-
-def slurm_time_seconds(v: str) -> int:
-    """'1-02:03:04' -> seconds. Slurm reads 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS'."""
-    days, _, rest = v.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if days:
-        h, m, s = (parts + [0, 0])[:3]
-        return int(days) * 86400 + h * 3600 + m * 60 + s
-    if len(parts) == 1:
-        return parts[0] * 60
-    if len(parts) == 2:
-        return parts[0] * 60 + parts[1]
-    return parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 def _platform(v: str) -> str:
@@ -268,7 +262,7 @@ class PollConfig(_Model):
 
 
 class SchedulerConfig(_Model):
-    type: Literal["slurm"] = "slurm"
+    type: SchedulerName = "slurm"
     account: str | None = None
     reservation: str | None = None
     qos: str | None = None
@@ -316,9 +310,20 @@ class PathsConfig(_Model):
 
 
 class MpiConfig(_Model):
-    launcher: Literal["mpirun", "mpiexec", "srun"] = "mpirun"
+    launcher: LauncherName = Field(
+        "mpirun", description="How MPI tests start: mpirun, mpiexec, srun or ibrun"
+    )
+    plugin: str | None = Field(
+        None, pattern=r"^[a-z0-9_]+$", description="srun's PMI plugin (--mpi=PLUGIN), e.g. pmix or pmi2"
+    )
     modules: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _plugin_is_sruns(self) -> MpiConfig:
+        if self.plugin and self.launcher != "srun":
+            raise ValueError(f"plugin {self.plugin!r} is srun's option; remove it or set launcher: srun")
+        return self
 
 
 class StagingConfig(_Model):

@@ -13,12 +13,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from hpcci.errors import UsageError
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
+
+# A test's verdict, decided in one place (stages.smoke.judge); check-run conclusions derive from it alone.
+Verdict = Literal["pass", "fail", "error", "timed_out", "cancelled", "infra", "action_required", "skipped"]
+VERDICTS: tuple[Verdict, ...] = typing.get_args(Verdict)
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,10 @@ class TestResult:
     test: str
     platform: str
     job_id: str | None
-    state: str  # Slurm state (COMPLETED, FAILED, TIMEOUT, ...) or NOT_RUN
-    exit_code: int | None
+    state: str  # the scheduler's state word (COMPLETED, FAILED, TIMEOUT, ...) or NOT_RUN
+    exit_code: int | None  # the program's own; None when it did not end by itself (timeout, cancelled, ...)
     elapsed_s: float | None
-    verdict: str  # pass | fail | error | timed_out | cancelled | infra | action_required | skipped
+    verdict: Verdict
     reason: str  # one sentence a person understands
     output_tail: str = ""
     source_file: str | None = None  # the hpcci.yaml that defines the test

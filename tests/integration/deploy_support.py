@@ -105,7 +105,7 @@ def make_project(root: Path, tests: list[dict[str, Any]], *, cluster: dict[str, 
                  deadline: str = "00:10:00", registry: dict[str, Any] | None = None) -> Project:  # fmt: skip
     (root / "cluster-configs").mkdir(parents=True, exist_ok=True)
     (root / "cluster-configs" / "local.yaml").write_text(yaml.safe_dump(cluster or cluster_config()))
-    pipeline = {
+    pipeline: dict[str, Any] = {
         "image": {"name": FIB_TAG.split(":")[0], "platforms": ["linux/amd64"]},
         "publish": {"s3": {"bucket": os.environ.get("HPCCI_S3_BUCKET", "hpcci"), "path_style": True,
                            "endpoint_url": os.environ.get("AWS_ENDPOINT_URL")}},

@@ -69,7 +69,7 @@ def project(tmp_path: Path, require: Callable[..., None]) -> Callable[..., Proje
 def big_run(fib_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Any]]:
     """One deploy with a passing, GPU, MPI, failing, timing-out and externally cancelled test."""
     cancel_name = unique("cancelme")
-    tests = [
+    tests: list[dict[str, Any]] = [
         FIB,
         {"name": "gpu", "gpu": True, "expect": {"output": "^gpu=0$"},
          "command": ["python3", "-c", "import os; print('gpu=' + os.environ.get('CUDA_VISIBLE_DEVICES', 'none'))"]},

@@ -15,7 +15,7 @@ import pytest
 
 from hpcci import cli, records
 from hpcci.backends.github import AppAuth, RestGitHub, RetryPolicy, TokenAuth
-from hpcci.records import ClusterResult, Results
+from hpcci.records import ClusterResult, Results, Verdict
 from hpcci.records import TestResult as SmokeResult
 from hpcci.stages.report import Reporter
 from hpcci.stages.report_outputs import Target
@@ -93,7 +93,7 @@ def reporter(env: dict[str, str], repo: str, log: Lines | None = None, **target:
 
 
 def smoke(
-    name: str, verdict: str = "pass", state_: str = "COMPLETED", code: int | None = 0, **kw: Any
+    name: str, verdict: Verdict = "pass", state_: str = "COMPLETED", code: int | None = 0, **kw: Any
 ) -> Any:
     return SmokeResult(
         cluster=kw.pop("cluster", "frontera"),

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hpcci import config, config_load
+from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,7 +154,7 @@ def test_test_lines_point_at_the_test(tmp_path: Path) -> None:
     [("30", 1800), ("05:30", 330), ("01:02:03", 3723), ("1-00", 86400), ("2-01:00:00", 176400)],
 )
 def test_slurm_time_forms(text: str, seconds: int) -> None:
-    assert config.slurm_time_seconds(text) == seconds
+    assert slurm_time_seconds(text) == seconds
 
 
 def test_secret_from_missing_env_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:

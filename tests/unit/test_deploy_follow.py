@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hpcci.backends import scheduler as slurm
-from hpcci.backends.scheduler import JobState
+from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers.jobs import RemoteJobs
+from hpcci.backends.schedulers.model import JobState
 from hpcci.config import PollConfig, SmokeTest
 from hpcci.errors import HpcciError, SchedulerError
 from hpcci.process import Completed
-from hpcci.stages.smoke import SlurmJobs, backoff, follow, judge
+from hpcci.stages.smoke import Circumstances, backoff, follow, judge
 
 DATA = Path(__file__).parent / "data" / "slurm"
 POLL = PollConfig(initial=1, max=8, max_failures=2)
@@ -52,8 +54,8 @@ class Script:
         return True
 
 
-def st(job: str, state: str, **kw: object) -> JobState:
-    return JobState(job, state, **kw)  # type: ignore[arg-type]
+def st(job: str, state: str, **kw: Any) -> JobState:
+    return slurm.job(job, state, **kw)
 
 
 def run(script: Script, ids: Sequence[str], *, deadline: float = 1000, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
@@ -123,9 +125,8 @@ def test_a_job_pending_for_an_invalid_account_is_cancelled_at_once() -> None:
 
 def test_a_job_stuck_on_an_invalid_account_needs_action_and_says_what_to_fix() -> None:
     out, _ = run(Script([{"1": st("1", slurm.PENDING, reason="InvalidAccount")}]), ["1"])
-    v = judge(
-        FIB, out.states["1"], "", cancelled_why=out.cancelled["1"], action_required=out.action_required["1"]
-    )
+    why = Circumstances(cancelled_why=out.cancelled["1"], action_required=out.action_required["1"])
+    v = judge(FIB, out.states["1"], "", why)
     assert v.verdict == "action_required"
     assert "fix scheduler.account in the cluster config" in v.reason and "hpcci cancelled it" in v.reason
     assert v.reason.count("account is invalid") == 1  # said once, not again as "(before that, ...)"
@@ -134,7 +135,7 @@ def test_a_job_stuck_on_an_invalid_account_needs_action_and_says_what_to_fix() -
 def test_a_job_whose_dependency_failed_is_cancelled_not_action_required() -> None:
     out, _ = run(Script([{"1": st("1", slurm.PENDING, reason="DependencyNeverSatisfied")}]), ["1"])
     assert "1" not in out.action_required
-    v = judge(FIB, out.states["1"], "", cancelled_why=out.cancelled["1"])
+    v = judge(FIB, out.states["1"], "", Circumstances(cancelled_why=out.cancelled["1"]))
     assert v.verdict == "cancelled"
 
 
@@ -149,7 +150,7 @@ def test_a_job_no_scheduler_knows_ends_as_unknown_after_a_few_rounds() -> None:
     assert out.states["1"].state == slurm.UNKNOWN
 
 
-# -- SlurmJobs: squeue then sacct, from real captured output ----------------------------------------------
+# -- RemoteJobs on Slurm: squeue then sacct, from real captured output ----------------------------------------------
 
 
 class CannedRemote:
@@ -177,7 +178,7 @@ def test_jobs_that_left_the_queue_get_their_exit_code_from_sacct() -> None:
         "squeue": ok((DATA / "squeue_mixed.txt").read_text()),
         "sacct": ok((DATA / "sacct_mixed.txt").read_text()),
     })  # fmt: skip
-    states = SlurmJobs(remote).query(["14", "15", "16"])  # type: ignore[arg-type]
+    states = RemoteJobs(remote, slurm).query(["14", "15", "16"])  # type: ignore[arg-type]
     assert states["15"].exit_code == 3 and states["16"].state == slurm.RUNNING
     assert "--jobs=14,15" in remote.commands[1]  # only the ended jobs are asked from sacct
 
@@ -187,14 +188,14 @@ def test_squeue_forgetting_every_job_falls_back_to_sacct() -> None:
         "squeue": Completed((), 1, "", (DATA / "squeue_invalid_job.stderr").read_text()),
         "sacct": ok("14|COMPLETED|0:0|00:00:01|None|vm\n"),
     })  # fmt: skip
-    assert SlurmJobs(remote).query(["14"])["14"].state == slurm.COMPLETED  # type: ignore[arg-type]
+    assert RemoteJobs(remote, slurm).query(["14"])["14"].state == slurm.COMPLETED  # type: ignore[arg-type]
 
 
 def test_sacct_lagging_behind_squeue_keeps_the_job_followed() -> None:
     remote = CannedRemote(
         {"squeue": ok("14|COMPLETED|None|0:00|vm\n"), "sacct": ok("14|RUNNING|0:0|00:00:01|None|vm\n")}
     )
-    assert SlurmJobs(remote).query(["14"])["14"].state == slurm.COMPLETING  # type: ignore[arg-type]
+    assert RemoteJobs(remote, slurm).query(["14"])["14"].status == "running"  # type: ignore[arg-type]
 
 
 def test_sacct_unavailable_is_a_transient_failure() -> None:
@@ -203,7 +204,7 @@ def test_sacct_unavailable_is_a_transient_failure() -> None:
         "sacct": Completed((), 1, "", "sacct: error: Problem talking to the database: Connection refused\n"),
     })  # fmt: skip
     with pytest.raises(HpcciError, match="Problem talking to the database") as e:
-        SlurmJobs(remote).query(["14"])  # type: ignore[arg-type]
+        RemoteJobs(remote, slurm).query(["14"])  # type: ignore[arg-type]
     assert e.value.transient
 
 
@@ -239,8 +240,25 @@ def test_an_expected_nonzero_exit_code_passes() -> None:
 
 
 def test_timeout_job_reports_timed_out() -> None:
-    v = judge(FIB, st("1", slurm.TIMEOUT, exit_code=0), "")
+    v = judge(FIB, st("1", slurm.TIMEOUT), "")
     assert v.verdict == "timed_out" and "time limit" in v.reason and "00:10:00" in v.reason
+
+
+def test_a_job_slurm_marks_failed_never_passes_even_with_exit_code_0() -> None:
+    failed = slurm.parse_history("7|FAILED|0:0|00:00:01|None|vm\n")["7"]  # a known Slurm pitfall
+    v = judge(FIB, failed, "55\n")
+    assert v.verdict == "fail" and "FAILED" in v.reason
+
+
+def test_a_timed_out_job_records_no_exit_code() -> None:
+    job = slurm.parse_history("8|TIMEOUT|0:0|00:10:01|None|vm\n")["8"]
+    assert job.status == "timeout" and job.exit_code is None
+
+
+def test_a_job_never_submitted_is_an_error_when_refused_and_skipped_otherwise() -> None:
+    assert judge(FIB, None, "", Circumstances(refused="Slurm refused it")).verdict == "error"
+    assert judge(FIB, None, "", Circumstances(cluster_error="unreachable")).reason == "not run: unreachable"
+    assert judge(FIB, None, "").verdict == "skipped"
 
 
 def test_job_cancelled_by_someone_else_reports_cancelled() -> None:
@@ -249,9 +267,8 @@ def test_job_cancelled_by_someone_else_reports_cancelled() -> None:
 
 
 def test_job_cancelled_by_hpcci_keeps_hpccis_reason() -> None:
-    v = judge(
-        FIB, st("1", slurm.CANCELLED), "", cancelled_why="the deploy deadline passed; hpcci cancelled the job"
-    )
+    why = Circumstances(cancelled_why="the deploy deadline passed; hpcci cancelled the job")
+    v = judge(FIB, st("1", slurm.CANCELLED), "", why)
     assert v == v.__class__("cancelled", "the deploy deadline passed; hpcci cancelled the job")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_record_with_unknown_field_is_refused() -> None:
 def test_results_pass_only_when_every_test_passes() -> None:
     r = sample_results()
     assert r.passed
-    failing = records.TestResult(**{**records.dataclasses.asdict(r.clusters[0].tests[0]), "verdict": "fail"})
+    failing = dataclasses.replace(r.clusters[0].tests[0], verdict="fail")
     bad = records.Results(image="x", clusters=[records.ClusterResult("local", "linux/amd64", [failing])])
     assert not bad.passed
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hpcci import conclusions as C
-from hpcci.records import ClusterResult, Results
+from hpcci import records
+from hpcci.records import ClusterResult, Results, Verdict
 from hpcci.records import TestResult as SmokeResult
 
 
 def result(
     name: str = "fib",
-    verdict: str = "pass",
+    verdict: Verdict = "pass",
     state: str = "COMPLETED",
     exit_code: int | None = 0,
     reason: str = "",
@@ -76,14 +77,19 @@ def test_cluster_failures_are_neutral_with_the_reason(state: str) -> None:
     assert "not the code" in c.reason and state in c.reason
 
 
-def test_infra_state_with_an_unknown_verdict_is_still_neutral() -> None:
-    assert C.test_conclusion(result("a", "weird", "NODE_FAIL", None)) == "neutral"
+def test_a_verdict_this_version_does_not_know_is_a_failure_whatever_the_state() -> None:
+    from_another_version = result("a", "weird", "NODE_FAIL", None)  # type: ignore[arg-type]
+    assert C.test_conclusion(from_another_version) == "failure"
+
+
+def test_every_verdict_has_a_conclusion_and_a_label() -> None:
+    assert set(C.VERDICT_CONCLUSION) == set(C.VERDICT_LABEL) == set(records.VERDICTS)
 
 
 def test_stuck_pending_on_invalid_account_requires_action() -> None:
     stuck = result(
         "a",
-        "cancelled",
+        "action_required",
         "CANCELLED",
         None,
         reason="the job can never start: the account is invalid; fix scheduler.account; hpcci cancelled it",
@@ -93,9 +99,17 @@ def test_stuck_pending_on_invalid_account_requires_action() -> None:
     assert "fix scheduler.account" in c.reason
 
 
+def test_a_job_cancelled_because_its_dependency_failed_is_cancelled_not_action_required() -> None:
+    reason = "the job can never start: the job it depends on failed; hpcci cancelled it instead of waiting"
+    assert (
+        C.conclude(cluster(result("a", "cancelled", "CANCELLED", None, reason=reason))).conclusion
+        == "cancelled"
+    )
+
+
 def test_a_job_stuck_on_the_config_reads_action_required_in_the_table() -> None:
     stuck = result(
-        "gpu", "cancelled", "CANCELLED", None, reason="the job can never start: fix scheduler.account"
+        "gpu", "action_required", "CANCELLED", None, reason="the job can never start: fix scheduler.account"
     )
     assert "| gpu | linux/amd64 | 4242 | CANCELLED | - | 12s | 🔧 action required |" in C.summary(
         cluster(stuck)

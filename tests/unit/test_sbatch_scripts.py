@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
-from hpcci.backends import scheduler as slurm
+from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import Cluster, Pipeline
 from hpcci.config_load import load_cluster
 from hpcci.errors import ConfigError
-from hpcci.stages.deploy import ImageSource, Paths, plan_cluster
+from hpcci.stages.paths import Paths
+from hpcci.stages.plan import plan_cluster
+from hpcci.stages.sources import ImageSource
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = Paths("/scratch/u/hpcci", "/scratch/u/hpcci/images", "/scratch/u/tmp", "/scratch/u/hpcci/runs/r1")
@@ -38,7 +41,7 @@ def pipeline(*tests: dict[str, Any]) -> Pipeline:
 
 def scripts(pipe: Pipeline, cluster: Cluster | None = None) -> dict[str, str]:
     source = ImageSource("linux/amd64", DIGEST, local_tar="/tmp/x.tar")
-    plan = plan_cluster(pipe, cluster or local_cluster(), {"linux/amd64": source}, PATHS, "r1")
+    plan = plan_cluster(pipe, cluster or local_cluster(), {"linux/amd64": source}, PATHS, "r1", slurm)
     return {t.test.name: t.script for t in plan.tests}
 
 
@@ -145,7 +148,7 @@ def test_test_commands_are_quoted_into_the_script() -> None:
 
 
 def test_a_user_template_replaces_the_default() -> None:
-    spec = slurm.JobSpec(job_name="j", output="o", body=["echo hi"])
+    spec = JobSpec(job_name="j", output="o", body=["echo hi"])
     text = slurm.render_script(spec, "#!/bin/sh\n$directives\n# site prologue\n$body\n# cost: $$5\n")
     assert (
         text == "#!/bin/sh\n#SBATCH --job-name=j\n#SBATCH --output=o\n#SBATCH --nodes=1\n#SBATCH --ntasks=1\n"
@@ -155,12 +158,12 @@ def test_a_user_template_replaces_the_default() -> None:
 
 def test_a_template_with_an_unknown_placeholder_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"\$directives, \$body"):
-        slurm.render_script(slurm.JobSpec(job_name="j", output="o"), "$directives $nope")
+        slurm.render_script(JobSpec(job_name="j", output="o"), "$directives $nope")
 
 
 def test_a_directive_with_a_line_break_is_refused() -> None:
     with pytest.raises(ConfigError, match="line break"):
-        slurm.directives(slurm.JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
+        slurm.directives(JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
 
 
 def test_the_default_template_ships_with_the_package() -> None:
@@ -205,3 +208,10 @@ def test_a_missing_template_names_the_setting(tmp_path: Path) -> None:
 def test_a_command_with_an_unbalanced_quote_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="balance its quotes or write it as a list"):
         scripts(pipeline({"name": "q", "command": "echo 'oops"}))
+
+
+@pytest.mark.parametrize(("name", "runtime"), [("frontera", "apptainer"), ("stampede2", "singularity")])
+def test_tacc_clusters_launch_mpi_containers_with_ibrun(name: str, runtime: str) -> None:
+    test = {"name": "mpi", "command": "hello", "mpi": True, "resources": {"tasks": 4, "nodes": 2}}
+    cluster = load_cluster(ROOT / "cluster-configs" / f"{name}.yaml")
+    assert body_lines(scripts(pipeline(test), cluster)["mpi"])[-1].startswith(f"ibrun {runtime} exec")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.backends import scheduler as slurm
-from hpcci.backends.scheduler import JobState
+from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers.model import JobState
 from hpcci.errors import SchedulerError
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -18,7 +18,7 @@ def read(name: str) -> str:
 
 
 def test_squeue_output_gives_each_jobs_state_and_pending_reason() -> None:
-    jobs = slurm.parse_squeue(read("squeue_mixed.txt"))
+    jobs = slurm.parse_queue(read("squeue_mixed.txt"))
     assert jobs["14"].state == slurm.COMPLETED
     assert jobs["15"].state == slurm.FAILED
     assert jobs["16"].state == slurm.RUNNING and jobs["16"].elapsed_s == 5 and jobs["16"].nodes == "vm"
@@ -28,8 +28,8 @@ def test_squeue_output_gives_each_jobs_state_and_pending_reason() -> None:
 
 
 def test_sacct_output_gives_exit_codes_and_who_cancelled() -> None:
-    jobs = slurm.parse_sacct(read("sacct_mixed.txt"))
-    assert jobs["14"] == JobState("14", slurm.COMPLETED, exit_code=0, elapsed_s=0.0, nodes="vm")
+    jobs = slurm.parse_history(read("sacct_mixed.txt"))
+    assert jobs["14"] == slurm.job("14", slurm.COMPLETED, exit_code=0, elapsed_s=0.0, nodes="vm")
     assert jobs["15"].state == slurm.FAILED and jobs["15"].exit_code == 3 and jobs["15"].signal is None
     assert jobs["17"].state == slurm.CANCELLED and jobs["17"].cancelled_by == "1001"
     assert jobs["19"].nodes == ""  # 'None assigned'
@@ -40,44 +40,41 @@ def test_sacct_job_steps_are_left_out() -> None:
     text = (
         "42|FAILED|1:0|00:00:02|None|vm\n42.batch|FAILED|1:0|00:00:02||vm\n42.0|COMPLETED|0:0|00:00:01||vm\n"
     )
-    assert list(slurm.parse_sacct(text)) == ["42"]
+    assert list(slurm.parse_history(text)) == ["42"]
 
 
 def test_sacct_signal_is_kept_apart_from_exit_code() -> None:
-    job = slurm.parse_sacct("7|FAILED|0:9|00:00:01|None|vm\n")["7"]
+    job = slurm.parse_history("7|FAILED|0:9|00:00:01|None|vm\n")["7"]
     assert job.signal == 9
     assert job.sentence() == "the job was killed by signal 9"
 
 
-def test_states_have_predicates() -> None:
-    assert slurm.is_final(slurm.TIMEOUT) and not slurm.is_active(slurm.TIMEOUT)
-    assert slurm.is_active(slurm.PENDING) and not slurm.is_final(slurm.PENDING)
-    assert slurm.is_active(slurm.COMPLETING)
-    assert (
-        slurm.is_infra(slurm.NODE_FAIL)
-        and slurm.is_infra(slurm.BOOT_FAIL)
-        and slurm.is_infra(slurm.PREEMPTED)
-    )
-    assert not slurm.is_infra(slurm.FAILED)
+def test_slurm_states_map_onto_hpccis_state_model() -> None:
+    assert slurm.status(slurm.TIMEOUT) == slurm.status(slurm.DEADLINE) == "timeout"
+    assert slurm.status(slurm.PENDING) == "pending" and slurm.status(slurm.COMPLETING) == "running"
+    assert {slurm.status(s) for s in (slurm.NODE_FAIL, slurm.BOOT_FAIL, slurm.PREEMPTED)} == {"infra"}
+    assert slurm.status(slurm.FAILED) == "failed" and slurm.status(slurm.OUT_OF_MEMORY) == "oom"
+    assert slurm.status("SOMETHING_NEW") == "unknown"
+    assert slurm.job("1", slurm.TIMEOUT).final and not slurm.job("1", slurm.PENDING).final
 
 
 @pytest.mark.parametrize(
     ("state", "words"),
     [
-        (JobState("1", slurm.FAILED, exit_code=3), "failed with exit code 3"),
-        (JobState("1", slurm.TIMEOUT), "hit its time limit"),
-        (JobState("1", slurm.OUT_OF_MEMORY), "ran out of memory"),
-        (JobState("1", slurm.NODE_FAIL), "node failed"),
-        (JobState("1", slurm.PREEMPTED), "preempted"),
-        (JobState("1", slurm.BOOT_FAIL), "failed to boot"),
-        (JobState("1", slurm.DEADLINE), "deadline"),
-        (JobState("1", slurm.CANCELLED, cancelled_by="1001"), "cancelled (by uid 1001)"),
+        (slurm.job("1", slurm.FAILED, exit_code=3), "failed with exit code 3"),
+        (slurm.job("1", slurm.TIMEOUT), "hit its time limit"),
+        (slurm.job("1", slurm.OUT_OF_MEMORY), "ran out of memory"),
+        (slurm.job("1", slurm.NODE_FAIL), "node failed"),
+        (slurm.job("1", slurm.PREEMPTED), "preempted"),
+        (slurm.job("1", slurm.BOOT_FAIL), "failed to boot"),
+        (slurm.job("1", slurm.DEADLINE), "deadline"),
+        (slurm.job("1", slurm.CANCELLED, cancelled_by="1001"), "cancelled (by uid 1001)"),
         (
-            JobState("1", slurm.PENDING, reason="ReqNodeNotAvail, UnavailableNodes:vm"),
+            slurm.job("1", slurm.PENDING, reason="ReqNodeNotAvail, UnavailableNodes:vm"),
             "nodes that are not available",
         ),
-        (JobState("1", slurm.PENDING, reason="InvalidAccount"), "account is invalid"),
-        (JobState("1", slurm.PENDING, reason="SomethingNew"), "Slurm reason: SomethingNew"),
+        (slurm.job("1", slurm.PENDING, reason="InvalidAccount"), "account is invalid"),
+        (slurm.job("1", slurm.PENDING, reason="SomethingNew"), "Slurm reason: SomethingNew"),
     ],
 )
 def test_every_state_reads_as_a_sentence(state: JobState, words: str) -> None:
@@ -93,59 +90,59 @@ def test_reasons_that_never_clear_are_hopeless() -> None:
 
 
 def test_sbatch_parsable_output_gives_the_job_id() -> None:
-    assert slurm.parse_sbatch("1234\n") == "1234"
-    assert slurm.parse_sbatch("1234;cluster2\n") == "1234"
+    assert slurm.parse_submit("1234\n") == "1234"
+    assert slurm.parse_submit("1234;cluster2\n") == "1234"
 
 
 def test_sbatch_without_a_job_id_is_an_error() -> None:
     with pytest.raises(SchedulerError, match="did not print a job id"):
-        slurm.parse_sbatch("Submitted batch job\n")
+        slurm.parse_submit("Submitted batch job\n")
 
 
 def test_sbatch_refusing_a_partition_says_what_to_fix() -> None:
-    text = slurm.sbatch_refusal(read("sbatch_bad_partition.stderr"))
+    text = slurm.submit_refusal(read("sbatch_bad_partition.stderr"))
     assert "Invalid partition name specified" in text and "partition name in the cluster config" in text
 
 
 def test_sbatch_refusing_an_account_says_what_to_fix() -> None:
-    text = slurm.sbatch_refusal(read("sbatch_bad_account.stderr"))
+    text = slurm.submit_refusal(read("sbatch_bad_account.stderr"))
     assert "Invalid account" in text and "scheduler.account" in text
 
 
 def test_sbatch_refusing_a_time_says_what_to_fix() -> None:
-    assert "resources.time" in slurm.sbatch_refusal(read("sbatch_bad_time.stderr"))
+    assert "resources.time" in slurm.submit_refusal(read("sbatch_bad_time.stderr"))
 
 
 def test_argv_builders_poll_all_jobs_in_one_call() -> None:
-    assert slurm.squeue_argv(["1", "2"]) == [
+    assert slurm.queue_argv(["1", "2"]) == [
         "squeue", "--noheader", "--states=all", "--jobs=1,2", "--format=%i|%T|%r|%M|%N",
     ]  # fmt: skip
-    assert slurm.sacct_argv(["3"])[-2:] == [
+    assert slurm.history_argv(["3"])[-2:] == [
         "--jobs=3",
         "--format=JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList",
     ]
-    assert slurm.scancel_argv(["1", "2"]) == ["scancel", "1", "2"]
-    assert slurm.sbatch_argv("/s/x.sbatch") == ["sbatch", "--parsable", "/s/x.sbatch"]
+    assert slurm.cancel_argv(["1", "2"]) == ["scancel", "1", "2"]
+    assert slurm.submit_argv("/s/x.sbatch") == ["sbatch", "--parsable", "/s/x.sbatch"]
 
 
 def test_sbatch_with_dependency_kills_dependents_of_a_failed_job() -> None:
-    argv = slurm.sbatch_argv("x.sbatch", dependency=["7", "8"])
+    argv = slurm.submit_argv("x.sbatch", dependency=["7", "8"])
     assert "--dependency=afterok:7:8" in argv and "--kill-on-invalid-dep=yes" in argv
 
 
 def test_a_job_id_that_is_not_a_number_is_refused() -> None:
     with pytest.raises(SchedulerError):
-        slurm.squeue_argv(["1;reboot"])
+        slurm.queue_argv(["1;reboot"])
 
 
 def test_durations_parse_in_every_slurm_form() -> None:
-    assert slurm.parse_duration("0:05") == 5
-    assert slurm.parse_duration("00:01:02") == 62
-    assert slurm.parse_duration("1-00:00:01") == 86401
-    assert slurm.parse_duration("INVALID") is None
-    assert slurm.parse_duration("UNLIMITED") is None
+    assert slurm.slurm_time_seconds("0:05") == 5
+    assert slurm.slurm_time_seconds("00:01:02") == 62
+    assert slurm.slurm_time_seconds("1-00:00:01") == 86401
+    assert slurm.slurm_time_seconds("INVALID") is None
+    assert slurm.slurm_time_seconds("UNLIMITED") is None
 
 
 def test_sinfo_lists_partitions_with_gres() -> None:
-    parts = slurm.parse_sinfo(read("sinfo.txt"))
+    parts = slurm.parse_partitions(read("sinfo.txt"))
     assert parts["gpu"]["gres"] == "gpu:1" and parts["cpu"]["avail"] == "up"

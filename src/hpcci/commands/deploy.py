@@ -24,8 +24,9 @@ from hpcci.log import Log
 
 if TYPE_CHECKING:
     from hpcci.config import Cluster, Pipeline
-    from hpcci.records import PublishRecord, S3Object
-    from hpcci.stages.deploy import ImageSource, Outcome
+    from hpcci.records import PublishRecord, Results, S3Object
+    from hpcci.stages.outcomes import Outcome
+    from hpcci.stages.sources import ImageSource
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,7 @@ def image_sources(
 ) -> tuple[str, dict[str, ImageSource]]:
     """(image name, platform -> source) from --image-tar and/or .hpcci/publish.json."""
     from hpcci import records as rec
-    from hpcci.stages.deploy import ImageSource, docker_archive_info, sources_from_publish
+    from hpcci.stages.sources import ImageSource, docker_archive_info, sources_from_publish
 
     sources: dict[str, ImageSource] = {}
     image = ""
@@ -102,8 +103,9 @@ def deploy_cluster(
     stop: threading.Event,
     log: Log,
 ) -> Outcome:
-    """One cluster with the real backends: its own SSH connection, presigned URLs from the object store."""
+    """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
     from hpcci.backends.remote import SSHRemote
+    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages import deploy as stage
 
     def info(msg: str) -> None:
@@ -114,7 +116,8 @@ def deploy_cluster(
     )
     try:
         return stage.deploy_cluster(
-            pipe, cluster, sources, remote, presign=presigner(pipe, log), run_id=run_id, deadline=deadline,
+            pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
+            run_id=run_id, deadline=deadline,
             deadline_text=deadline_text, stop=stop, info=info, mask=log.mask,
         )  # fmt: skip
     finally:
@@ -144,7 +147,7 @@ def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
-    from hpcci.config import slurm_time_seconds
+    from hpcci.backends.schedulers.slurm import slurm_time_seconds
     from hpcci.stages import deploy as stage
 
     pipe = common.pipeline(args)
@@ -155,10 +158,10 @@ def main(args: argparse.Namespace, log: Log) -> int:
     image, sources = image_sources(args, records, log, pipe.image.name)
     run_id = args.run_id or run_id_default()
     deadline_text = args.deadline or pipe.deploy.deadline
-    try:
-        deadline = time.monotonic() + slurm_time_seconds(deadline_text)
-    except ValueError as e:
-        raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00") from e
+    seconds = slurm_time_seconds(deadline_text)
+    if seconds is None:
+        raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00")
+    deadline = time.monotonic() + seconds
     _mask_secrets(pipe, log)
     stop = threading.Event()
     outcomes: dict[str, Outcome] = {}
@@ -203,7 +206,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         sha=os.environ.get("GITHUB_SHA", ""),
     )
     rec.write(results, records / "results.json")
-    _report(ordered, log)
+    _report(ordered, results, log)
     if stop.is_set():
         raise Interrupted("deploy stopped by SIGTERM/SIGINT; its submitted jobs were cancelled")
     errors = [o.error for o in ordered if o.error is not None]
@@ -228,11 +231,9 @@ def _mask_secrets(pipe: Pipeline, log: Log) -> None:
             log.mask(reg.password.resolve("publish.registry.password").strip())
 
 
-def _report(outcomes: list[Outcome], log: Log) -> None:
-    rows = [
-        "| cluster | test | verdict | state | exit | job | elapsed | reason |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
+    from hpcci.conclusions import step_summary
+
     for o in outcomes:
         r = o.result
         hit = " (cache hit)" if o.deploy.cache_hit else ""
@@ -246,11 +247,7 @@ def _report(outcomes: list[Outcome], log: Log) -> None:
             )
             if t.verdict != "pass":
                 log.error(f"{r.cluster}/{t.test}: {t.reason}", file=t.source_file, line=t.source_line)
-            rows.append(
-                f"| {r.cluster} | {t.test} | {t.verdict} | {t.state} | {t.exit_code if t.exit_code is not None else '-'}"
-                f" | {t.job_id or '-'} | {el} | {t.reason.replace('|', '/')} |"
-            )
-    log.summary("### hpcci deploy\n\n" + "\n".join(rows))
+    log.summary(step_summary(results, heading="hpcci deploy"))
 
 
 class _stop_on_signals:
@@ -280,20 +277,12 @@ class _stop_on_signals:
 
 
 def plan_section(ctx: common.PlanContext) -> str:
-    """Per cluster: the exact remote commands and the full sbatch scripts (nothing is contacted)."""
+    """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.platforms import platform_machine
-    from hpcci.shell import command_line, login_argv
-    from hpcci.stages.deploy import (
-        ImageSource,
-        curl_config,
-        make_dirs_argv,
-        plan_cluster,
-        platforms_needed,
-        sources_from_publish,
-        stage_s3_step,
-        unresolved_paths,
-    )
+    from hpcci.backends.schedulers import SCHEDULERS
+    from hpcci.stages.paths import unresolved_paths
+    from hpcci.stages.plan import plan_cluster, plan_lines, platforms_needed
+    from hpcci.stages.sources import ImageSource, sources_from_publish
 
     pipe = ctx.pipeline
     publish_path = ctx.records / rec.RECORD_FILES[rec.PublishRecord]
@@ -308,66 +297,22 @@ def plan_section(ctx: common.PlanContext) -> str:
     for name, cluster in ctx.clusters.items():
         sources = dict(published)
         for platform in platforms_needed(pipe, cluster):
-            if platform not in sources:
-                sources[platform] = ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar")
+            sources.setdefault(platform, ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar"))
+        scheduler = SCHEDULERS[cluster.scheduler.type]
         try:
-            plan = plan_cluster(pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID")
+            plan = plan_cluster(
+                pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler
+            )
         except HpcciError as e:
             out.append(f"### cluster {name}\ncannot plan: {e}")
             continue
         login = cluster.login
-        out.append(f"### cluster {name}: {login.host}:{login.port} ({cluster.runtime.type}, Slurm)")
         out.append(
-            f"paths (variables resolved in a login shell at deploy time): scratch {plan.paths.scratch}, "
-            f"image cache {plan.paths.cache}, tmpdir {plan.paths.tmpdir}, jobs {plan.paths.run_dir}"
+            f"### cluster {name}: {login.host}:{login.port} ({cluster.runtime.type}, {scheduler.NAME})"
         )
-        out += [f"+ {command_line(argv)}" for argv in make_dirs_argv(plan.paths)]
-        for platform, image in plan.images.items():
-            machine = platform_machine(platform)
-            arch = [machine] if machine else []
-            out.append(
-                f"\nimage {platform} ({', '.join(arch)}) {image.source.digest}: staging {image.staging}"
-            )
-            out.append(f"+ {command_line(image.exists_argv)}    # cached already? then skip to the tests")
-            if image.staging == "s3":
-                step = stage_s3_step(image, max_time=600)
-                out.append(f"+ {step.line()}    # stdin: {curl_config('PRESIGNED-URL').strip()}")
-            elif image.staging == "sftp":
-                out.append(
-                    f"  sftp put {image.source.local_tar} -> {image.tar_tmp} "
-                    f"({cluster.staging.streams} parallel streams)"
-                )
-            if image.staging != "registry":
-                out.append(
-                    f"+ {command_line(['sha256sum', '--', image.tar_tmp])}    # must equal "
-                    f"{image.source.tar_sha256 or 'the tar sha256'}"
-                )
-                out.append(f"+ {command_line(['mv', '-f', '--', image.tar_tmp, image.tar])}")
-            if image.convert_script:
-                out.append(f"conversion job {image.convert_script_path} (tests depend on it: afterok):")
-                out.append(image.convert_script.rstrip("\n"))
-            else:
-                out.append(_shown(image.convert_argv))
-        for job in plan.tests:
-            from hpcci.backends import scheduler as slurm
-
-            out.append(
-                f"\ntest {job.test.name} ({job.platform}, partition {job.partition}): {job.script_path}"
-            )
-            out.append("```bash\n" + job.script.rstrip("\n") + "\n```")
-            out.append(_shown(login_argv([slurm.sbatch_argv(job.script_path)], modules=cluster.modules)))
+        out += plan_lines(plan)
         out.append(
-            "then: squeue/sacct for all jobs in one call per round, scancel at the deadline "
+            "then: the queue and the history for all jobs in one call each per round, cancel at the deadline "
             f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, output tail judged against expect"
         )
     return "\n".join(out)
-
-
-def _shown(argv: list[str]) -> str:
-    """A remote command for `hpcci plan`: login-shell scripts shown line by line, everything else as one line."""
-    from hpcci.shell import command_line
-
-    if argv[:2] == ["bash", "-lc"]:
-        body = "\n".join(f"    {line}" for line in argv[2].splitlines())
-        return f"+ bash -lc SCRIPT   # one argument; SCRIPT is:\n{body}"
-    return f"+ {command_line(argv)}"

@@ -106,12 +106,14 @@ def _last_line(text: str) -> str:
 
 
 def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
-    from hpcci.backends import scheduler as slurm
+    from hpcci.backends.launchers import probe_argv
     from hpcci.backends.runtime import runtime_for
+    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.shell import parse_env0
-    from hpcci.stages.deploy import needed_variables, resolve_paths
+    from hpcci.stages.paths import needed_variables, resolve_paths
 
     checks: list[Check] = []
+    scheduler = SCHEDULERS[cluster.scheduler.type]
     base = list(cluster.modules)
     ok, out = _run(remote, [["env", "-0"]], base)
     paths = None
@@ -148,7 +150,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
                             f"fix runtime.modules ({', '.join(cluster.runtime.modules) or 'none'}) or "
                             "runtime.executable, or set runtime.convert_on: compute"))  # fmt: skip
 
-    ok, out = _run(remote, [slurm.sinfo_argv()], base)
+    ok, out = _run(remote, [scheduler.partitions_argv()], base)
     if not ok:
         checks.append(
             Check(
@@ -159,10 +161,10 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
             )
         )
     else:
-        checks += _partitions(cluster, slurm.parse_sinfo(out))
+        checks += _partitions(cluster, scheduler.parse_partitions(out))
     if cluster.scheduler.account:
-        ok, out = _run(remote, [slurm.assoc_argv(remote.user)], base)
-        accounts = {line.split("|")[0] for line in out.splitlines() if line.strip()} if ok else set()
+        ok, out = _run(remote, [scheduler.accounts_argv(remote.user)], base)
+        accounts = scheduler.parse_accounts(out) if ok else set()
         if not ok:
             checks.append(Check("account", "warn", f"cannot list associations: {_last_line(out)}"))
         elif cluster.scheduler.account in accounts:
@@ -176,7 +178,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
                                 "fix scheduler.account in the cluster config"))  # fmt: skip
     if cluster.mpi.modules:
         mods = [*base, *cluster.mpi.modules]
-        ok, out = _run(remote, [[cluster.mpi.launcher, "--version"]], mods)
+        ok, out = _run(remote, [probe_argv(cluster.mpi.launcher)], mods)
         checks.append(
             Check("mpi", "ok", _first_line(out))
             if ok

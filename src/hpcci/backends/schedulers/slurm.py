@@ -1,20 +1,24 @@
-"""Slurm: job states with their meaning, sbatch script rendering, command builders and output parsers.
+"""Slurm, the scheduler backend: its states mapped onto hpcci's, sbatch scripts, command builders and parsers.
 
-Everything here is pure: scripts and argv lists are built as data (printable by `hpcci plan`, run by the remote
-runner), and squeue/sacct/sbatch output is parsed from text. States keep Slurm's meaning all the way to the
-check run, each with a sentence a person understands (after psij's _STATE_MAP/_REASONS_MAP and reframe's
-slurm_state_completed).
+This module is one entry of the scheduler table (backends/schedulers/__init__.py) and satisfies its ``Scheduler``
+protocol as a module. Everything here is pure: scripts and argv lists are built as data (printable by `hpcci plan`,
+run by the remote runner), and squeue/sacct/sbatch output is parsed from text. Slurm's words keep their meaning all
+the way to the check run, each with a sentence a person understands (after psij's _STATE_MAP/_REASONS_MAP and
+reframe's slurm_state_completed).
 """
 
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from hpcci.backends.schedulers.model import JobSpec, JobState, Status, packaged_template, render_template
 from hpcci.errors import ConfigError, SchedulerError
+
+NAME = "Slurm"
+SCRIPT_SUFFIX = ".sbatch"
+DEFAULT_TEMPLATE = "slurm.sbatch"
 
 # -- states ---------------------------------------------------------------------------------------------------
 
@@ -40,28 +44,32 @@ DEADLINE = "DEADLINE"
 REVOKED = "REVOKED"
 SPECIAL_EXIT = "SPECIAL_EXIT"
 UNKNOWN = "UNKNOWN"  # hpcci's own: the scheduler has no record of the job
-NOT_RUN = "NOT_RUN"  # hpcci's own: the job was never submitted
 
-ACTIVE_STATES = frozenset(
-    {PENDING, CONFIGURING, RUNNING, COMPLETING, SUSPENDED, REQUEUED, RESIZING, STAGE_OUT, SIGNALING, STOPPED}
-)
-FINAL_STATES = frozenset(
-    {
-        COMPLETED,
-        FAILED,
-        TIMEOUT,
-        CANCELLED,
-        OUT_OF_MEMORY,
-        NODE_FAIL,
-        PREEMPTED,
-        BOOT_FAIL,
-        DEADLINE,
-        REVOKED,
-        SPECIAL_EXIT,
-    }
-)
-# Final states that say something about the cluster rather than about the software under test.
-INFRA_STATES = frozenset({NODE_FAIL, BOOT_FAIL, PREEMPTED, REVOKED})
+# Slurm's state words -> hpcci's status: the one table of what each word means.
+STATUS: dict[str, Status] = {
+    PENDING: "pending",
+    REQUEUED: "pending",
+    CONFIGURING: "running",
+    RUNNING: "running",
+    COMPLETING: "running",
+    SUSPENDED: "running",
+    RESIZING: "running",
+    STAGE_OUT: "running",
+    SIGNALING: "running",
+    STOPPED: "running",
+    COMPLETED: "completed",
+    FAILED: "failed",
+    SPECIAL_EXIT: "failed",
+    TIMEOUT: "timeout",
+    DEADLINE: "timeout",
+    CANCELLED: "cancelled",
+    OUT_OF_MEMORY: "oom",
+    NODE_FAIL: "infra",
+    PREEMPTED: "infra",
+    BOOT_FAIL: "infra",
+    REVOKED: "infra",
+    UNKNOWN: "unknown",
+}
 
 _STATE_SENTENCES = {
     PENDING: "is waiting in the queue",
@@ -82,7 +90,6 @@ _STATE_SENTENCES = {
     REVOKED: "was revoked (moved to another cluster of a federation)",
     SPECIAL_EXIT: "ended in a special exit state (requeued and held by the cluster's epilog)",
     UNKNOWN: "is not known to the scheduler (squeue and sacct have no record of it)",
-    NOT_RUN: "was not submitted",
 }
 
 # PENDING reasons (squeue %r / sacct Reason): what they mean and what to do.
@@ -132,16 +139,9 @@ HOPELESS_REASONS = frozenset(
 )
 
 
-def is_active(state: str) -> bool:
-    return state in ACTIVE_STATES
-
-
-def is_final(state: str) -> bool:
-    return state in FINAL_STATES
-
-
-def is_infra(state: str) -> bool:
-    return state in INFRA_STATES
+def status(state: str) -> Status:
+    """hpcci's status for a Slurm state word; a word this table does not know is "unknown"."""
+    return STATUS.get(state, "unknown")
 
 
 def reason_base(reason: str) -> str:
@@ -170,55 +170,35 @@ def pending_sentence(reason: str) -> str:
     return f"is waiting in the queue (Slurm reason: {reason})" if reason else "is waiting in the queue"
 
 
-@dataclass(frozen=True)
-class JobState:
-    """One job as the scheduler last described it."""
-
-    job_id: str
-    state: str
-    exit_code: int | None = None
-    signal: int | None = None
-    elapsed_s: float | None = None
-    reason: str = ""  # the PENDING reason (squeue %r / sacct Reason), '' when None
-    nodes: str = ""
-    cancelled_by: str = ""  # sacct "CANCELLED by 1000" -> "1000"
-
-    @property
-    def final(self) -> bool:
-        return is_final(self.state)
-
-    def sentence(self) -> str:
-        """What happened to the job, for a person: 'the job failed with exit code 3'."""
-        if self.state == PENDING:
-            return f"the job {pending_sentence(self.reason)}"
-        if self.state == FAILED:
-            if self.signal:
-                return f"the job was killed by signal {self.signal}"
-            return (
-                f"the job failed with exit code {self.exit_code}"
-                if self.exit_code is not None
-                else "the job failed"
-            )
-        if self.state == COMPLETED and self.exit_code not in (None, 0):
-            return f"the job finished with exit code {self.exit_code}"
-        if self.state == CANCELLED:
-            who = f" (by uid {self.cancelled_by})" if self.cancelled_by else ""
-            return f"the job was cancelled{who}"
-        text = _STATE_SENTENCES.get(self.state)
-        return f"the job {text}" if text else f"the job ended in Slurm state {self.state}"
-
-
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float | None:
-    """Slurm elapsed/time: '[D-]HH:MM:SS', 'MM:SS', 'MM:SS.mmm' -> seconds; None for '', 'INVALID', 'UNLIMITED'."""
-    text = text.strip()
-    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text)
-    if not m:
+def slurm_time_seconds(text: str) -> float | None:
+    """A Slurm time in any form Slurm writes or reads -> seconds; None for '', 'INVALID', 'UNLIMITED'.
+
+    Time limits: 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS'; elapsed times (squeue %M, sacct
+    Elapsed) the same, with fractions of a second in the last field ('MM:SS.mmm').
+    """
+    days, dash, clock = text.strip().rpartition("-")
+    parts = clock.split(":")
+    if (dash and not days.isdigit()) or len(parts) > 3 or not re.fullmatch(r"(\d+:){0,2}\d+(\.\d+)?", clock):
         return None
-    days, hours, minutes, seconds = m.groups()
-    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    numbers = [float(p) for p in parts]
+    weights = (3600, 60, 1) if dash else {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
+    return int(days or 0) * 86400 + sum(n * w for n, w in zip(numbers, weights, strict=False))
+
+
+def job(job_id: str, state: str, reason: str = "", **seen: Any) -> JobState:
+    """A JobState for a Slurm state word: hpcci's status, Slurm's sentence, and whether a pending reason clears.
+
+    ``seen``: the other JobState fields the output gave (exit_code, signal, elapsed_s, nodes, cancelled_by).
+    """
+    pending = state == PENDING
+    what = pending_sentence(reason) if pending else _STATE_SENTENCES.get(state, "")
+    hopeless, needs_fix = pending and is_hopeless(reason), pending and needs_action(reason)
+    return JobState(
+        job_id, state, status(state), what, reason=reason, hopeless=hopeless, needs_fix=needs_fix, **seen
+    )
 
 
 def _state_word(raw: str) -> tuple[str, str]:
@@ -239,7 +219,7 @@ SQUEUE_FORMAT = "%i|%T|%r|%M|%N"
 SACCT_FIELDS = "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList"
 
 
-def parse_squeue(text: str) -> dict[str, JobState]:
+def parse_queue(text: str) -> dict[str, JobState]:
     """Parse `squeue --noheader --format=SQUEUE_FORMAT` output."""
     jobs: dict[str, JobState] = {}
     for line in text.splitlines():
@@ -249,17 +229,17 @@ def parse_squeue(text: str) -> dict[str, JobState]:
         job_id = cols[0].strip()
         state, _ = _state_word(cols[1])
         reason = cols[2].strip()
-        jobs[job_id] = JobState(
-            job_id=job_id,
-            state=state,
+        jobs[job_id] = job(
+            job_id,
+            state,
             reason="" if reason in ("None", "(null)") else reason,
-            elapsed_s=parse_duration(cols[3]) if len(cols) > 3 else None,
+            elapsed_s=slurm_time_seconds(cols[3]) if len(cols) > 3 else None,
             nodes=cols[4].strip() if len(cols) > 4 else "",
         )
     return jobs
 
 
-def parse_sacct(text: str) -> dict[str, JobState]:
+def parse_history(text: str) -> dict[str, JobState]:
     """Parse `sacct -X -n -P -o SACCT_FIELDS` output (allocations only: job steps are left out)."""
     jobs: dict[str, JobState] = {}
     for line in text.splitlines():
@@ -270,12 +250,13 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         state, by = _state_word(cols[1])
         code, sig = _exit_pair(cols[2])
         reason = cols[4].strip() if len(cols) > 4 else ""
-        jobs[job_id] = JobState(
-            job_id=job_id,
-            state=state,
-            exit_code=code,
-            signal=sig or None,
-            elapsed_s=parse_duration(cols[3]) if len(cols) > 3 else None,
+        ran = status(state) in ("completed", "failed")  # only then is the exit code the program's own
+        jobs[job_id] = job(
+            job_id,
+            state,
+            exit_code=code if ran else None,
+            signal=(sig or None) if ran else None,
+            elapsed_s=slurm_time_seconds(cols[3]) if len(cols) > 3 else None,
             reason="" if reason in ("None", "(null)") else reason,
             nodes=cols[5].strip() if len(cols) > 5 and cols[5].strip() != "None assigned" else "",
             cancelled_by=by,
@@ -283,7 +264,7 @@ def parse_sacct(text: str) -> dict[str, JobState]:
     return jobs
 
 
-def parse_sbatch(stdout: str) -> str:
+def parse_submit(stdout: str) -> str:
     """`sbatch --parsable` prints 'JOBID' or 'JOBID;CLUSTER'."""
     line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     job_id = line.split(";")[0].strip()
@@ -294,7 +275,7 @@ def parse_sbatch(stdout: str) -> str:
     return job_id
 
 
-def sbatch_refusal(stderr: str) -> str:
+def submit_refusal(stderr: str) -> str:
     """The useful part of sbatch's complaint, with what to do about it."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     text = lines[-1] if lines else "no message"
@@ -328,34 +309,36 @@ def _ids(job_ids: Iterable[str]) -> str:
     return ",".join(ids)
 
 
-def sbatch_argv(
-    script: str, *, dependency: Sequence[str] = (), kill_on_invalid_dep: bool = True
-) -> list[str]:
+def submit_argv(script: str, dependency: Sequence[str] = ()) -> list[str]:
+    """sbatch ``script``, to start only after every job of ``dependency`` succeeded (and die if one failed)."""
     argv = ["sbatch", "--parsable"]
     if dependency:
-        argv.append(f"--dependency=afterok:{':'.join(dependency)}")
-        if kill_on_invalid_dep:
-            argv.append("--kill-on-invalid-dep=yes")
+        argv += [f"--dependency=afterok:{':'.join(dependency)}", "--kill-on-invalid-dep=yes"]
     return [*argv, script]
 
 
-def squeue_argv(job_ids: Iterable[str]) -> list[str]:
+def queue_argv(job_ids: Iterable[str]) -> list[str]:
     return ["squeue", "--noheader", "--states=all", f"--jobs={_ids(job_ids)}", f"--format={SQUEUE_FORMAT}"]
 
 
-def sacct_argv(job_ids: Iterable[str]) -> list[str]:
+def history_argv(job_ids: Iterable[str]) -> list[str]:
     return ["sacct", "-X", "--noheader", "--parsable2", f"--jobs={_ids(job_ids)}", f"--format={SACCT_FIELDS}"]
 
 
-def scancel_argv(job_ids: Iterable[str]) -> list[str]:
+def cancel_argv(job_ids: Iterable[str]) -> list[str]:
     return ["scancel", *_ids(job_ids).split(",")]
 
 
-def sinfo_argv() -> list[str]:
+def queue_forgot_jobs(text: str) -> bool:
+    """squeue failed only because every job has left its memory (MinJobAge): sacct knows them."""
+    return "Invalid job id" in text
+
+
+def partitions_argv() -> list[str]:
     return ["sinfo", "--noheader", "--format=%R|%a|%D|%G|%l"]
 
 
-def parse_sinfo(text: str) -> dict[str, dict[str, str]]:
+def parse_partitions(text: str) -> dict[str, dict[str, str]]:
     """`sinfo --format=%R|%a|%D|%G|%l` -> {partition: {avail, nodes, gres, timelimit}}."""
     out: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
@@ -365,43 +348,15 @@ def parse_sinfo(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def assoc_argv(user: str) -> list[str]:
-    return [
-        "sacctmgr",
-        "--noheader",
-        "--parsable2",
-        "show",
-        "associations",
-        f"user={user}",
-        "format=Account,Partition",
-    ]
+def accounts_argv(user: str) -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "associations", f"user={user}", "format=Account"]
+
+
+def parse_accounts(text: str) -> set[str]:
+    return {line.split("|")[0].strip() for line in text.splitlines() if line.strip()}
 
 
 # -- sbatch scripts --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything one sbatch script says. ``body`` lines are already shell-quoted command lines."""
-
-    job_name: str
-    output: str
-    partition: str | None = None
-    account: str | None = None
-    reservation: str | None = None
-    qos: str | None = None
-    nodes: int = 1
-    tasks: int = 1
-    tasks_per_node: int | None = None
-    cpus_per_task: int | None = None
-    time: str = "00:10:00"
-    memory: str | None = None
-    gres: str | None = None
-    chdir: str | None = None
-    extra: Sequence[str] = ()  # further directives without '#SBATCH '
-    body: Sequence[str] = ()
-    comment: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _directive(option: str) -> str:
@@ -413,57 +368,25 @@ def _directive(option: str) -> str:
 def directives(spec: JobSpec) -> list[str]:
     """The #SBATCH lines of ``spec``, in the order a person writes them."""
     opts: list[str] = [f"--job-name={spec.job_name}", f"--output={spec.output}"]
-    for name, value in (
-        ("partition", spec.partition),
-        ("account", spec.account),
-        ("reservation", spec.reservation),
-        ("qos", spec.qos),
-    ):
-        if value:
-            opts.append(f"--{name}={value}")
+    named = [("partition", spec.partition), ("account", spec.account), ("reservation", spec.reservation)]
+    opts += [f"--{name}={value}" for name, value in [*named, ("qos", spec.qos)] if value]
     opts += [f"--nodes={spec.nodes}", f"--ntasks={spec.tasks}"]
     if spec.tasks_per_node:
         opts.append(f"--ntasks-per-node={spec.tasks_per_node}")
     if spec.cpus_per_task:
         opts.append(f"--cpus-per-task={spec.cpus_per_task}")
     opts.append(f"--time={spec.time}")
-    if spec.memory:
-        opts.append(f"--mem={spec.memory}")
-    if spec.gres:
-        opts.append(f"--gres={spec.gres}")
+    opts += [f"--{name}={value}" for name, value in (("mem", spec.memory), ("gres", spec.gres)) if value]
     if spec.chdir:
         opts.append(f"--chdir={spec.chdir}")
     opts += [e.removeprefix("#SBATCH").strip() for e in spec.extra]
     return [_directive(o) for o in opts]
 
 
-DEFAULT_TEMPLATE = "slurm.sbatch"
-
-
 def default_template() -> str:
-    return (
-        resources.files("hpcci").joinpath("templates").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
-    )
+    return packaged_template(DEFAULT_TEMPLATE)
 
 
 def render_script(spec: JobSpec, template: str | None = None) -> str:
-    """The sbatch script for ``spec`` from a template (``$directives``, ``$body``, ``$comment``, ``$job_name``).
-
-    Template lines starting with ``##`` are notes for the template's author and never reach the script.
-    """
-    text = template if template is not None else default_template()
-    tpl = string.Template("".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("##")))
-    values = {
-        "directives": "\n".join(directives(spec)),
-        "body": "\n".join(spec.body),
-        "comment": spec.comment,
-        "job_name": spec.job_name,
-    }
-    try:
-        text = tpl.substitute(values)
-    except (KeyError, ValueError) as e:
-        raise ConfigError(
-            f"sbatch template: unknown or malformed placeholder {e}; use $directives, $body, $comment, $job_name "
-            "(write $$ for a literal $)"
-        ) from e
-    return text if text.endswith("\n") else text + "\n"
+    """The sbatch script for ``spec`` from a template (the cluster's own, or hpcci's default)."""
+    return render_template(template if template is not None else default_template(), directives(spec), spec)

@@ -1,0 +1,77 @@
+"""Jobs on a cluster's scheduler, asked about and cancelled over a Remote (the login node), many jobs per call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from hpcci.backends.schedulers import Scheduler
+from hpcci.backends.schedulers.model import JobState, unknown
+from hpcci.errors import HpcciError, SchedulerError
+from hpcci.shell import login_argv
+
+if TYPE_CHECKING:
+    from hpcci.backends.remote import Remote
+
+
+class RemoteJobs:
+    """The queue first (authoritative while a job lives), then the history for jobs that left it (exit codes)."""
+
+    def __init__(
+        self,
+        remote: Remote,
+        scheduler: Scheduler,
+        modules: Sequence[str] = (),
+        info: Callable[[str], None] | None = None,
+    ) -> None:
+        self.remote = remote
+        self.scheduler = scheduler
+        self.modules = list(modules)
+        self.info = info or (lambda _m: None)
+
+    def _run(self, argv: list[str], *, queue: bool) -> str:
+        done = self.remote.run(login_argv([argv], modules=self.modules), timeout=60, echo=" ".join(argv))
+        if not done.ok:
+            text = (done.stderr or done.stdout).strip()
+            if queue and self.scheduler.queue_forgot_jobs(text):
+                return ""  # every job has left the queue's memory: the history knows them
+            raise SchedulerError(
+                f"{argv[0]} failed (exit code {done.returncode}): "
+                f"{text.splitlines()[-1] if text else 'no output'}",
+                transient=True,
+            )
+        return done.stdout
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        sched = self.scheduler
+        states = sched.parse_queue(self._run(sched.queue_argv(job_ids), queue=True))
+        gone = [j for j in job_ids if j not in states or states[j].final]
+        if gone:
+            history = sched.parse_history(self._run(sched.history_argv(gone), queue=False))
+            for j in gone:
+                h = history.get(j)
+                if h is not None and h.final:
+                    states[j] = h
+                elif j in states:
+                    # the queue says done but the history has not caught up: ask again next round for the exit code
+                    states[j] = replace(states[j], status="running", what="is finishing")
+                else:
+                    states[j] = h or unknown(j)
+        return states
+
+    def cancel(self, job_ids: Sequence[str]) -> bool:
+        if not job_ids:
+            return True
+        argv = self.scheduler.cancel_argv(job_ids)
+        try:
+            self.remote.run(
+                login_argv([argv], modules=self.modules),
+                timeout=60,
+                check=True,
+                interruptible=False,  # cancelling is what a stopped deploy must still do
+            )
+            return True
+        except HpcciError as e:
+            self.info(f"{' '.join(argv)} failed: {e}")
+            return False

@@ -1,0 +1,129 @@
+"""What the scheduler seam speaks: hpcci's job states, one job as last seen, a batch job's spec, its script template.
+
+Every scheduler backend maps its own state words onto ``Status`` (hpcci's one state vocabulary) and fills in a
+sentence a person understands; stages and reports read only these, never a scheduler's words.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import Literal
+
+from hpcci.errors import ConfigError
+
+# hpcci's own state model. "infra": the cluster failed (node failure, preemption), not the software under test;
+# "unknown": the scheduler has no record of the job.
+Status = Literal[
+    "pending", "running", "completed", "failed", "timeout", "cancelled", "oom", "infra", "unknown"
+]
+FINAL: frozenset[Status] = frozenset({"completed", "failed", "timeout", "cancelled", "oom", "infra"})
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One job as the scheduler last described it: its own state word, hpcci's status, and what that means."""
+
+    job_id: str
+    state: str  # the scheduler's word (COMPLETED, TIMEOUT, ...), kept in results.json
+    status: Status
+    what: str = (
+        ""  # the scheduler's sentence for this state or pending reason: "is waiting for free resources"
+    )
+    exit_code: int | None = None
+    signal: int | None = None
+    elapsed_s: float | None = None
+    reason: str = ""  # the scheduler's pending reason, '' when none
+    nodes: str = ""
+    cancelled_by: str = ""  # who cancelled it (a uid), when the scheduler says
+    hopeless: bool = False  # pending on a reason that never clears by waiting
+    needs_fix: bool = False  # ... and only a change of the cluster config (account, QOS, limits) clears it
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def sentence(self) -> str:
+        """What happened to the job, for a person: 'the job failed with exit code 3'."""
+        if self.status == "failed" and self.signal:
+            return f"the job was killed by signal {self.signal}"
+        if self.status == "failed" and self.exit_code == 0:
+            return f"the job failed (state {self.state}) although it reports exit code 0"
+        if self.status == "failed" and self.exit_code is not None:
+            return f"the job failed with exit code {self.exit_code}"
+        if self.status == "completed" and self.exit_code not in (None, 0):
+            return f"the job finished with exit code {self.exit_code}"
+        if self.status == "cancelled":
+            who = f" (by uid {self.cancelled_by})" if self.cancelled_by else ""
+            return f"the job was cancelled{who}"
+        return f"the job {self.what}" if self.what else f"the job ended in state {self.state}"
+
+
+def pending(job_id: str) -> JobState:
+    """A job just submitted, before the scheduler has been asked about it."""
+    return JobState(job_id, "PENDING", "pending", "is waiting in the queue")
+
+
+def unknown(job_id: str) -> JobState:
+    return JobState(
+        job_id, "UNKNOWN", "unknown", "is not known to the scheduler (it has no record of the job)"
+    )
+
+
+def cancelled_by_hpcci(last: JobState) -> JobState:
+    """``last`` after hpcci cancelled the job (at the deadline, on a stop, or stuck on a hopeless reason)."""
+    return replace(
+        last, state="CANCELLED", status="cancelled", what="was cancelled", exit_code=None, signal=None
+    )
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one batch script says. ``body`` lines are already shell-quoted command lines."""
+
+    job_name: str
+    output: str
+    partition: str | None = None
+    account: str | None = None
+    reservation: str | None = None
+    qos: str | None = None
+    nodes: int = 1
+    tasks: int = 1
+    tasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    time: str = "00:10:00"
+    memory: str | None = None
+    gres: str | None = None
+    chdir: str | None = None
+    extra: Sequence[str] = ()  # further scheduler directives, as the scheduler writes them
+    body: Sequence[str] = ()
+    comment: str = ""
+
+
+def packaged_template(name: str) -> str:
+    """A batch script template shipped in hpcci/templates."""
+    return resources.files("hpcci").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+
+
+def render_template(template: str, directives: Sequence[str], spec: JobSpec) -> str:
+    """A batch script from a template (``$directives``, ``$body``, ``$comment``, ``$job_name``).
+
+    Template lines starting with ``##`` are notes for the template's author and never reach the script.
+    """
+    tpl = string.Template("".join(ln for ln in template.splitlines(keepends=True) if not ln.startswith("##")))
+    values = {
+        "directives": "\n".join(directives),
+        "body": "\n".join(spec.body),
+        "comment": spec.comment,
+        "job_name": spec.job_name,
+    }
+    try:
+        text = tpl.substitute(values)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(
+            f"batch script template: unknown or malformed placeholder {e}; use $directives, $body, $comment, "
+            "$job_name (write $$ for a literal $)"
+        ) from e
+    return text if text.endswith("\n") else text + "\n"

@@ -1,0 +1,243 @@
+"""Deploy execution: runs a ClusterPlan's own steps on a login node over a Remote (stage, verify, convert, submit).
+
+Every command run here is a step object of the plan (stages/steps.py), so what `hpcci plan` prints is what runs;
+this module adds only the decisions between steps (a cached image skips the rest, a wrong sha256 stops) and the
+secrets the plan must never hold (the presigned URL, registry credentials).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpcci.backends.remote import Remote
+from hpcci.backends.schedulers import Scheduler
+from hpcci.config import Cluster, Pipeline, resolve_value
+from hpcci.digests import file_sha256, parse_sha256sum
+from hpcci.errors import (
+    HpcciError,
+    Interrupted,
+    RuntimeConvertError,
+    SchedulerError,
+    TransferError,
+    UsageError,
+)
+from hpcci.process import Completed, tail
+from hpcci.records import S3Object
+from hpcci.shell import login_argv, parse_env0
+from hpcci.stages.image_plan import ImagePlan, curl_config, remove_argv, runtime
+from hpcci.stages.paths import needed_variables, resolve_paths
+from hpcci.stages.plan import ClusterPlan, plan_cluster
+from hpcci.stages.sources import ImageSource
+from hpcci.stages.steps import Command, Submit, Upload
+
+Presign = Callable[[S3Object, str | None], str]  # (object, endpoint as the cluster reaches it) -> URL
+
+
+@dataclass
+class Staged:
+    """What happened to one platform's image on one cluster."""
+
+    plan: ImagePlan
+    tar_sha256: str | None = None
+    cache_hit: bool = False
+    transferred: bool = False
+    convert_job: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Deployer:
+    """Runs a ClusterPlan on a login node: stage, verify, convert, submit. One instance per cluster."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        remote: Remote,
+        scheduler: Scheduler,
+        *,
+        presign: Presign | None = None,
+        info: Callable[[str], None] = print,
+        stop: threading.Event | None = None,
+        run_id: str,
+        mask: Callable[[str], None] = lambda _secret: None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.mask = mask  # every secret this deployer handles goes here before anything could print it
+        self.cluster = cluster
+        self.remote = remote
+        self.scheduler = scheduler
+        self.presign = presign
+        self.info = info
+        self.stop = stop or threading.Event()
+        self.run_id = run_id
+        self._tmpdir = cluster.paths.tmpdir or "paths.tmpdir"
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted(
+                f"cluster {self.cluster.name}: deploy interrupted (SIGTERM/SIGINT) before any job ran"
+            )
+
+    def _run(
+        self, step: Command, *, check: bool = False, stdin: str | None = None, echo: str | None = None
+    ) -> Completed:
+        return self.remote.run(step.argv, timeout=step.timeout, check=check, stdin=stdin, echo=echo)
+
+    def remote_env(self) -> dict[str, str]:
+        """The login shell's environment (for $SCRATCH and friends in cluster paths), asked once."""
+        argv = login_argv([["env", "-0"]], modules=self.cluster.modules)
+        done = self.remote.run(argv, timeout=60, check=True, echo="bash -lc 'env -0'")
+        env = parse_env0(done.stdout)
+        return {k: env[k] for k in needed_variables(self.cluster) if k in env}
+
+    def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
+        paths = resolve_paths(self.cluster, self.remote_env(), self.run_id)
+        self._tmpdir = paths.tmpdir
+        return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler)
+
+    # -- image --------------------------------------------------------------------------------------------------
+    def setup(self, plan: ClusterPlan) -> None:
+        """The folders every later step writes to."""
+        for step in plan.setup:
+            self._run(step, check=True)
+
+    def stage_image(self, image: ImagePlan) -> Staged:
+        """Make the converted image exist on the cluster; a cached one is reused untouched."""
+        staged = Staged(image)
+        self._check_stop()
+        if self._run(image.cached).ok:
+            staged.cache_hit = True
+            self.info(f"{image.source.platform} image cached at {image.image} (cache hit)")
+            return staged
+        t0 = time.monotonic()
+        if image.fetch is not None:
+            staged.transferred = self._stage_tar(image, staged)
+        staged.seconds["stage"] = time.monotonic() - t0
+        self._check_stop()
+        t0 = time.monotonic()
+        if image.registry_creds_file:
+            self._write_registry_creds(image.registry_creds_file)
+        try:
+            if image.convert_job is not None:
+                staged.convert_job = self.submit(image.convert_job, [], what="the conversion job")
+            else:
+                self._convert(image)
+        finally:
+            if image.registry_creds_file and not staged.convert_job:
+                self._remove(image.registry_creds_file)  # the script deletes it; this covers a failed start
+        staged.seconds["convert"] = time.monotonic() - t0
+        return staged
+
+    def _write_registry_creds(self, path: str) -> None:
+        reg = self.pipeline.publish.registry
+        assert reg is not None and reg.username is not None and reg.password is not None
+        user = resolve_value(reg.username, "publish.registry.username").strip()
+        password = reg.password.resolve("publish.registry.password").strip()
+        self.mask(password)
+        env = runtime(self.cluster).registry_env(user, password)
+        self.remote.write_text(path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()), mode=0o600)
+
+    def _sha256(self, step: Command) -> str | None:
+        done = self._run(step)
+        return parse_sha256sum(done.stdout) if done.ok else None
+
+    def _stage_tar(self, image: ImagePlan, staged: Staged) -> bool:
+        """Put the tar at image.tar via a temporary name and a sha256 check. False when it was already there."""
+        assert image.tar_cached is not None and image.commit is not None
+        want = image.source.tar_sha256
+        if not want and image.source.local_tar:
+            want = file_sha256(Path(image.source.local_tar))  # only now: a cache hit never reads the tar
+        staged.tar_sha256 = want
+        if want and self._sha256(image.tar_cached) == want:
+            self.info(f"tar already staged at {image.tar} (sha256 matches)")
+            return False
+        try:
+            if isinstance(image.fetch, Upload):
+                self.info(f"uploading {image.fetch.local} -> {image.fetch.remote} (SFTP)")
+                self.remote.put(Path(image.fetch.local), image.fetch.remote, streams=image.fetch.streams)
+                got = self._sha256(image.verify) if image.verify else None
+            else:
+                got = self._pull_s3(image)
+            if want and got != want:
+                raise TransferError(
+                    f"cluster {self.cluster.name}: the staged tar's sha256 is {got or 'unreadable'} but the "
+                    f"published one is {want}; the copy is corrupt or the object changed - it was deleted, re-run "
+                    "the deploy (or re-publish if the S3 object was replaced)"
+                )
+            self._run(image.commit, check=True)
+        except BaseException:
+            self._remove(image.tar_tmp)
+            raise
+        return True
+
+    def _pull_s3(self, image: ImagePlan) -> str | None:
+        """Download on the login node; returns the sha256 of the bytes written."""
+        obj = image.source.s3
+        assert obj is not None and isinstance(image.fetch, Command)
+        if self.presign is None:
+            raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
+        endpoint = self.cluster.staging.s3_endpoint_url or obj.endpoint_url
+        url = self.presign(obj, endpoint)
+        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
+        self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
+        echo = f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum"
+        done = self._run(image.fetch, stdin=curl_config(url), echo=echo)
+        if not done.ok:
+            err = (done.stderr or done.stdout).strip().splitlines()
+            raise TransferError(
+                f"cluster {self.cluster.name}: the login node could not download s3://{obj.bucket}/{obj.key} "
+                f"from {endpoint}: {err[-1] if err else f'curl exit code {done.returncode}'}; check that the login "
+                "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
+            )
+        return parse_sha256sum(done.stdout)
+
+    def _remove(self, path: str) -> None:
+        with contextlib.suppress(HpcciError):
+            self.remote.run(remove_argv(path), timeout=60, interruptible=False)
+
+    def _convert(self, image: ImagePlan) -> None:
+        assert image.convert is not None
+        self.info(f"converting with {self.cluster.runtime.type} on the login node")
+        done = self._run(image.convert)
+        if not done.ok:
+            if image.image_tmp != image.image:
+                self._remove(image.image_tmp)
+            raise RuntimeConvertError(
+                f"cluster {self.cluster.name}: {self.cluster.runtime.type} could not convert the image "
+                f"(exit code {done.returncode}): {tail(done.stdout + done.stderr)}; check the runtime modules "
+                f"({', '.join(self.cluster.runtime.modules) or 'none'}) and free space in "
+                f"{self._tmpdir} (paths.tmpdir) and {image.image_tmp.rsplit('/', 1)[0]} (paths.image_cache)"
+            )
+
+    # -- jobs -----------------------------------------------------------------------------------------------------
+    def submit(self, step: Submit, dependency: Sequence[str], *, what: str) -> str:
+        """Write the script and submit it; a refusal raises SchedulerError with the scheduler's reason and what to do."""
+        self.remote.write_text(step.script.path, step.script.text)
+        done = self.remote.run(step.argv(dependency), timeout=step.timeout)
+        if not done.ok:
+            why = self.scheduler.submit_refusal(done.stderr or done.stdout)
+            raise SchedulerError(f"cluster {self.cluster.name}: {self.scheduler.NAME} refused {what}: {why}")
+        return self.scheduler.parse_submit(done.stdout)
+
+    def submit_tests(
+        self, plan: ClusterPlan, staged: dict[str, Staged]
+    ) -> tuple[dict[int, str], dict[int, str]]:
+        """Submit every test job. Returns (test index -> job id, test index -> refusal reason)."""
+        jobs: dict[int, str] = {}
+        refused: dict[int, str] = {}
+        for job in plan.tests:
+            self._check_stop()
+            after = staged.get(job.submit.after or "")
+            dependency = [after.convert_job] if after is not None and after.convert_job else []
+            try:
+                jobs[job.index] = self.submit(job.submit, dependency, what=f"test {job.test.name}")
+                self.info(f"test {job.test.name} submitted as job {jobs[job.index]}")
+            except SchedulerError as e:
+                refused[job.index] = str(e)
+        return jobs, refused

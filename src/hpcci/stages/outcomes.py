@@ -1,0 +1,109 @@
+"""Outcomes: what one cluster's deploy produced, as the records later stages read (ClusterDeploy, ClusterResult)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hpcci.backends.schedulers.model import JobState, unknown
+from hpcci.config import Cluster, Pipeline
+from hpcci.errors import HpcciError
+from hpcci.records import ClusterDeploy, ClusterResult, TestResult
+from hpcci.stages import smoke
+from hpcci.stages.execute import Staged
+from hpcci.stages.plan import ClusterPlan, TestJob, tests_for
+from hpcci.stages.sources import ImageSource
+
+NOT_RUN = "NOT_RUN"  # the state recorded for a test whose job was never submitted
+
+
+@dataclass
+class Outcome:
+    deploy: ClusterDeploy
+    result: ClusterResult
+    error: HpcciError | None = None
+
+
+@dataclass
+class Progress:
+    """How far one cluster's deploy got: what was planned, staged, submitted and seen, and what went wrong."""
+
+    plan: ClusterPlan | None = None
+    staged: dict[str, Staged] = field(default_factory=dict)
+    jobs: dict[int, str] = field(default_factory=dict)  # test index -> job id
+    refused: dict[int, str] = field(default_factory=dict)  # test index -> why the scheduler refused it
+    followed: smoke.Followed | None = None
+    outputs: dict[int, str] = field(default_factory=dict)  # test index -> tail of its output
+    error: HpcciError | None = None
+
+
+def test_result(
+    pipe: Pipeline, cluster: Cluster, index: int, job: TestJob | None, done: Progress, platform: str
+) -> TestResult:
+    """One test's record: its job's last state and the verdict ``smoke.judge`` gives it."""
+    test = pipe.tests[index]
+    job_id = done.jobs.get(index)
+    error = str(done.error) if done.error else None
+    st: JobState | None = None
+    why = smoke.Circumstances(refused=done.refused.get(index), cluster_error=error)
+    if job_id is not None and done.followed is not None:
+        st = done.followed.states.get(job_id, unknown(job_id))
+        cancelled, action = done.followed.cancelled.get(job_id), done.followed.action_required.get(job_id)
+        why = smoke.Circumstances(cluster_error=error, cancelled_why=cancelled, action_required=action)
+    verdict = smoke.judge(test, st, done.outputs.get(index, ""), why)
+    return TestResult(
+        cluster=cluster.name,
+        test=test.name,
+        platform=job.platform if job else platform,
+        job_id=job_id,
+        state=st.state if st else NOT_RUN,
+        exit_code=st.exit_code if st else None,
+        elapsed_s=st.elapsed_s if st else None,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        output_tail=smoke.bounded_tail(done.outputs.get(index, "")),
+        source_file=pipe.source.file,
+        source_line=pipe.test_line(index),
+    )
+
+
+def _platform(done: Progress, sources: dict[str, ImageSource]) -> str:
+    images = list(done.plan.images.values()) if done.plan else []
+    return images[0].source.platform if images else next(iter(sources), "")
+
+
+def outcome(pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], done: Progress) -> Outcome:
+    """The cluster's deploy record and results, from however far its deploy got."""
+    plan = done.plan
+    first = next(iter(plan.images.values()), None) if plan else None
+    platform = _platform(done, sources)
+    source = first.source if first else sources.get(platform)
+    by_index = {t.index: t for t in plan.tests} if plan else {}
+    indexes = [i for i, _ in tests_for(pipe, cluster.name)]
+    tests = [test_result(pipe, cluster, i, by_index.get(i), done, platform) for i in indexes]
+    staged = list(done.staged.values())
+    error = str(done.error) if done.error else None
+    deploy = ClusterDeploy(
+        cluster=cluster.name,
+        login_host=cluster.login.host,
+        platform=platform,
+        staging=first.staging if first else "",
+        tar_path=first.tar if first and first.staging != "registry" else None,
+        tar_sha256=next(
+            (s.tar_sha256 for s in staged if s.tar_sha256), source.tar_sha256 if source else None
+        ),
+        sif_path=first.image if first else "",
+        image_digest=source.digest if source else "",
+        cache_hit=bool(staged) and all(s.cache_hit for s in staged),
+        jobs={by_index[i].test.name if i in by_index else str(i): j for i, j in done.jobs.items()},
+        error=error,
+    )
+    result = ClusterResult(
+        cluster=cluster.name,
+        platform=platform,
+        tests=tests,
+        image_digest=deploy.image_digest,
+        tar_sha256=deploy.tar_sha256,
+        sif_path=deploy.sif_path or None,
+        error=error,
+    )
+    return Outcome(deploy, result, done.error)

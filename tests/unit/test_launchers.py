@@ -1,0 +1,48 @@
+"""The MPI launcher table: each launcher's argv for a task count and node layout, and the names config accepts."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+
+from hpcci.backends.launchers import LAUNCHERS, LauncherName, Layout, launch_argv, probe_argv
+from hpcci.backends.schedulers import SCHEDULERS, SchedulerName
+from hpcci.config import MpiConfig
+
+RUN = ["apptainer", "exec", "/img.sif", "hello"]
+
+
+def test_mpirun_gets_the_task_count() -> None:
+    assert launch_argv("mpirun", Layout(tasks=4, nodes=2), [], RUN) == ["mpirun", "-n", "4", *RUN]
+
+
+def test_mpiexec_gets_the_task_count_and_tasks_per_node() -> None:
+    layout = Layout(tasks=4, nodes=2, tasks_per_node=2)
+    assert launch_argv("mpiexec", layout, [], RUN) == ["mpiexec", "-n", "4", "-ppn", "2", *RUN]
+    assert launch_argv("mpiexec", Layout(tasks=3), [], RUN) == ["mpiexec", "-n", "3", *RUN]
+
+
+def test_srun_reads_the_allocation_and_takes_its_pmi_plugin() -> None:
+    assert launch_argv("srun", Layout(tasks=4, plugin="pmix"), [], RUN) == ["srun", "--mpi=pmix", *RUN]
+    assert launch_argv("srun", Layout(tasks=4), ["--cpu-bind=cores"], RUN) == [
+        "srun",
+        "--cpu-bind=cores",
+        *RUN,
+    ]
+
+
+def test_ibrun_takes_everything_from_the_allocation_as_tacc_documents() -> None:
+    assert launch_argv("ibrun", Layout(tasks=56, nodes=1), [], RUN) == ["ibrun", *RUN]
+    assert probe_argv("ibrun") == ["command", "-v", "ibrun"] and probe_argv("srun") == ["srun", "--version"]
+
+
+def test_the_config_accepts_exactly_the_table_names() -> None:
+    assert set(get_args(LauncherName)) == set(LAUNCHERS)
+    assert set(get_args(SchedulerName)) == set(SCHEDULERS)
+
+
+def test_a_pmi_plugin_is_only_for_srun() -> None:
+    assert MpiConfig(launcher="srun", plugin="pmi2").plugin == "pmi2"
+    with pytest.raises(ValueError, match="srun's option"):
+        MpiConfig(launcher="mpirun", plugin="pmix")
