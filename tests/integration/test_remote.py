@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from deploy_support import REPO, unique
 
-from hpcci.backends import remote as remote_mod
+from hpcci.backends import sftp
 from hpcci.backends.remote import SSHRemote
 from hpcci.config import Cluster
 from hpcci.config_load import load_cluster
@@ -102,7 +102,7 @@ def test_a_dropped_connection_is_reopened(remote: SSHRemote) -> None:
 def test_parallel_upload_is_byte_exact(
     remote: SSHRemote, scratch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(remote_mod, "PIECE", 1 << 20)
+    monkeypatch.setattr(sftp, "PIECE", 1 << 20)
     local = tmp_path / "blob"
     local.write_bytes(os.urandom((5 << 20) + 12345))
     remote.put(local, f"{scratch}/blob", streams=3)
@@ -113,9 +113,9 @@ def test_parallel_upload_is_byte_exact(
 def test_an_upload_resumes_after_the_connection_drops(
     remote: SSHRemote, scratch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(remote_mod, "PIECE", 1 << 20)
+    monkeypatch.setattr(sftp, "PIECE", 1 << 20)
     messages: list[str] = []
-    remote._echo = messages.append
+    remote._files._echo = messages.append  # the upload reports its resumption here
     local = tmp_path / "blob"
     local.write_bytes(os.urandom(8 << 20))
     dropped: list[int] = []

@@ -63,7 +63,7 @@ def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
 
 def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """Every check for one cluster; stops early only when SSH itself fails."""
-    from hpcci.backends.remote import fingerprint, known_hosts_name
+    from hpcci.backends.known_hosts import fingerprint, known_hosts_name
 
     login = cluster.login
     where = f"{remote.user}@{known_hosts_name(login.host, login.port)}"

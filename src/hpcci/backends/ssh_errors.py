@@ -1,0 +1,111 @@
+"""What a failed SSH connection or remote command says: pure builders of one-line errors (nothing connects here).
+
+Each message names the cluster, what failed and why in a few words (paramiko's own texts such as "[Errno None]"
+hidden), and the settings to check.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from hpcci.errors import RemoteAuthError, RemoteError
+from hpcci.process import tail
+
+_ERRNO_WHY = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+}
+
+
+def connect_failure_reason(e: BaseException) -> str:
+    """A few words for why a TCP/SSH connection failed (paramiko's own texts such as "[Errno None]" hidden)."""
+    errors = getattr(e, "errors", None)  # paramiko's NoValidConnectionsError: {(addr, port): OSError}
+    if isinstance(errors, dict) and errors:
+        reasons = dict.fromkeys(connect_failure_reason(x) for x in errors.values())
+        return " / ".join(reasons)
+    if isinstance(e, socket.gaierror):
+        return "unknown host name"
+    if isinstance(e, TimeoutError | socket.timeout):
+        return "timed out: no answer"
+    if isinstance(e, OSError) and e.errno in _ERRNO_WHY:
+        return _ERRNO_WHY[e.errno]
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    text = " ".join(str(e).split())
+    return f"the SSH handshake failed: {text}" if text else f"the SSH handshake failed ({type(e).__name__})"
+
+
+def connect_error(
+    cluster: str,
+    host: str,
+    port: int,
+    e: BaseException,
+    config_file: str | None,
+    settings: str = "login.host and login.port",
+) -> RemoteError:
+    """One line: what could not be reached, why, and which settings to check."""
+    where = "the cluster config"
+    if config_file:
+        rel = os.path.relpath(config_file)
+        where = config_file if rel.startswith("..") else rel
+    what = "jump host" if "jump" in settings else "login host"
+    return RemoteError(
+        f"cluster {cluster}: cannot connect to {host}:{port} ({connect_failure_reason(e)}); is the {what} up? "
+        f"check {settings} in {where}",
+        transient=True,
+    )
+
+
+def key_refused(cluster: str, where: str) -> RemoteAuthError:
+    """The server at ``where`` (user@host) did not accept the configured key."""
+    return RemoteAuthError(
+        f"cluster {cluster}: {where} refused the SSH key; check login.user and login.key "
+        "(is the public key in ~/.ssh/authorized_keys there?)"
+    )
+
+
+def jump_failed(cluster: str, jump_host: str, host: str, port: int, e: BaseException) -> RemoteError:
+    """The jump host is connected but could not open the second hop to host:port."""
+    return RemoteError(
+        f"cluster {cluster}: the jump host {jump_host} could not open a connection to "
+        f"{host}:{port}: {e}; check login.host/port as seen from the jump host",
+        transient=True,
+    )
+
+
+def short(cmd: str, width: int = 160) -> str:
+    """A command line on one line, cut to ``width`` characters for an error message."""
+    one = cmd.replace("\n", "; ")
+    return one if len(one) <= width else one[: width - 3] + "..."
+
+
+def command_timed_out(
+    cluster: str, cmd: str, limit: float, error: type[RemoteError] | None = None
+) -> RemoteError:
+    """``cmd`` ran past its ``limit`` seconds and was stopped (worth retrying)."""
+    return (error or RemoteError)(
+        f"cluster {cluster}: `{short(cmd)}` did not finish within {limit:g}s and was stopped",
+        transient=True,
+    )
+
+
+def command_dropped(cluster: str, cmd: str, e: BaseException) -> RemoteError:
+    """The connection broke while ``cmd`` ran (worth retrying)."""
+    return RemoteError(
+        f"cluster {cluster}: the connection dropped while running `{short(cmd)}`: {e or type(e).__name__}",
+        transient=True,
+    )
+
+
+def command_failed(
+    cluster: str, cmd: str, code: int, output: str, error: type[RemoteError] | None = None
+) -> RemoteError:
+    """``cmd`` exited with ``code``; the last lines of its ``output`` say why."""
+    return (error or RemoteError)(
+        f"cluster {cluster}: `{short(cmd)}` failed with exit code {code}: {tail(output)}"
+    )
