@@ -97,7 +97,7 @@ def command_timed_out(
 def command_dropped(cluster: str, cmd: str, e: BaseException) -> RemoteError:
     """The connection broke while ``cmd`` ran (worth retrying)."""
     return RemoteError(
-        f"cluster {cluster}: the connection dropped while running `{short(cmd)}`: {e or type(e).__name__}",
+        f"cluster {cluster}: the connection dropped while running `{short(cmd)}`: {str(e) or type(e).__name__}",
         transient=True,
     )
 
