@@ -7,59 +7,16 @@ Reading files (bounded) and wording errors (file:line:column, "did you mean ...?
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.backends.schedulers import SchedulerName
-from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.config_types import ClusterPath, Memory, Name, Platform, SlurmTime, Source
 from hpcci.errors import ConfigError
-from hpcci.platforms import PLATFORMS
-
-# -- value types ----------------------------------------------------------------------------------------------
-
-
-def _slurm_time(v: str) -> str:
-    if "." in v or slurm_time_seconds(v) is None:
-        raise ValueError(
-            f"{v!r} is not a Slurm time: write MM, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. '00:10:00' for ten minutes)"
-        )
-    return v
-
-
-def _platform(v: str) -> str:
-    if v not in PLATFORMS:
-        raise ValueError(f"{v!r} is not a platform: write linux/amd64 or linux/arm64 (os/arch[/variant])")
-    return v
-
-
-def _memory(v: str) -> str:
-    if not re.match(r"^\d+[KMGT]?$", v):
-        raise ValueError(f"{v!r} is not a Slurm memory size: write e.g. 512M or 4G")
-    return v
-
-
-def _name(v: str) -> str:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
-        raise ValueError(f"{v!r} is not a valid name: use letters, digits, '.', '_' and '-'")
-    return v
-
-
-SlurmTime = Annotated[str, AfterValidator(_slurm_time)]
-Platform = Annotated[str, AfterValidator(_platform)]
-Memory = Annotated[str, AfterValidator(_memory)]
-Name = Annotated[str, AfterValidator(_name)]
 
 
 class _Model(BaseModel):
@@ -171,7 +128,11 @@ class Expect(_Model):
 
 class Resources(_Model):
     nodes: int = Field(1, ge=1)
-    tasks: int = Field(1, ge=1)
+    tasks: int | None = Field(
+        None,
+        ge=1,
+        description="The job's task count (MPI ranks); default nodes x tasks_per_node (or one a node)",
+    )
     tasks_per_node: int | None = Field(None, ge=1)
     cpus_per_task: int | None = Field(None, ge=1)
     time: SlurmTime = "00:10:00"
@@ -179,6 +140,32 @@ class Resources(_Model):
     partition: str | None = Field(
         None, description="A partition name from the cluster config (e.g. cpu, gpu)"
     )
+
+    @model_validator(mode="after")
+    def _tasks_fit_nodes(self) -> Resources:
+        # Slurm would not refuse these: it shrinks the job (fewer nodes, fewer ranks) and the test proves less.
+        per_node = self.tasks_per_node
+        if self.tasks is not None and per_node is not None and self.tasks != self.nodes * per_node:
+            raise ValueError(
+                f"tasks {self.tasks} is not nodes x tasks_per_node ({self.nodes} x {per_node} = "
+                f"{self.nodes * per_node}); drop tasks (it follows from the other two) or make them agree"
+            )
+        if self.tasks is not None and self.tasks < self.nodes:
+            raise ValueError(
+                f"tasks {self.tasks} is fewer than nodes {self.nodes}: Slurm would shrink the job to "
+                f"{self.tasks} node(s); raise tasks, or use tasks_per_node"
+            )
+        return self
+
+    @property
+    def task_count(self) -> int:
+        """The job's tasks: as written, else nodes x tasks_per_node, else one a node."""
+        return self.tasks or self.nodes * (self.tasks_per_node or 1)
+
+    @property
+    def most_tasks_per_node(self) -> int:
+        """The most tasks any one node runs (tasks spread as evenly as Slurm spreads them)."""
+        return self.tasks_per_node or -(-self.task_count // self.nodes)
 
 
 class SmokeTest(_Model):
@@ -252,6 +239,13 @@ class Partition(_Model):
     name: str = Field(description="The partition's name in Slurm")
     arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
     gres: str | None = Field(None, description="GRES for GPU jobs, e.g. gpu:1")
+    cpus: int | None = Field(
+        None, ge=1, description="CPUs a node of this partition has (sinfo %c): `validate` checks tests fit"
+    )
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Modules jobs on this partition load (after the cluster's, e.g. cuda)",
+    )
     directives: list[str] = Field(default_factory=list)
 
 
@@ -304,9 +298,9 @@ class RuntimeConfig(_Model):
 
 
 class PathsConfig(_Model):
-    scratch: str = "$HOME/hpcci"
-    image_cache: str = "$HOME/hpcci/images"
-    tmpdir: str | None = None
+    scratch: ClusterPath = "$HOME/hpcci"
+    image_cache: ClusterPath = "$HOME/hpcci/images"
+    tmpdir: ClusterPath | None = None
 
 
 class MpiConfig(_Model):
@@ -364,28 +358,3 @@ class Cluster(_Model):
             raise ConfigError(
                 f"{self.source.file}: cluster {self.name} has no partition {key!r} (known: {known})"
             ) from None
-
-
-# -- where each value came from (hpcci.config_load fills it in) ---------------------------------------------------
-
-Loc = tuple[str | int, ...]
-
-
-class Source:
-    """Where each value came from: file and (line, column) per key path, 1-based."""
-
-    def __init__(self, file: str, positions: dict[Loc, tuple[int, int]]) -> None:
-        self.file = file
-        self.positions = positions
-
-    def position(self, loc: Loc) -> tuple[int, int]:
-        while loc and loc not in self.positions:
-            loc = loc[:-1]
-        return self.positions.get(loc, (1, 1))
-
-    def line_of(self, loc: Loc) -> int | None:
-        return self.positions.get(loc, (None, None))[0]
-
-    def where(self, loc: Loc) -> str:
-        line, col = self.position(loc)
-        return f"{self.file}:{line}:{col}"

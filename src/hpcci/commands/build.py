@@ -109,12 +109,12 @@ def main(args: argparse.Namespace, log: Log) -> int:
 def _overrides(args: argparse.Namespace, spec: BuildSpec) -> BuildSpec:
     import dataclasses
 
-    from hpcci.config import _platform
+    from hpcci.config_types import check_platform
     from hpcci.errors import UsageError
 
     if getattr(args, "platforms", None):
         try:
-            platforms = [_platform(p) for p in args.platforms]
+            platforms = [check_platform(p) for p in args.platforms]
         except ValueError as e:
             raise UsageError(f"--platform: {e}") from e
         spec = dataclasses.replace(spec, platforms=platforms)
