@@ -238,7 +238,10 @@ class LoginConfig(_Model):
 class Partition(_Model):
     name: str = Field(description="The partition's name in Slurm")
     arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
-    gres: str | None = Field(None, description="GRES for GPU jobs, e.g. gpu:1")
+    gres: str | None = Field(
+        "gpu:1",
+        description="GRES GPU jobs ask for; null where GPU nodes are given whole and Slurm has no GRES (TACC)",
+    )
     cpus: int | None = Field(
         None, ge=1, description="CPUs a node of this partition has (sinfo %c): `validate` checks tests fit"
     )
@@ -263,6 +266,11 @@ class SchedulerConfig(_Model):
     partitions: dict[Name, Partition] = Field(min_length=1)
     default_partition: str = "cpu"
     gpu_partition: str = "gpu"
+    memory_per: Literal["node", "cpu"] = Field(
+        "node",
+        description="How a test's resources.memory is asked for: per node (--mem) or per CPU (--mem-per-cpu, "
+        "as the Alliance's clusters document)",
+    )
     directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '")
     poll: PollConfig = Field(default_factory=PollConfig)
     template: str | None = Field(

@@ -55,7 +55,7 @@ def directives(spec: JobSpec) -> list[str]:
         ("ntasks-per-node", spec.tasks_per_node),
         ("cpus-per-task", spec.cpus_per_task),
         ("time", spec.time),
-        ("mem", spec.memory),
+        ("mem-per-cpu" if spec.memory_per_cpu else "mem", spec.memory),
         ("gres", spec.gres),
         ("chdir", spec.chdir),
     ]
