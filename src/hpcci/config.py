@@ -79,6 +79,30 @@ class ImageConfig(_Model):
     licenses: str = ""
 
 
+class BuildRegistry(_Model):
+    """A registry the build pulls from (a base image's), apart from where the image is published."""
+
+    host: str = Field(
+        pattern=r"^[A-Za-z0-9.-]+(:\d+)?$", description="The registry's host[:port], e.g. 127.0.0.1:5000"
+    )
+    insecure: bool = Field(False, description="Plain HTTP (or TLS without verification) for this registry")
+    username: Value | None = None
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> BuildRegistry:
+        if (self.username is None) != (self.password is None):
+            raise ValueError(f"registry {self.host}: set username and password together, or neither")
+        return self
+
+
+class BuildConfig(_Model):
+    registries: list[BuildRegistry] = Field(
+        default_factory=list,
+        description="Registries the build pulls base images from: insecure ones and their credentials",
+    )
+
+
 class TagRules(_Model):
     branch: bool = True
     pr: bool = True
@@ -195,6 +219,7 @@ class ReportConfig(_Model):
 class Pipeline(_Model):
     version: Literal[1] = 1
     image: ImageConfig
+    build: BuildConfig = Field(default_factory=BuildConfig)
     tags: TagRules = Field(default_factory=TagRules)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
