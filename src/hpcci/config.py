@@ -1,62 +1,29 @@
 """Pipeline (hpcci.yaml) and cluster (cluster-configs/*.yaml) configuration: the typed, frozen models.
 
-Secrets are never inline: they are references to an environment variable or a file, resolved only when used.
-Reading files (bounded) and wording errors (file:line:column, "did you mean ...?") is hpcci.config_load's job.
+Their value types (secrets as references, Slurm times, paths) are hpcci.config_types'. Reading files (bounded) and wording errors (file:line:column, "did you mean ...?") is hpcci.config_load's job.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.backends.schedulers import SchedulerName
-from hpcci.config_types import ClusterPath, Memory, Name, Platform, SlurmTime, Source
+from hpcci.config_types import (
+    ClusterPath,
+    ConfigModel,
+    Memory,
+    Name,
+    Platform,
+    Secret,
+    SlurmTime,
+    Source,
+    Value,
+)
 from hpcci.errors import ConfigError
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FromEnv(_Model):
-    """A value read from an environment variable (a CI secret)."""
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-    def resolve(self, what: str) -> str:
-        value = os.environ.get(self.env)
-        if not value:
-            raise ConfigError(
-                f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)"
-            )
-        return value
-
-
-class FromFile(_Model):
-    """A value read from a local file (~ and $VARS expanded)."""
-
-    file: str
-
-    @property
-    def path(self) -> Path:
-        return Path(os.path.expandvars(os.path.expanduser(self.file)))
-
-    def resolve(self, what: str) -> str:
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(
-                f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file"
-            ) from e
-
-
-Secret = FromEnv | FromFile
-Value = str | FromEnv
 
 
 def resolve_value(v: Value, what: str) -> str:
@@ -66,7 +33,7 @@ def resolve_value(v: Value, what: str) -> str:
 # -- hpcci.yaml ---------------------------------------------------------------------------------------------
 
 
-class ImageConfig(_Model):
+class ImageConfig(ConfigModel):
     name: str = Field(description="Image repository without tag, e.g. docker.io/org/app")
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -79,7 +46,7 @@ class ImageConfig(_Model):
     licenses: str = ""
 
 
-class BuildRegistry(_Model):
+class BuildRegistry(ConfigModel):
     """A registry the build pulls from (a base image's), apart from where the image is published."""
 
     host: str = Field(
@@ -96,14 +63,14 @@ class BuildRegistry(_Model):
         return self
 
 
-class BuildConfig(_Model):
+class BuildConfig(ConfigModel):
     registries: list[BuildRegistry] = Field(
         default_factory=list,
         description="Registries the build pulls base images from: insecure ones and their credentials",
     )
 
 
-class TagRules(_Model):
+class TagRules(ConfigModel):
     branch: bool = True
     pr: bool = True
     sha: bool = True
@@ -112,7 +79,7 @@ class TagRules(_Model):
     extra: list[str] = Field(default_factory=list)
 
 
-class RegistryTarget(_Model):
+class RegistryTarget(ConfigModel):
     url: str = "docker.io"
     repository: str | None = Field(None, description="Defaults to image.name without its registry host")
     username: Value | None = None
@@ -120,7 +87,7 @@ class RegistryTarget(_Model):
     insecure: bool = False
 
 
-class S3Target(_Model):
+class S3Target(ConfigModel):
     bucket: str
     prefix: str = "hpcci"
     endpoint_url: str | None = None
@@ -130,12 +97,12 @@ class S3Target(_Model):
     secret_key: Secret | None = None
 
 
-class PublishConfig(_Model):
+class PublishConfig(ConfigModel):
     registry: RegistryTarget | None = None
     s3: S3Target | None = None
 
 
-class DeployConfig(_Model):
+class DeployConfig(ConfigModel):
     clusters: list[Name] = Field(default_factory=list)
     cluster_configs: str = "cluster-configs"
     triggers: list[Literal["tag", "push", "pull_request", "workflow_dispatch"]] = Field(
@@ -145,12 +112,12 @@ class DeployConfig(_Model):
     deadline: SlurmTime = "01:00:00"
 
 
-class Expect(_Model):
+class Expect(ConfigModel):
     exit_code: int = 0
     output: str | None = Field(None, description="A regular expression the job output must match")
 
 
-class Resources(_Model):
+class Resources(ConfigModel):
     nodes: int = Field(1, ge=1)
     tasks: int | None = Field(
         None,
@@ -192,7 +159,7 @@ class Resources(_Model):
         return self.tasks_per_node or -(-self.task_count // self.nodes)
 
 
-class SmokeTest(_Model):
+class SmokeTest(ConfigModel):
     name: Name
     command: str | list[str]
     expect: Expect = Field(default_factory=Expect)
@@ -210,13 +177,13 @@ class SmokeTest(_Model):
         return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
 
 
-class ReportConfig(_Model):
+class ReportConfig(ConfigModel):
     check_name: str = "hpcci / {cluster}"
     status_fallback: bool = True
     pr_comment: bool = False
 
 
-class Pipeline(_Model):
+class Pipeline(ConfigModel):
     version: Literal[1] = 1
     image: ImageConfig
     build: BuildConfig = Field(default_factory=BuildConfig)
@@ -239,13 +206,13 @@ class Pipeline(_Model):
 # -- cluster-configs/NAME.yaml --------------------------------------------------------------------------------
 
 
-class JumpHost(_Model):
+class JumpHost(ConfigModel):
     host: str
     port: int = Field(22, ge=1, le=65535)
     user: Value
 
 
-class LoginConfig(_Model):
+class LoginConfig(ConfigModel):
     host: str
     port: int = Field(22, ge=1, le=65535)
     user: Value
@@ -260,7 +227,7 @@ class LoginConfig(_Model):
     keepalive: int = Field(30, ge=0)
 
 
-class Partition(_Model):
+class Partition(ConfigModel):
     name: str = Field(description="The partition's name in Slurm")
     arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
     gres: str | None = Field(
@@ -277,13 +244,13 @@ class Partition(_Model):
     directives: list[str] = Field(default_factory=list)
 
 
-class PollConfig(_Model):
+class PollConfig(ConfigModel):
     initial: float = Field(1.0, gt=0)
     max: float = Field(30.0, gt=0)
     max_failures: int = Field(5, ge=0)
 
 
-class SchedulerConfig(_Model):
+class SchedulerConfig(ConfigModel):
     type: SchedulerName = "slurm"
     account: str | None = None
     reservation: str | None = None
@@ -305,7 +272,7 @@ class SchedulerConfig(_Model):
     )
 
 
-class RuntimeConfig(_Model):
+class RuntimeConfig(ConfigModel):
     type: RuntimeName
     modules: list[str] = Field(default_factory=list)
     executable: str | None = None
@@ -330,13 +297,13 @@ class RuntimeConfig(_Model):
         return self.exec_args.get(self.type, [])
 
 
-class PathsConfig(_Model):
+class PathsConfig(ConfigModel):
     scratch: ClusterPath = "$HOME/hpcci"
     image_cache: ClusterPath = "$HOME/hpcci/images"
     tmpdir: ClusterPath | None = None
 
 
-class MpiConfig(_Model):
+class MpiConfig(ConfigModel):
     launcher: LauncherName = Field(
         "mpirun", description="How MPI tests start: mpirun, mpiexec, srun or ibrun"
     )
@@ -353,7 +320,7 @@ class MpiConfig(_Model):
         return self
 
 
-class StagingConfig(_Model):
+class StagingConfig(ConfigModel):
     method: Literal["auto", "s3", "sftp", "registry"] = "auto"
     streams: int = Field(4, ge=1, le=32)
     s3_endpoint_url: str | None = Field(
@@ -363,7 +330,7 @@ class StagingConfig(_Model):
     )
 
 
-class Cluster(_Model):
+class Cluster(ConfigModel):
     name: Name
     description: str = ""
     login: LoginConfig

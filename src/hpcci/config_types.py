@@ -1,17 +1,21 @@
-"""The value types of hpcci's config models (Slurm times, platforms, memory sizes, names, paths) and ``Source``.
+"""The value types of hpcci's config models (Slurm times, platforms, sizes, names, paths, secrets) and ``Source``.
 
-Each type is a string checked when a config is loaded, so `hpcci validate` refuses what a cluster would refuse
-later; ``Source`` records where each value came from (file, line, column), for errors that name the spot.
+Each type is checked when a config is loaded, so `hpcci validate` refuses what a cluster would refuse later.
+Secrets are never inline: they are references to an environment variable or a file, resolved only when used.
+``Source`` records where each value came from (file, line, column), for errors that name the spot.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.errors import ConfigError
 from hpcci.platforms import PLATFORMS
 
 
@@ -55,6 +59,48 @@ Platform = Annotated[str, AfterValidator(check_platform)]
 Memory = Annotated[str, AfterValidator(check_memory)]
 Name = Annotated[str, AfterValidator(check_name)]
 ClusterPath = Annotated[str, AfterValidator(check_cluster_path)]
+
+
+class ConfigModel(BaseModel):
+    """Every config model: unknown keys refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FromEnv(ConfigModel):
+    """A value read from an environment variable (a CI secret)."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def resolve(self, what: str) -> str:
+        value = os.environ.get(self.env)
+        if not value:
+            raise ConfigError(
+                f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)"
+            )
+        return value
+
+
+class FromFile(ConfigModel):
+    """A value read from a local file (~ and $VARS expanded)."""
+
+    file: str
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expandvars(os.path.expanduser(self.file)))
+
+    def resolve(self, what: str) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(
+                f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file"
+            ) from e
+
+
+Secret = FromEnv | FromFile
+Value = str | FromEnv
 
 
 # -- where each value came from (hpcci.config_load fills it in) ---------------------------------------------------

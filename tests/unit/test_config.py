@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcci import config, config_load
+from hpcci import config, config_load, config_types
 from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.errors import ConfigError
 
@@ -160,7 +160,7 @@ def test_slurm_time_forms(text: str, seconds: int) -> None:
 def test_secret_from_missing_env_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HPCCI_NOPE", raising=False)
     with pytest.raises(ConfigError, match="environment variable HPCCI_NOPE is not set"):
-        config.FromEnv(env="HPCCI_NOPE").resolve("login.key")
+        config_types.FromEnv(env="HPCCI_NOPE").resolve("login.key")
 
 
 def test_unknown_cluster_suggests_a_known_one(tmp_path: Path) -> None:
