@@ -238,3 +238,14 @@ def test_validate_names_a_gpu_test_on_a_cluster_without_a_gpu_partition(tmp_path
     assert cross_problems([pipe, training]) == []  # the example deploys to local only
     local = config_load.load_cluster(ROOT / "cluster-configs" / "local.yaml")
     assert cross_problems([pipe, local]) == []
+
+
+def test_validate_names_the_gpu_test_a_target_cluster_cannot_run(tmp_path: Path) -> None:
+    from hpcci.commands.validate import cross_problems
+
+    text = PIPELINES[0].read_text().replace("clusters: [local]", "clusters: [local, training]")
+    pipe = config_load.load_pipeline(write(tmp_path, text))
+    training = config_load.load_cluster(ROOT / "cluster-configs" / "training.yaml")
+    (problem,) = cross_problems([pipe, training])
+    gpu_line = text.splitlines().index("  - name: gpu") + 1
+    assert problem.startswith(f"{tmp_path / 'hpcci.yaml'}:{gpu_line}:5: test 'gpu' needs a GPU partition")

@@ -83,7 +83,11 @@ def platforms_needed(pipeline: Pipeline, cluster: Cluster) -> list[str]:
     needed: list[str] = []
     tests = tests_for(pipeline, cluster.name) or [(0, SmokeTest(name="none", command="true"))]
     for _, test in tests:
-        platform = machine_platform(cluster.partition(partition_key(cluster, test)).arch)
+        try:
+            part = cluster.partition(partition_key(cluster, test))
+        except ConfigError:  # plan_cluster names it, with the test's file:line (check_fits)
+            continue
+        platform = machine_platform(part.arch)
         if platform not in needed:
             needed.append(platform)
     return needed
@@ -139,13 +143,13 @@ def check_fits(pipeline: Pipeline, cluster: Cluster) -> list[str]:
     """Each problem of the pipeline's tests on ``cluster``, one line each with the test's file:line."""
     problems: list[str] = []
     for index, test in tests_for(pipeline, cluster.name):
-        where = pipeline.source.where(("tests", index, "resources"))
         try:
-            problem = fit_problem(cluster, test, cluster.partition(partition_key(cluster, test)))
-        except ConfigError as e:
-            problem = str(e)
-        if problem:
-            problems.append(f"{where}: {problem}")
+            part = cluster.partition(partition_key(cluster, test))
+        except ConfigError as e:  # no such partition: the test is where to look (or its `clusters:`)
+            problems.append(f"{pipeline.source.where(('tests', index))}: {e}")
+            continue
+        if problem := fit_problem(cluster, test, part):
+            problems.append(f"{pipeline.source.where(('tests', index, 'resources'))}: {problem}")
     return problems
 
 
