@@ -13,10 +13,10 @@ from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.backends.schedulers import SchedulerName
 from hpcci.config_types import (
-    ClusterPath,
     ConfigModel,
     Memory,
     Name,
+    OneLine,
     Platform,
     Secret,
     SlurmTime,
@@ -228,7 +228,7 @@ class LoginConfig(ConfigModel):
 
 
 class Partition(ConfigModel):
-    name: str = Field(description="The partition's name in Slurm")
+    name: OneLine = Field(description="The partition's name in Slurm")
     arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
     gres: str | None = Field(
         "gpu:1",
@@ -241,7 +241,7 @@ class Partition(ConfigModel):
         default_factory=list,
         description="Modules jobs on this partition load (after the cluster's, e.g. cuda)",
     )
-    directives: list[str] = Field(default_factory=list)
+    directives: list[OneLine] = Field(default_factory=list)
 
 
 class PollConfig(ConfigModel):
@@ -252,9 +252,9 @@ class PollConfig(ConfigModel):
 
 class SchedulerConfig(ConfigModel):
     type: SchedulerName = "slurm"
-    account: str | None = None
-    reservation: str | None = None
-    qos: str | None = None
+    account: OneLine | None = None
+    reservation: OneLine | None = None
+    qos: OneLine | None = None
     partitions: dict[Name, Partition] = Field(min_length=1)
     default_partition: str = "cpu"
     gpu_partition: str = "gpu"
@@ -263,7 +263,9 @@ class SchedulerConfig(ConfigModel):
         description="How a test's resources.memory is asked for: per node (--mem) or per CPU (--mem-per-cpu, "
         "as the Alliance's clusters document)",
     )
-    directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '")
+    directives: list[OneLine] = Field(
+        default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"
+    )
     poll: PollConfig = Field(default_factory=PollConfig)
     template: str | None = Field(
         None,
@@ -298,9 +300,9 @@ class RuntimeConfig(ConfigModel):
 
 
 class PathsConfig(ConfigModel):
-    scratch: ClusterPath = "$HOME/hpcci"
-    image_cache: ClusterPath = "$HOME/hpcci/images"
-    tmpdir: ClusterPath | None = None
+    scratch: OneLine = "$HOME/hpcci"
+    image_cache: OneLine = "$HOME/hpcci/images"
+    tmpdir: OneLine | None = None
 
 
 class MpiConfig(ConfigModel):

@@ -45,12 +45,11 @@ def check_name(v: str) -> str:
     return v
 
 
-def check_cluster_path(v: str) -> str:
-    """A path on the cluster: it ends up in #SBATCH lines (--chdir, --output), which cannot hold a line break."""
+def check_one_line(v: str) -> str:
+    """A value that ends up in an #SBATCH line (paths in --chdir and --output, account, partition, directives):
+    sbatch reads any other character inside double quotes, but no line break."""
     if any(c in v for c in "\n\r\0"):
-        raise ValueError(
-            f"{v!r} holds a line break or NUL, which no #SBATCH directive can carry; choose another path"
-        )
+        raise ValueError(f"{v!r} holds a line break or NUL, which no #SBATCH directive can carry; remove it")
     return v
 
 
@@ -58,7 +57,7 @@ SlurmTime = Annotated[str, AfterValidator(check_slurm_time)]
 Platform = Annotated[str, AfterValidator(check_platform)]
 Memory = Annotated[str, AfterValidator(check_memory)]
 Name = Annotated[str, AfterValidator(check_name)]
-ClusterPath = Annotated[str, AfterValidator(check_cluster_path)]
+OneLine = Annotated[str, AfterValidator(check_one_line)]
 
 
 class ConfigModel(BaseModel):

@@ -249,3 +249,12 @@ def test_validate_names_the_gpu_test_a_target_cluster_cannot_run(tmp_path: Path)
     (problem,) = cross_problems([pipe, training])
     gpu_line = text.splitlines().index("  - name: gpu") + 1
     assert problem.startswith(f"{tmp_path / 'hpcci.yaml'}:{gpu_line}:5: test 'gpu' needs a GPU partition")
+
+
+def test_an_account_with_a_line_break_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["scheduler"]["account"] = "hpcci\n#SBATCH --qos=high"
+    path = write(tmp_path, yaml.safe_dump(data), "local.yaml")
+    assert "scheduler.account: 'hpcci\\n#SBATCH --qos=high' holds a line break" in error_of(
+        path, config.Cluster
+    )
