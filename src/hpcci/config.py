@@ -1,105 +1,29 @@
 """Pipeline (hpcci.yaml) and cluster (cluster-configs/*.yaml) configuration: the typed, frozen models.
 
-Secrets are never inline: they are references to an environment variable or a file, resolved only when used.
-Reading files (bounded) and wording errors (file:line:column, "did you mean ...?") is hpcci.config_load's job.
+Their value types (secrets as references, Slurm times, paths) are hpcci.config_types'. Reading files (bounded) and wording errors (file:line:column, "did you mean ...?") is hpcci.config_load's job.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import GpuKind, RuntimeName
 from hpcci.backends.schedulers import SchedulerName
-from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.config_types import (
+    ConfigModel,
+    Memory,
+    Name,
+    OneLine,
+    Platform,
+    Secret,
+    SlurmTime,
+    Source,
+    Value,
+)
 from hpcci.errors import ConfigError
-from hpcci.platforms import PLATFORMS
-
-# -- value types ----------------------------------------------------------------------------------------------
-
-
-def _slurm_time(v: str) -> str:
-    if "." in v or slurm_time_seconds(v) is None:
-        raise ValueError(
-            f"{v!r} is not a Slurm time: write MM, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. '00:10:00' for ten minutes)"
-        )
-    return v
-
-
-def _platform(v: str) -> str:
-    if v not in PLATFORMS:
-        raise ValueError(f"{v!r} is not a platform: write linux/amd64 or linux/arm64 (os/arch[/variant])")
-    return v
-
-
-def _memory(v: str) -> str:
-    if not re.match(r"^\d+[KMGT]?$", v):
-        raise ValueError(f"{v!r} is not a Slurm memory size: write e.g. 512M or 4G")
-    return v
-
-
-def _name(v: str) -> str:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
-        raise ValueError(f"{v!r} is not a valid name: use letters, digits, '.', '_' and '-'")
-    return v
-
-
-SlurmTime = Annotated[str, AfterValidator(_slurm_time)]
-Platform = Annotated[str, AfterValidator(_platform)]
-Memory = Annotated[str, AfterValidator(_memory)]
-Name = Annotated[str, AfterValidator(_name)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FromEnv(_Model):
-    """A value read from an environment variable (a CI secret)."""
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-    def resolve(self, what: str) -> str:
-        value = os.environ.get(self.env)
-        if not value:
-            raise ConfigError(
-                f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)"
-            )
-        return value
-
-
-class FromFile(_Model):
-    """A value read from a local file (~ and $VARS expanded)."""
-
-    file: str
-
-    @property
-    def path(self) -> Path:
-        return Path(os.path.expandvars(os.path.expanduser(self.file)))
-
-    def resolve(self, what: str) -> str:
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(
-                f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file"
-            ) from e
-
-
-Secret = FromEnv | FromFile
-Value = str | FromEnv
 
 
 def resolve_value(v: Value, what: str) -> str:
@@ -109,7 +33,7 @@ def resolve_value(v: Value, what: str) -> str:
 # -- hpcci.yaml ---------------------------------------------------------------------------------------------
 
 
-class ImageConfig(_Model):
+class ImageConfig(ConfigModel):
     name: str = Field(description="Image repository without tag, e.g. docker.io/org/app")
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -122,7 +46,31 @@ class ImageConfig(_Model):
     licenses: str = ""
 
 
-class TagRules(_Model):
+class BuildRegistry(ConfigModel):
+    """A registry the build pulls from (a base image's), apart from where the image is published."""
+
+    host: str = Field(
+        pattern=r"^[A-Za-z0-9.-]+(:\d+)?$", description="The registry's host[:port], e.g. 127.0.0.1:5000"
+    )
+    insecure: bool = Field(False, description="Plain HTTP (or TLS without verification) for this registry")
+    username: Value | None = None
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> BuildRegistry:
+        if (self.username is None) != (self.password is None):
+            raise ValueError(f"registry {self.host}: set username and password together, or neither")
+        return self
+
+
+class BuildConfig(ConfigModel):
+    registries: list[BuildRegistry] = Field(
+        default_factory=list,
+        description="Registries the build pulls base images from: insecure ones and their credentials",
+    )
+
+
+class TagRules(ConfigModel):
     branch: bool = True
     pr: bool = True
     sha: bool = True
@@ -131,7 +79,7 @@ class TagRules(_Model):
     extra: list[str] = Field(default_factory=list)
 
 
-class RegistryTarget(_Model):
+class RegistryTarget(ConfigModel):
     url: str = "docker.io"
     repository: str | None = Field(None, description="Defaults to image.name without its registry host")
     username: Value | None = None
@@ -139,7 +87,7 @@ class RegistryTarget(_Model):
     insecure: bool = False
 
 
-class S3Target(_Model):
+class S3Target(ConfigModel):
     bucket: str
     prefix: str = "hpcci"
     endpoint_url: str | None = None
@@ -149,12 +97,12 @@ class S3Target(_Model):
     secret_key: Secret | None = None
 
 
-class PublishConfig(_Model):
+class PublishConfig(ConfigModel):
     registry: RegistryTarget | None = None
     s3: S3Target | None = None
 
 
-class DeployConfig(_Model):
+class DeployConfig(ConfigModel):
     clusters: list[Name] = Field(default_factory=list)
     cluster_configs: str = "cluster-configs"
     triggers: list[Literal["tag", "push", "pull_request", "workflow_dispatch"]] = Field(
@@ -164,14 +112,18 @@ class DeployConfig(_Model):
     deadline: SlurmTime = "01:00:00"
 
 
-class Expect(_Model):
+class Expect(ConfigModel):
     exit_code: int = 0
     output: str | None = Field(None, description="A regular expression the job output must match")
 
 
-class Resources(_Model):
+class Resources(ConfigModel):
     nodes: int = Field(1, ge=1)
-    tasks: int = Field(1, ge=1)
+    tasks: int | None = Field(
+        None,
+        ge=1,
+        description="The job's task count (MPI ranks); default nodes x tasks_per_node (or one a node)",
+    )
     tasks_per_node: int | None = Field(None, ge=1)
     cpus_per_task: int | None = Field(None, ge=1)
     time: SlurmTime = "00:10:00"
@@ -180,8 +132,34 @@ class Resources(_Model):
         None, description="A partition name from the cluster config (e.g. cpu, gpu)"
     )
 
+    @model_validator(mode="after")
+    def _tasks_fit_nodes(self) -> Resources:
+        # Slurm would not refuse these: it shrinks the job (fewer nodes, fewer ranks) and the test proves less.
+        per_node = self.tasks_per_node
+        if self.tasks is not None and per_node is not None and self.tasks != self.nodes * per_node:
+            raise ValueError(
+                f"tasks {self.tasks} is not nodes x tasks_per_node ({self.nodes} x {per_node} = "
+                f"{self.nodes * per_node}); drop tasks (it follows from the other two) or make them agree"
+            )
+        if self.tasks is not None and self.tasks < self.nodes:
+            raise ValueError(
+                f"tasks {self.tasks} is fewer than nodes {self.nodes}: Slurm would shrink the job to "
+                f"{self.tasks} node(s); raise tasks, or use tasks_per_node"
+            )
+        return self
 
-class SmokeTest(_Model):
+    @property
+    def task_count(self) -> int:
+        """The job's tasks: as written, else nodes x tasks_per_node, else one a node."""
+        return self.tasks or self.nodes * (self.tasks_per_node or 1)
+
+    @property
+    def most_tasks_per_node(self) -> int:
+        """The most tasks any one node runs (tasks spread as evenly as Slurm spreads them)."""
+        return self.tasks_per_node or -(-self.task_count // self.nodes)
+
+
+class SmokeTest(ConfigModel):
     name: Name
     command: str | list[str]
     expect: Expect = Field(default_factory=Expect)
@@ -199,15 +177,16 @@ class SmokeTest(_Model):
         return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
 
 
-class ReportConfig(_Model):
+class ReportConfig(ConfigModel):
     check_name: str = "hpcci / {cluster}"
     status_fallback: bool = True
     pr_comment: bool = False
 
 
-class Pipeline(_Model):
+class Pipeline(ConfigModel):
     version: Literal[1] = 1
     image: ImageConfig
+    build: BuildConfig = Field(default_factory=BuildConfig)
     tags: TagRules = Field(default_factory=TagRules)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
@@ -227,13 +206,13 @@ class Pipeline(_Model):
 # -- cluster-configs/NAME.yaml --------------------------------------------------------------------------------
 
 
-class JumpHost(_Model):
+class JumpHost(ConfigModel):
     host: str
     port: int = Field(22, ge=1, le=65535)
     user: Value
 
 
-class LoginConfig(_Model):
+class LoginConfig(ConfigModel):
     host: str
     port: int = Field(22, ge=1, le=65535)
     user: Value
@@ -248,28 +227,45 @@ class LoginConfig(_Model):
     keepalive: int = Field(30, ge=0)
 
 
-class Partition(_Model):
-    name: str = Field(description="The partition's name in Slurm")
+class Partition(ConfigModel):
+    name: OneLine = Field(description="The partition's name in Slurm")
     arch: Literal["x86_64", "aarch64", "ppc64le"] = "x86_64"  # platforms.CLUSTER_MACHINES
-    gres: str | None = Field(None, description="GRES for GPU jobs, e.g. gpu:1")
-    directives: list[str] = Field(default_factory=list)
+    gres: str | None = Field(
+        "gpu:1",
+        description="GRES GPU jobs ask for; null where GPU nodes are given whole and Slurm has no GRES (TACC)",
+    )
+    cpus: int | None = Field(
+        None, ge=1, description="CPUs a node of this partition has (sinfo %c): `validate` checks tests fit"
+    )
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Modules jobs on this partition load (after the cluster's, e.g. cuda)",
+    )
+    directives: list[OneLine] = Field(default_factory=list)
 
 
-class PollConfig(_Model):
+class PollConfig(ConfigModel):
     initial: float = Field(1.0, gt=0)
     max: float = Field(30.0, gt=0)
     max_failures: int = Field(5, ge=0)
 
 
-class SchedulerConfig(_Model):
+class SchedulerConfig(ConfigModel):
     type: SchedulerName = "slurm"
-    account: str | None = None
-    reservation: str | None = None
-    qos: str | None = None
+    account: OneLine | None = None
+    reservation: OneLine | None = None
+    qos: OneLine | None = None
     partitions: dict[Name, Partition] = Field(min_length=1)
     default_partition: str = "cpu"
     gpu_partition: str = "gpu"
-    directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '")
+    memory_per: Literal["node", "cpu"] = Field(
+        "node",
+        description="How a test's resources.memory is asked for: per node (--mem) or per CPU (--mem-per-cpu, "
+        "as the Alliance's clusters document)",
+    )
+    directives: list[OneLine] = Field(
+        default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"
+    )
     poll: PollConfig = Field(default_factory=PollConfig)
     template: str | None = Field(
         None,
@@ -278,7 +274,7 @@ class SchedulerConfig(_Model):
     )
 
 
-class RuntimeConfig(_Model):
+class RuntimeConfig(ConfigModel):
     type: RuntimeName
     modules: list[str] = Field(default_factory=list)
     executable: str | None = None
@@ -303,13 +299,13 @@ class RuntimeConfig(_Model):
         return self.exec_args.get(self.type, [])
 
 
-class PathsConfig(_Model):
-    scratch: str = "$HOME/hpcci"
-    image_cache: str = "$HOME/hpcci/images"
-    tmpdir: str | None = None
+class PathsConfig(ConfigModel):
+    scratch: OneLine = "$HOME/hpcci"
+    image_cache: OneLine = "$HOME/hpcci/images"
+    tmpdir: OneLine | None = None
 
 
-class MpiConfig(_Model):
+class MpiConfig(ConfigModel):
     launcher: LauncherName = Field(
         "mpirun", description="How MPI tests start: mpirun, mpiexec, srun or ibrun"
     )
@@ -326,7 +322,7 @@ class MpiConfig(_Model):
         return self
 
 
-class StagingConfig(_Model):
+class StagingConfig(ConfigModel):
     method: Literal["auto", "s3", "sftp", "registry"] = "auto"
     streams: int = Field(4, ge=1, le=32)
     s3_endpoint_url: str | None = Field(
@@ -336,7 +332,7 @@ class StagingConfig(_Model):
     )
 
 
-class Cluster(_Model):
+class Cluster(ConfigModel):
     name: Name
     description: str = ""
     login: LoginConfig
@@ -364,28 +360,3 @@ class Cluster(_Model):
             raise ConfigError(
                 f"{self.source.file}: cluster {self.name} has no partition {key!r} (known: {known})"
             ) from None
-
-
-# -- where each value came from (hpcci.config_load fills it in) ---------------------------------------------------
-
-Loc = tuple[str | int, ...]
-
-
-class Source:
-    """Where each value came from: file and (line, column) per key path, 1-based."""
-
-    def __init__(self, file: str, positions: dict[Loc, tuple[int, int]]) -> None:
-        self.file = file
-        self.positions = positions
-
-    def position(self, loc: Loc) -> tuple[int, int]:
-        while loc and loc not in self.positions:
-            loc = loc[:-1]
-        return self.positions.get(loc, (1, 1))
-
-    def line_of(self, loc: Loc) -> int | None:
-        return self.positions.get(loc, (None, None))[0]
-
-    def where(self, loc: Loc) -> str:
-        line, col = self.position(loc)
-        return f"{self.file}:{line}:{col}"

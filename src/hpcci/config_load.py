@@ -23,7 +23,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.scanner import RoundTripScanner
 
-from hpcci.config import Cluster, Loc, Pipeline, Source
+from hpcci.config import Cluster, Pipeline
+from hpcci.config_types import Loc, Source
 from hpcci.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -386,3 +386,77 @@ def test_publish_without_a_build_record_says_to_build_first(
     rc, out = hpcci(capsys, "publish", "-c", str(config), "--records", str(tmp_path / "empty"))
     assert rc == 2
     assert "no BuildRecord here; run the stage that writes it first" in out
+
+
+# -- base images from their own registry (build.registries) --------------------------------------------------
+
+
+def copy_base(env: dict[str, str], folder: Path, name: str) -> str:
+    """The stack's amd64 base under a name no local image store holds: a build must pull it, with credentials,
+    over plain HTTP."""
+    ref = f"{env['HPCCI_REGISTRY']}/hpcci-test/{name}-{RUN_ID}:bookworm"
+    af = authfile(folder, env)
+    run(["skopeo", "copy", "--quiet", "--authfile", af, "--src-tls-verify=false", "--dest-tls-verify=false",
+         "--override-arch", "amd64", f"docker://{env['HPCCI_REGISTRY']}/hpcci/base:bookworm",
+         f"docker://{ref}"], timeout=300)  # fmt: skip
+    return ref
+
+
+@pytest.fixture(scope="module")
+def private_base(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    return copy_base(stack_env, tmp_path_factory.mktemp("base"), "base")
+
+
+def s3_only_pipeline(
+    folder: Path, name: str, builder: str, base: str, registries: list[dict[str, object]]
+) -> Path:
+    path = write_pipeline(folder, name=name, builder=builder, platforms=("linux/amd64",))
+    data = json.loads(path.read_text())
+    data["image"]["build_args"] = {"BASE_IMAGE": base}
+    del data["publish"]["registry"]  # published to S3 only: nothing about the base's registry comes from here
+    data["build"] = {"registries": registries}
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("builder", ["docker", "buildah"])
+def test_an_s3_only_pipeline_builds_from_a_base_on_a_plain_http_registry_with_credentials(
+    builder: str,
+    require: Callable[..., None],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    private_base: str,
+    local_images: set[str],
+) -> None:
+    require("docker", "registry")
+    need_builder(builder)
+    name = f"127.0.0.1:5000/hpcci-test/fib-base-{builder}-{RUN_ID}"
+    local_images.add(name)
+    registry = {"host": "127.0.0.1:5000", "insecure": True, "username": {"env": "HPCCI_REGISTRY_USERNAME"},
+                "password": {"env": "HPCCI_REGISTRY_PASSWORD"}}  # fmt: skip
+    config = s3_only_pipeline(tmp_path, name, builder, private_base, [registry])
+    recs = tmp_path / ".hpcci"
+    rc, out = hpcci(
+        capsys, "build", "-c", str(config), "--records", str(recs), "--ref", "refs/heads/main", "--sha", SHA
+    )
+    assert rc == 0, out[-3000:]
+    record = records.read(records.BuildRecord, recs / "build.json")
+    local_images.update(p.digest for p in record.platforms)
+    assert [p.platform for p in record.platforms] == ["linux/amd64"]
+    assert "55" in run_in_image(builder, record.platforms[0].ref, "python3", "/app/fib.py", "10")
+
+
+def test_without_build_registries_the_base_cannot_be_pulled(
+    require: Callable[..., None],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    stack_env: dict[str, str],
+) -> None:
+    require("docker", "registry")
+    need_builder("buildah")
+    name = f"127.0.0.1:5000/hpcci-test/fib-nobase-{RUN_ID}"
+    base = copy_base(stack_env, tmp_path, "unpulled-base")  # in no local store: the build must pull it
+    config = s3_only_pipeline(tmp_path, name, "buildah", base, [])
+    rc, out = hpcci(capsys, "build", "-c", str(config), "--records", str(tmp_path / ".hpcci"), "--sha", SHA)
+    assert rc == 10, out[-3000:]  # BuildError: buildah tried HTTPS (and had no credentials)
+    assert "HTTP response to HTTPS client" in out and "build.registries" in out

@@ -368,6 +368,8 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(
     err = proj.cluster_error() or ""
     assert "CHANGED" in err and _server_fingerprint() in err
     assert "Traceback" not in done.stderr
+    # nothing was sent over a connection that never opened: no command is echoed as if it ran
+    assert "+ bash -lc" not in done.stdout + done.stderr
 
 
 def test_an_unknown_host_key_is_refused_and_its_fingerprint_shown(

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from deploy_support import REPO, Project, cluster_config, hpcci
 
+from hpcci.errors import ConfigError, HostKeyError
 from hpcci.process import Completed, run
 
 
@@ -80,7 +81,7 @@ def test_wrong_partition_account_and_runtime_module_each_say_what_to_fix(tmp_pat
 def test_an_unknown_host_key_is_reported_with_its_fingerprint(tmp_path: Path) -> None:
     (tmp_path / "known_hosts").write_text("")
     done = doctor(tmp_path, cluster_config(**{"login.known_hosts": {"file": str(tmp_path / "known_hosts")}}))
-    assert done.returncode == 1
+    assert done.returncode == HostKeyError.exit_code  # 41, as `hpcci deploy` exits for the same cause
     fp = run(["ssh-keygen", "-l", "-f", os.environ["HPCCI_LOCAL_KNOWN_HOSTS"]], timeout=30).stdout.split()[1]
     assert "FAIL  ssh" in done.stdout and fp in done.stdout and "verify the fingerprint" in done.stdout
 
@@ -96,7 +97,7 @@ def test_an_unset_ssh_user_secret_is_a_failed_check_not_a_crash(
 ) -> None:
     monkeypatch.delenv("H7_UNSET_DOCTOR_USER", raising=False)
     done = doctor(tmp_path, cluster_config(**{"login.user": {"env": "H7_UNSET_DOCTOR_USER"}}))
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == ConfigError.exit_code, done.stdout + done.stderr
     assert "FAIL  ssh" in done.stdout and "H7_UNSET_DOCTOR_USER is not set" in done.stdout
     assert done.stdout.rstrip().endswith("NOT ready: 1 problem(s)")
     assert "Traceback" not in done.stderr

@@ -249,3 +249,70 @@ def test_plan_shows_each_builder_with_its_temporary_files() -> None:
     assert get_builder("docker").argv(spec(labels={}), "linux/amd64") == docker_argv(
         spec(labels={}), "linux/amd64"
     )
+
+
+def test_a_base_registry_marked_insecure_needs_no_credentials_and_no_authfile() -> None:
+    from hpcci.backends.builders import get_builder
+
+    s = spec(auths=[RegistryAuth("127.0.0.1:5000", insecure=True)])
+    argv = get_builder("buildah").argv(s, "linux/amd64")
+    assert "--tls-verify=false" in argv and "--authfile" not in argv
+
+
+def test_build_registries_come_from_the_pipeline_apart_from_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpcci.commands.build import build_registries
+    from hpcci.config import Pipeline
+
+    pipe = Pipeline.model_validate(
+        {
+            "image": {"name": "reg/org/app"},
+            "build": {
+                "registries": [
+                    {"host": "127.0.0.1:5000", "insecure": True, "username": {"env": "BASE_USER"},
+                     "password": {"env": "BASE_PASSWORD"}},
+                    {"host": "mirror.example.org"},
+                ]
+            },
+            "publish": {"s3": {"bucket": "b"}},
+        }
+    )  # fmt: skip
+    monkeypatch.setenv("BASE_USER", "hpcci")
+    monkeypatch.setenv("BASE_PASSWORD", "s3cret\n")
+    masked: list[str] = []
+
+    class Recorder(Log):
+        def mask(self, secret: str | None) -> None:
+            masked.append(secret or "")
+
+    assert build_registries(pipe, Recorder()) == [
+        RegistryAuth("127.0.0.1:5000", "hpcci", "s3cret", insecure=True),
+        RegistryAuth("mirror.example.org"),
+    ]
+    assert masked == ["s3cret"]
+    # `hpcci plan` shows the registries without reading a secret
+    assert build_registries(pipe, None)[0] == RegistryAuth(
+        "127.0.0.1:5000", "USER", "PASSWORD", insecure=True
+    )
+
+
+def test_a_build_registry_with_a_username_but_no_password_is_a_config_error() -> None:
+    from pydantic import ValidationError
+
+    from hpcci.config import BuildRegistry
+
+    with pytest.raises(ValidationError, match="set username and password together"):
+        BuildRegistry.model_validate({"host": "reg:5000", "username": "u"})
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ('Get "https://r:5000/v2/": http: server gave HTTP response to HTTPS client', "insecure: true"),
+        (
+            "pull access denied: unauthorized: authentication required",
+            "username and password in build.registries",
+        ),
+    ],
+)
+def test_a_base_registry_failure_says_how_build_registries_fix_it(error: str, hint: str) -> None:
+    assert hint in str(StepTracker(Log()).failure(spec(), "linux/amd64", error))

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcci import config, config_load
+from hpcci import config, config_load, config_types
 from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.errors import ConfigError
 
@@ -160,7 +160,7 @@ def test_slurm_time_forms(text: str, seconds: int) -> None:
 def test_secret_from_missing_env_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HPCCI_NOPE", raising=False)
     with pytest.raises(ConfigError, match="environment variable HPCCI_NOPE is not set"):
-        config.FromEnv(env="HPCCI_NOPE").resolve("login.key")
+        config_types.FromEnv(env="HPCCI_NOPE").resolve("login.key")
 
 
 def test_unknown_cluster_suggests_a_known_one(tmp_path: Path) -> None:
@@ -169,3 +169,92 @@ def test_unknown_cluster_suggests_a_known_one(tmp_path: Path) -> None:
     pipe = config.Pipeline.model_validate({"image": {"name": "a"}})
     with pytest.raises(ConfigError, match="did you mean 'frontera'"):
         config_load.load_clusters(pipe, ["fronterra"], tmp_path)
+
+
+MINIMAL = "image: {name: reg/org/fib}\ntests:\n  - name: mpi\n    command: hello\n    resources: "
+
+
+def test_tasks_that_contradict_nodes_times_tasks_per_node_are_an_error_at_the_test(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "{nodes: 2, tasks_per_node: 3, tasks: 4}\n")
+    assert error_of(path) == (
+        f"{path}:5:16: tests[0].resources: tasks 4 is not nodes x tasks_per_node (2 x 3 = 6); drop tasks (it "
+        "follows from the other two) or make them agree"
+    )
+
+
+def test_fewer_tasks_than_nodes_is_an_error(tmp_path: Path) -> None:
+    assert "Slurm would shrink the job to 1 node(s)" in error_of(
+        write(tmp_path, MINIMAL + "{nodes: 2, tasks: 1}\n")
+    )
+
+
+@pytest.mark.parametrize(
+    ("resources", "tasks", "most"),
+    [
+        ({}, 1, 1),
+        ({"nodes": 2}, 2, 1),
+        ({"nodes": 2, "tasks_per_node": 3}, 6, 3),
+        ({"nodes": 2, "tasks": 5}, 5, 3),
+    ],
+)
+def test_the_task_count_follows_nodes_and_tasks_per_node(
+    resources: dict[str, int], tasks: int, most: int
+) -> None:
+    r = config.Resources.model_validate(resources)
+    assert (r.task_count, r.most_tasks_per_node) == (tasks, most)
+
+
+def test_a_scratch_path_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["paths"]["scratch"] = "/scratch/a\nb"
+    path = write(tmp_path, yaml.safe_dump(data), "local.yaml")
+    assert "paths.scratch: '/scratch/a\\nb' holds a line break or NUL" in error_of(path, config.Cluster)
+
+
+def test_validate_checks_tests_against_the_partitions_cpus(tmp_path: Path) -> None:
+    from hpcci.commands.validate import cross_problems
+
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["scheduler"]["partitions"]["cpu"]["cpus"] = 4
+    cluster = config_load.load_cluster(write(tmp_path, yaml.safe_dump(data), "local.yaml"))
+    pipe = config_load.load_pipeline(
+        write(
+            tmp_path,
+            MINIMAL + "{nodes: 2, tasks_per_node: 3, cpus_per_task: 2}\ndeploy: {clusters: [local]}\n",
+        )
+    )
+    assert cross_problems([pipe, cluster]) == [
+        f"{tmp_path / 'hpcci.yaml'}:5:16: test 'mpi' asks for 6 CPUs on a node (3 tasks x 2 CPUs) but a node of "
+        "partition 'cpu' of cluster local has 4; raise resources.nodes or lower tasks_per_node / cpus_per_task"
+    ]
+    assert cross_problems([pipe]) == []  # the cluster's file was not among those checked
+
+
+def test_validate_names_a_gpu_test_on_a_cluster_without_a_gpu_partition(tmp_path: Path) -> None:
+    from hpcci.commands.validate import cross_problems
+
+    pipe = config_load.load_pipeline(PIPELINES[0])
+    training = config_load.load_cluster(ROOT / "cluster-configs" / "training.yaml")
+    assert cross_problems([pipe, training]) == []  # the example deploys to local only
+    local = config_load.load_cluster(ROOT / "cluster-configs" / "local.yaml")
+    assert cross_problems([pipe, local]) == []
+
+
+def test_validate_names_the_gpu_test_a_target_cluster_cannot_run(tmp_path: Path) -> None:
+    from hpcci.commands.validate import cross_problems
+
+    text = PIPELINES[0].read_text().replace("clusters: [local]", "clusters: [local, training]")
+    pipe = config_load.load_pipeline(write(tmp_path, text))
+    training = config_load.load_cluster(ROOT / "cluster-configs" / "training.yaml")
+    (problem,) = cross_problems([pipe, training])
+    gpu_line = text.splitlines().index("  - name: gpu") + 1
+    assert problem.startswith(f"{tmp_path / 'hpcci.yaml'}:{gpu_line}:5: test 'gpu' needs a GPU partition")
+
+
+def test_an_account_with_a_line_break_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "cluster-configs" / "local.yaml").read_text())
+    data["scheduler"]["account"] = "hpcci\n#SBATCH --qos=high"
+    path = write(tmp_path, yaml.safe_dump(data), "local.yaml")
+    assert "scheduler.account: 'hpcci\\n#SBATCH --qos=high' holds a line break" in error_of(
+        path, config.Cluster
+    )

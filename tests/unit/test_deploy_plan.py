@@ -89,7 +89,7 @@ def test_convert_on_compute_makes_a_conversion_job() -> None:
     ]
     assert image.convert_job is not None and image.convert is None
     assert "apptainer build --force" in image.convert_job.script.text
-    assert "#SBATCH --job-name=hpcci-convert-" in image.convert_job.script.text
+    assert '#SBATCH --job-name="hpcci-convert-' in image.convert_job.script.text
 
 
 def test_aarch64_partitions_need_an_arm64_image() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers import slurm, slurm_directives
 from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import Cluster, Pipeline
 from hpcci.config_load import load_cluster
@@ -64,15 +64,15 @@ def test_fibonacci_script_matches_the_seeds_by_hand_script() -> None:
     text = scripts(pipeline(FIB))["fib"]
     assert text.startswith("#!/bin/bash\n")
     assert sbatch_lines(text) == [
-        "#SBATCH --job-name=hpcci-fib",
-        "#SBATCH --output=/scratch/u/hpcci/runs/r1/fib.out",
-        "#SBATCH --partition=cpu",
-        "#SBATCH --account=hpcci",
-        "#SBATCH --nodes=1",
-        "#SBATCH --ntasks=1",
-        "#SBATCH --time=00:05:00",
-        "#SBATCH --mem=512M",
-        "#SBATCH --chdir=/scratch/u/hpcci/runs/r1",
+        '#SBATCH --job-name="hpcci-fib"',
+        '#SBATCH --output="/scratch/u/hpcci/runs/r1/fib.out"',
+        '#SBATCH --partition="cpu"',
+        '#SBATCH --account="hpcci"',
+        '#SBATCH --nodes="1"',
+        '#SBATCH --ntasks="1"',
+        '#SBATCH --time="00:05:00"',
+        '#SBATCH --mem="512M"',
+        '#SBATCH --chdir="/scratch/u/hpcci/runs/r1"',
     ]
     assert body_lines(text) == [
         "module load apptainer",
@@ -82,7 +82,7 @@ def test_fibonacci_script_matches_the_seeds_by_hand_script() -> None:
 
 def test_gpu_test_lands_on_the_gpu_partition_with_gres_and_the_gpu_flag() -> None:
     text = scripts(pipeline({"name": "g", "command": "nvidia-smi", "gpu": True}))["g"]
-    assert "#SBATCH --partition=gpu" in text and "#SBATCH --gres=gpu:1" in text
+    assert '#SBATCH --partition="gpu"' in text and '#SBATCH --gres="gpu:1"' in text
     assert body_lines(text)[-1].startswith("apptainer exec --nv --cleanenv ")
 
 
@@ -97,7 +97,7 @@ def test_rocm_clusters_get_the_rocm_flag() -> None:
 def test_mpi_test_runs_the_host_mpirun_around_the_container() -> None:
     test = {"name": "mpi", "command": ["python3", "/app/fib.py", "5"], "mpi": True, "resources": {"tasks": 3}}
     text = scripts(pipeline(test))["mpi"]
-    assert "#SBATCH --ntasks=3" in text
+    assert '#SBATCH --ntasks="3"' in text
     assert body_lines(text) == [
         "module load openmpi",
         "module load apptainer",
@@ -115,7 +115,7 @@ def test_srun_launcher_takes_its_task_count_from_slurm() -> None:
     text = scripts(pipeline(test), local_cluster(**{"mpi.launcher": "srun", "mpi.args": ["--mpi=pmix"]}))[
         "mpi"
     ]
-    assert "#SBATCH --ntasks-per-node=2" in text and "#SBATCH --nodes=2" in text
+    assert '#SBATCH --ntasks-per-node="2"' in text and '#SBATCH --nodes="2"' in text
     assert body_lines(text)[-1].startswith("srun --mpi=pmix apptainer exec")
 
 
@@ -128,7 +128,7 @@ def test_reservation_qos_and_extra_directives_are_written() -> None:
         }
     )
     lines = sbatch_lines(scripts(pipeline(FIB), cluster)["fib"])
-    assert "#SBATCH --reservation=train" in lines and "#SBATCH --qos=debug" in lines
+    assert '#SBATCH --reservation="train"' in lines and '#SBATCH --qos="debug"' in lines
     assert lines[-1] == "#SBATCH --exclusive"
 
 
@@ -151,8 +151,9 @@ def test_a_user_template_replaces_the_default() -> None:
     spec = JobSpec(job_name="j", output="o", body=["echo hi"])
     text = slurm.render_script(spec, "#!/bin/sh\n$directives\n# site prologue\n$body\n# cost: $$5\n")
     assert (
-        text == "#!/bin/sh\n#SBATCH --job-name=j\n#SBATCH --output=o\n#SBATCH --nodes=1\n#SBATCH --ntasks=1\n"
-        "#SBATCH --time=00:10:00\n# site prologue\necho hi\n# cost: $5\n"
+        text
+        == '#!/bin/sh\n#SBATCH --job-name="j"\n#SBATCH --output="o"\n#SBATCH --nodes="1"\n#SBATCH --ntasks="1"\n'
+        '#SBATCH --time="00:10:00"\n# site prologue\necho hi\n# cost: $5\n'
     )
 
 
@@ -163,7 +164,7 @@ def test_a_template_with_an_unknown_placeholder_names_the_known_ones() -> None:
 
 def test_a_directive_with_a_line_break_is_refused() -> None:
     with pytest.raises(ConfigError, match="line break"):
-        slurm.directives(JobSpec(job_name="j", output="o", partition="cpu\n#SBATCH --account=x"))
+        slurm_directives.directives(JobSpec(job_name="j", output="o", partition='cpu\n#SBATCH --account="x"'))
 
 
 def test_the_default_template_ships_with_the_package() -> None:
@@ -191,7 +192,7 @@ def test_a_cluster_can_name_its_own_template_next_to_its_config(tmp_path: Path) 
         "#!/bin/bash\n$directives\n#SBATCH --exclusive\nsource /etc/site-prologue\n$body\n"
     )
     text = scripts(pipeline(FIB), load_cluster(tmp_path / "local.yaml"))["fib"]
-    assert text.startswith("#!/bin/bash\n#SBATCH --job-name=hpcci-fib\n")
+    assert text.startswith('#!/bin/bash\n#SBATCH --job-name="hpcci-fib"\n')
     assert "#SBATCH --exclusive\nsource /etc/site-prologue\nmodule load apptainer\n" in text
 
 
@@ -215,3 +216,51 @@ def test_tacc_clusters_launch_mpi_containers_with_ibrun(name: str, runtime: str)
     test = {"name": "mpi", "command": "hello", "mpi": True, "resources": {"tasks": 4, "nodes": 2}}
     cluster = load_cluster(ROOT / "cluster-configs" / f"{name}.yaml")
     assert body_lines(scripts(pipeline(test), cluster)["mpi"])[-1].startswith(f"ibrun {runtime} exec")
+
+
+def test_two_nodes_of_three_tasks_make_six_ranks() -> None:
+    test = {"name": "mpi", "command": "hello", "mpi": True, "resources": {"nodes": 2, "tasks_per_node": 3}}
+    text = scripts(pipeline(test))["mpi"]
+    lines = sbatch_lines(text)
+    assert {'#SBATCH --nodes="2"', '#SBATCH --ntasks="6"', '#SBATCH --ntasks-per-node="3"'} <= set(lines)
+    assert body_lines(text)[-1].startswith("mpirun -n 6 apptainer exec")
+
+
+def test_a_test_that_does_not_fit_the_partitions_cpus_is_a_config_error_at_plan() -> None:
+    test = {"name": "mpi", "command": "hello", "resources": {"tasks_per_node": 8}}
+    with pytest.raises(
+        ConfigError, match=r"asks for 8 CPUs on a node .* partition 'cpu' of cluster local has 4"
+    ):
+        scripts(pipeline(test), local_cluster(**{"scheduler.partitions.cpu.cpus": 4}))
+
+
+def test_directive_values_are_double_quoted_so_spaces_and_quotes_survive() -> None:
+    from hpcci.backends.schedulers.slurm_directives import directives
+
+    run = '/s/it\'s a "run" 100%'
+    lines = directives(
+        JobSpec(job_name="j", output=f"{run}/j.out", chdir=run, extra=["--constraint=a b", "-C x"])
+    )
+    assert lines == [
+        '#SBATCH --job-name="j"',
+        '#SBATCH --output="/s/it\'s a \\"run\\" 100%%/j.out"',
+        '#SBATCH --nodes="1"',
+        '#SBATCH --ntasks="1"',
+        '#SBATCH --time="00:10:00"',
+        '#SBATCH --chdir="/s/it\'s a \\"run\\" 100%"',
+        '#SBATCH --constraint="a b"',
+        "#SBATCH -C x",
+    ]
+
+
+def test_gpu_tests_load_the_runtimes_gpu_modules_and_partitions_their_own() -> None:
+    cluster = local_cluster(
+        **{"runtime.gpu_modules": ["cuda12.2/toolkit"], "scheduler.partitions.gpu.modules": ["nvhpc"]}
+    )
+    out = scripts(pipeline(FIB, {"name": "g", "command": "nvidia-smi", "gpu": True}), cluster)
+    assert body_lines(out["g"])[:3] == [
+        "module load nvhpc",
+        "module load apptainer",
+        "module load cuda12.2/toolkit",
+    ]
+    assert [ln for ln in body_lines(out["fib"]) if ln.startswith("module")] == ["module load apptainer"]

@@ -261,8 +261,8 @@ class SSHRemote:
 
         cmd = command_line(argv)
         limit = timeout if timeout is not None else self.login.command_timeout
-        self._echo(f"+ {echo if echo is not None else cmd}")
         client = self.connect()
+        self._echo(f"+ {echo if echo is not None else cmd}")  # once connected: only a command sent is shown
         try:
             tr = client.get_transport()
             assert tr is not None

@@ -13,7 +13,8 @@ from hpcci.commands import common
 from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:
-    from hpcci.backends.builders.spec import BuildSpec
+    from hpcci.backends.builders.spec import BuildSpec, RegistryAuth
+    from hpcci.config import Pipeline
     from hpcci.context import GitEvent
 
 # The names in hpcci.backends.builders.BUILDERS, spelled out so `hpcci --help` need not import the builders
@@ -77,6 +78,24 @@ def builder_name(args: argparse.Namespace, configured: str) -> str:
     return getattr(args, "builder", None) or os.environ.get("HPCCI_BUILDER") or configured
 
 
+def build_registries(pipe: Pipeline, log: Log | None) -> list[RegistryAuth]:
+    """build.registries with their secrets resolved (masked in the log); without ``log``, placeholders for a plan."""
+    from hpcci.backends.builders.spec import RegistryAuth
+    from hpcci.config import resolve_value
+
+    out: list[RegistryAuth] = []
+    for i, r in enumerate(pipe.build.registries):
+        user = password = None
+        if r.username is not None and r.password is not None:
+            what = f"build.registries[{i}]"
+            user = resolve_value(r.username, f"{what}.username") if log else "USER"
+            password = r.password.resolve(f"{what}.password").strip() if log else "PASSWORD"
+            if log:
+                log.mask(password)
+        out.append(RegistryAuth(host=r.host, username=user, password=password, insecure=r.insecure))
+    return out
+
+
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci.backends.builders import pick_builder
     from hpcci.commands.publish import registry_auths
@@ -84,7 +103,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
 
     pipe = common.pipeline(args)
     event = _with_git_defaults(common.event(args), common.base_dir(args))
-    auths = registry_auths(pipe, log, required=False)
+    # Where bases come from first, then where the image goes (its registry may serve a base too).
+    auths = [*build_registries(pipe, log), *registry_auths(pipe, log, required=False)]
     base = common.base_dir(args)
     meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
     spec = _overrides(args, spec)
@@ -109,12 +129,12 @@ def main(args: argparse.Namespace, log: Log) -> int:
 def _overrides(args: argparse.Namespace, spec: BuildSpec) -> BuildSpec:
     import dataclasses
 
-    from hpcci.config import _platform
+    from hpcci.config_types import check_platform
     from hpcci.errors import UsageError
 
     if getattr(args, "platforms", None):
         try:
-            platforms = [_platform(p) for p in args.platforms]
+            platforms = [check_platform(p) for p in args.platforms]
         except ValueError as e:
             raise UsageError(f"--platform: {e}") from e
         spec = dataclasses.replace(spec, platforms=platforms)
@@ -138,7 +158,8 @@ def plan_section(ctx: common.PlanContext) -> str:
     from hpcci.stages.build import plan_build
 
     pipe = ctx.pipeline
-    meta, spec = plan_build(pipe, ctx.event, ctx.base, created=datetime.now(timezone.utc))
+    when = datetime.now(timezone.utc)
+    meta, spec = plan_build(pipe, ctx.event, ctx.base, created=when, auths=build_registries(pipe, None))
     configured = pipe.image.builder
     names = tuple(BUILDERS) if configured == "auto" else (configured,)
     lines = [

@@ -38,6 +38,17 @@ class Check:
     status: str  # ok | warn | FAIL | skip
     detail: str
     fix: str = ""
+    exit_code: int = 1  # a FAIL's: the code a deploy exits with for the same cause (hpcci.errors), else 1
+
+
+def failed(name: str, e: HpcciError, fix: str) -> Check:
+    """A FAIL from the error a deploy would raise for the same cause: its message and its exit code."""
+    return Check(name, "FAIL", str(e), fix, e.exit_code)
+
+
+def exit_code(checks: list[Check]) -> int:
+    """0 when nothing failed; else the first failure's code, as a deploy stops at its first failure."""
+    return next((c.exit_code for c in checks if c.status == "FAIL"), 0)
 
 
 def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
@@ -79,7 +90,7 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
             "HostKeyError": "verify the fingerprint with the cluster's admins, then fix login.known_hosts",
             "RemoteAuthError": "check login.user/login.key (and key_passphrase); is the public key authorized?",
         }.get(type(e).__name__, "check login.host/login.port, the network and that the login node is up")
-        return [Check("ssh", "FAIL", str(e), fix)]
+        return [failed("ssh", e, fix)]
     checks += _environment(cluster, remote)
     return checks
 
@@ -213,7 +224,9 @@ def _partitions(cluster: Cluster, sinfo: dict[str, dict[str, str]]) -> list[Chec
                 Check(f"partition {key}", "warn", f"{part.name} is {info['avail']}", "ask the admins")
             )
             continue
-        if part.gres and part.gres.split(":")[0] not in info["gres"]:
+        # Only GPU tests ask for a partition's gres, and they run on the gpu partition.
+        gpu = key == cluster.scheduler.gpu_partition
+        if gpu and part.gres and part.gres.split(":")[0] not in info["gres"]:
             checks.append(Check(f"partition {key}", "FAIL", f"{part.name} offers gres {info['gres']}, not {part.gres}",
                                 f"fix scheduler.partitions.{key}.gres"))  # fmt: skip
             continue
@@ -257,12 +270,12 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci.backends.remote import SSHRemote
 
     clusters = load_clusters(args)
-    failed = False
+    every: list[Check] = []
     for name, cluster in clusters.items():
         try:
             remote = SSHRemote(name, cluster.login, mask=log.mask, config_file=cluster.source.file)
         except HpcciError as e:  # e.g. login.user is {env: X} and X is not set: this cluster's failure only
-            checks = [Check("ssh", "FAIL", str(e), "set the secret the cluster config names, then re-run")]
+            checks = [failed("ssh", e, "set the secret the cluster config names, then re-run")]
         else:
             try:
                 checks = check_cluster(cluster, remote)
@@ -274,6 +287,6 @@ def main(args: argparse.Namespace, log: Log) -> int:
             if c.fix and c.status != "ok":
                 print(f"  {'':5} {'':14} -> {c.fix}")
         bad = [c for c in checks if c.status == "FAIL"]
-        failed = failed or bool(bad)
+        every += checks
         print(f"  {'ready' if not bad else f'NOT ready: {len(bad)} problem(s)'}")
-    return 1 if failed else 0
+    return exit_code(every)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hpcci import config
 from hpcci.errors import ConfigError, UsageError
 from hpcci.log import Log
 
@@ -28,7 +29,6 @@ def default_files() -> list[Path]:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci import config
     from hpcci.config_load import json_schema, load_any
 
     if args.schema:
@@ -41,12 +41,28 @@ def main(args: argparse.Namespace, log: Log) -> int:
             "no config files given and no hpcci.yaml or cluster-configs/ here; name the files to check"
         )
     problems: list[str] = []
+    loaded: list[config.Pipeline | config.Cluster] = []
     for path in files:
         try:
-            kind = "cluster" if isinstance(load_any(path), config.Cluster) else "pipeline"
+            loaded.append(load_any(path))
+            kind = "cluster" if isinstance(loaded[-1], config.Cluster) else "pipeline"
             print(f"ok: {path} ({kind})")
         except ConfigError as e:
             problems.extend(str(e).splitlines())
+    problems += cross_problems(loaded)
     if problems:
         raise ConfigError("\n".join(problems))
     return 0
+
+
+def cross_problems(loaded: list[config.Pipeline | config.Cluster]) -> list[str]:
+    """Each pipeline's tests against the clusters it deploys to, among the files checked (resources, partitions)."""
+    from hpcci.stages.plan import check_fits
+
+    clusters = {c.name: c for c in loaded if isinstance(c, config.Cluster)}
+    problems: list[str] = []
+    for pipe in (p for p in loaded if isinstance(p, config.Pipeline)):
+        targets = {*pipe.deploy.clusters, *(n for t in pipe.tests for n in t.clusters or [])}
+        for name in sorted(targets & clusters.keys()):
+            problems += check_fits(pipe, clusters[name])
+    return problems

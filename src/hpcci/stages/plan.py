@@ -13,7 +13,7 @@ from hpcci.backends.launchers import Layout, launch_argv
 from hpcci.backends.runtime import ExecOptions
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobSpec
-from hpcci.config import Cluster, Pipeline, SmokeTest
+from hpcci.config import Cluster, Partition, Pipeline, SmokeTest
 from hpcci.errors import ConfigError, UsageError
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
@@ -83,13 +83,25 @@ def platforms_needed(pipeline: Pipeline, cluster: Cluster) -> list[str]:
     needed: list[str] = []
     tests = tests_for(pipeline, cluster.name) or [(0, SmokeTest(name="none", command="true"))]
     for _, test in tests:
-        platform = machine_platform(cluster.partition(partition_key(cluster, test)).arch)
+        try:
+            part = cluster.partition(partition_key(cluster, test))
+        except ConfigError:  # plan_cluster names it, with the test's file:line (check_fits)
+            continue
+        platform = machine_platform(part.arch)
         if platform not in needed:
             needed.append(platform)
     return needed
 
 
-def test_body(cluster: Cluster, test: SmokeTest, image: str) -> list[str]:
+def test_modules(cluster: Cluster, test: SmokeTest, partition: Partition) -> list[str]:
+    """The modules a test's job loads, in order, each once: the cluster's, MPI's (MPI tests), the partition's, the
+    runtime's, then the runtime's GPU modules (GPU tests: e.g. Riviera's cuda12.2/toolkit)."""
+    mpi = cluster.mpi.modules if test.mpi else []
+    gpu = cluster.runtime.gpu_modules if test.gpu else []
+    return list(dict.fromkeys([*cluster.modules, *mpi, *partition.modules, *cluster.runtime.modules, *gpu]))
+
+
+def test_body(cluster: Cluster, test: SmokeTest, image: str, partition: Partition) -> list[str]:
     """The script lines that run ``test`` in ``image``: module loads, then the (MPI-launched) container command."""
     opts = ExecOptions(
         gpu=cluster.runtime.gpu if test.gpu else None,
@@ -106,13 +118,39 @@ def test_body(cluster: Cluster, test: SmokeTest, image: str) -> list[str]:
             "balance its quotes or write it as a list"
         ) from e
     run = runtime(cluster).exec(image, argv, opts)
-    modules = [*cluster.modules, *cluster.runtime.modules]
     if test.mpi:
-        modules = [*cluster.modules, *cluster.mpi.modules, *cluster.runtime.modules]
         r = test.resources
-        layout = Layout(r.tasks, r.nodes, r.tasks_per_node, cluster.mpi.plugin)
+        layout = Layout(r.task_count, r.nodes, r.tasks_per_node, cluster.mpi.plugin)
         run = launch_argv(cluster.mpi.launcher, layout, cluster.mpi.args, run)
-    return [*[command_line(["module", "load", m]) for m in dict.fromkeys(modules)], command_line(run)]
+    loads = [command_line(["module", "load", m]) for m in test_modules(cluster, test, partition)]
+    return [*loads, command_line(run)]
+
+
+def fit_problem(cluster: Cluster, test: SmokeTest, partition: Partition) -> str | None:
+    """Why ``test`` cannot fit a node of ``partition`` (its CPUs, where the cluster config says), or None."""
+    r = test.resources
+    cpus = r.most_tasks_per_node * (r.cpus_per_task or 1)
+    if partition.cpus is None or cpus <= partition.cpus:
+        return None
+    return (
+        f"test {test.name!r} asks for {cpus} CPUs on a node ({r.most_tasks_per_node} tasks x "
+        f"{r.cpus_per_task or 1} CPUs) but a node of partition {partition.name!r} of cluster {cluster.name} has "
+        f"{partition.cpus}; raise resources.nodes or lower tasks_per_node / cpus_per_task"
+    )
+
+
+def check_fits(pipeline: Pipeline, cluster: Cluster) -> list[str]:
+    """Each problem of the pipeline's tests on ``cluster``, one line each with the test's file:line."""
+    problems: list[str] = []
+    for index, test in tests_for(pipeline, cluster.name):
+        try:
+            part = cluster.partition(partition_key(cluster, test))
+        except ConfigError as e:  # no such partition: the test is where to look (or its `clusters:`)
+            problems.append(f"{pipeline.source.where(('tests', index))}: {e}")
+            continue
+        if problem := fit_problem(cluster, test, part):
+            problems.append(f"{pipeline.source.where(('tests', index, 'resources'))}: {problem}")
+    return problems
 
 
 def plan_test(
@@ -134,15 +172,16 @@ def plan_test(
         reservation=cluster.scheduler.reservation,
         qos=cluster.scheduler.qos,
         nodes=r.nodes,
-        tasks=r.tasks,
+        tasks=r.task_count,
         tasks_per_node=r.tasks_per_node,
         cpus_per_task=r.cpus_per_task,
         time=r.time,
         memory=r.memory,
-        gres=(part.gres or "gpu:1") if test.gpu else None,
+        memory_per_cpu=cluster.scheduler.memory_per == "cpu",
+        gres=part.gres if test.gpu else None,
         chdir=paths.run_dir,
         extra=[*cluster.scheduler.directives, *part.directives],
-        body=test_body(cluster, test, images[platform].image),
+        body=test_body(cluster, test, images[platform].image, part),
         comment=f"hpcci smoke test {test.name!r} on cluster {cluster.name}",
     )
     script = WriteFile(f"{paths.run_dir}/{test.name}{scheduler.SCRIPT_SUFFIX}",
@@ -161,6 +200,8 @@ def plan_cluster(
     scheduler: Scheduler,
 ) -> ClusterPlan:
     """Every step a deploy of ``sources`` to ``cluster`` runs (pure)."""
+    if problems := check_fits(pipeline, cluster):
+        raise ConfigError("\n".join(problems))
     images: dict[str, ImagePlan] = {}
     for platform in platforms_needed(pipeline, cluster):
         source = sources.get(platform)

@@ -53,7 +53,7 @@ class BuildahBuilder:
         return None
 
     def argv(self, spec: BuildSpec, platform: str) -> list[str]:
-        auth = "$TMP/auth.json" if spec.auths else None
+        auth = "$TMP/auth.json" if any(a.has_login for a in spec.auths) else None
         return buildah_argv(spec, platform, auth, PLAN_DOCKERFILE if spec.labels else None)
 
     def build(self, spec: BuildSpec, platform: str, log: Log) -> BuiltImage:

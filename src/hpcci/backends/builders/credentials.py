@@ -16,7 +16,7 @@ from hpcci.backends.builders.spec import RegistryAuth
 @contextmanager
 def docker_config(auths: Iterable[RegistryAuth]) -> Iterator[dict[str, str]]:
     """A throw-away DOCKER_CONFIG holding the credentials (never the user's ~/.docker/config.json)."""
-    auths = list(auths)
+    auths = [a for a in auths if a.has_login]
     if not auths:
         yield {}
         return
@@ -31,7 +31,7 @@ def docker_config(auths: Iterable[RegistryAuth]) -> Iterator[dict[str, str]]:
 @contextmanager
 def authfile(auths: Iterable[RegistryAuth]) -> Iterator[str | None]:
     """A containers-auth.json for buildah/skopeo in a private temp dir, removed afterwards."""
-    auths = list(auths)
+    auths = [a for a in auths if a.has_login]
     if not auths:
         yield None
         return

@@ -113,8 +113,10 @@ class DockerBuilder(DockerStore):
 
     def build(self, spec: BuildSpec, platform: str, log: Log) -> BuiltImage:
         client = docker_client(timeout=spec.timeout)
+        # Plain-HTTP registries are the daemon's setting (insecure-registries; 127.0.0.0/8 always is).
         for a in spec.auths:
-            _docker_login(client, a)
+            if a.has_login:
+                _docker_login(client, a)
         with dockerfile_with_labels(spec) as labelled:
             return self._build(client, spec, platform, labelled, log)
 

@@ -115,4 +115,15 @@ class StepTracker:
                 text = ""
             line = step_line(text, self.step)
             where = f" at {spec.dockerfile_path}{f':{line}' if line else ''}: {self.step}"
-        return BuildError(f"build for {platform} failed{where}: {error.strip()} (the step's output is above)")
+        return BuildError(
+            f"build for {platform} failed{where}: {error.strip()}{_hint(error)} (the step's output is above)"
+        )
+
+
+def _hint(error: str) -> str:
+    """What to do about a base image's registry the builder could not talk to."""
+    if "HTTP response to HTTPS client" in error:
+        return "; a plain-HTTP registry: list it in build.registries with insecure: true"
+    if "unauthorized" in error.lower() or "authentication required" in error.lower():
+        return "; a registry that needs a login: give it username and password in build.registries"
+    return ""

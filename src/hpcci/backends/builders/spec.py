@@ -14,12 +14,16 @@ from hpcci.platforms import platform_tag, split_platform
 
 @dataclass(frozen=True)
 class RegistryAuth:
-    """Credentials for one registry host (to pull private bases and, later, to push)."""
+    """One registry host a build talks to: its credentials (when it needs them) and whether it is plain HTTP."""
 
     host: str
-    username: str
-    password: str
+    username: str | None = None
+    password: str | None = None
     insecure: bool = False
+
+    @property
+    def has_login(self) -> bool:
+        return bool(self.username and self.password)
 
 
 @dataclass(frozen=True)

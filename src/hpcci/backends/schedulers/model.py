@@ -95,6 +95,7 @@ class JobSpec:
     cpus_per_task: int | None = None
     time: str = "00:10:00"
     memory: str | None = None
+    memory_per_cpu: bool = False  # memory is per CPU (--mem-per-cpu), not per node
     gres: str | None = None
     chdir: str | None = None
     extra: Sequence[str] = ()  # further scheduler directives, as the scheduler writes them

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hpcci.backends.schedulers.model import JobSpec, JobState, Status, packaged_template, render_template
-from hpcci.errors import ConfigError, SchedulerError
+from hpcci.backends.schedulers.slurm_directives import directives
+from hpcci.errors import SchedulerError
 
 NAME = "Slurm"
 SCRIPT_SUFFIX = ".sbatch"
@@ -357,30 +358,6 @@ def parse_accounts(text: str) -> set[str]:
 
 
 # -- sbatch scripts --------------------------------------------------------------------------------------------
-
-
-def _directive(option: str) -> str:
-    if any(c in option for c in "\n\r\0"):
-        raise ConfigError(f"an #SBATCH directive may not contain a line break: {option!r}")
-    return f"#SBATCH {option}"
-
-
-def directives(spec: JobSpec) -> list[str]:
-    """The #SBATCH lines of ``spec``, in the order a person writes them."""
-    opts: list[str] = [f"--job-name={spec.job_name}", f"--output={spec.output}"]
-    named = [("partition", spec.partition), ("account", spec.account), ("reservation", spec.reservation)]
-    opts += [f"--{name}={value}" for name, value in [*named, ("qos", spec.qos)] if value]
-    opts += [f"--nodes={spec.nodes}", f"--ntasks={spec.tasks}"]
-    if spec.tasks_per_node:
-        opts.append(f"--ntasks-per-node={spec.tasks_per_node}")
-    if spec.cpus_per_task:
-        opts.append(f"--cpus-per-task={spec.cpus_per_task}")
-    opts.append(f"--time={spec.time}")
-    opts += [f"--{name}={value}" for name, value in (("mem", spec.memory), ("gres", spec.gres)) if value]
-    if spec.chdir:
-        opts.append(f"--chdir={spec.chdir}")
-    opts += [e.removeprefix("#SBATCH").strip() for e in spec.extra]
-    return [_directive(o) for o in opts]
 
 
 def default_template() -> str:
