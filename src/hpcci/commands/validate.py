@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hpcci import config
 from hpcci.errors import ConfigError, UsageError
 from hpcci.log import Log
+
+if TYPE_CHECKING:  # pydantic loads only when a command runs (`hpcci --help` stays fast)
+    from hpcci import config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +32,7 @@ def default_files() -> list[Path]:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
+    from hpcci import config
     from hpcci.config_load import json_schema, load_any
 
     if args.schema:
@@ -57,6 +61,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
 
 def cross_problems(loaded: list[config.Pipeline | config.Cluster]) -> list[str]:
     """Each pipeline's tests against the clusters it deploys to, among the files checked (resources, partitions)."""
+    from hpcci import config
     from hpcci.stages.plan import check_fits
 
     clusters = {c.name: c for c in loaded if isinstance(c, config.Cluster)}
