@@ -198,6 +198,27 @@ _cl_netns() {
   fi
 }
 
+# The nodes' names in /etc/hosts, as a site's DNS would have them: the namespaces cannot reach this machine's DNS
+# server, so a lookup of a node name (a job resolving its own hostname) would otherwise hang for 20 s.
+# Rewritten in place (cat >), not replaced: /etc/hosts may be a bind mount.
+_CL_HOSTS_TAG="# hpcci local cluster node"
+_cl_hosts() {
+  local want n
+  want=$(for n in "${CLUSTER_NODES[@]}"; do printf '%s %s %s\n' "$(_cl_node_ip "$n")" "$n" "$_CL_HOSTS_TAG"; done)
+  [ "$(grep -F "$_CL_HOSTS_TAG" /etc/hosts)" = "$want" ] && return 0
+  _cl_hosts_without >"$CLUSTER_DIR/run/hosts.new"
+  echo "$want" >>"$CLUSTER_DIR/run/hosts.new"
+  cat "$CLUSTER_DIR/run/hosts.new" >/etc/hosts && rm -f "$CLUSTER_DIR/run/hosts.new"
+}
+
+_cl_hosts_without() { grep -vF "$_CL_HOSTS_TAG" /etc/hosts || true; }
+
+_cl_hosts_remove() {
+  grep -qF "$_CL_HOSTS_TAG" /etc/hosts || return 0
+  _cl_hosts_without >"$CLUSTER_DIR/run/hosts.new"
+  cat "$CLUSTER_DIR/run/hosts.new" >/etc/hosts && rm -f "$CLUSTER_DIR/run/hosts.new"
+}
+
 _cl_munge() {
   pid_alive cluster-munged && return 0
   install -d -m 755 -o munge -g munge /run/munge
@@ -325,6 +346,7 @@ cluster_up() {
   _cl_restart_if_changed sshd_config cluster-sshd
   _cl_user
   _cl_netns
+  _cl_hosts
   _cl_munge
   _cl_mariadb
   _cl_slurm
@@ -374,6 +396,7 @@ cluster_down() {
   _cl_unmake "netns-$CLUSTER_NS" ip netns del "$CLUSTER_NS"
   _cl_unmake "bridge-$CLUSTER_BRIDGE" ip link del "$CLUSTER_BRIDGE"
   _cl_unmake forward-rule iptables -D "${_CL_FORWARD_RULE[@]}"
+  _cl_hosts_remove
 }
 
 cluster_status() {
