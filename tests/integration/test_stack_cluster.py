@@ -461,9 +461,9 @@ def test_two_nodes_by_three_tasks_run_six_ranks_on_two_hosts(ssh: Any, workdir: 
     )
     job = submit(ssh, workdir, script, "-N", "2", "--ntasks-per-node=3")
     assert final_state(ssh, job) == ("COMPLETED", "0:0")
-    _, acct, _ = remote(ssh, ["sacct", "-X", "-n", "-P", "-j", job, "-o", "NodeList"])
-    nodes = _hostnames(ssh, acct.strip())
-    assert len(nodes) == 2
+    _, listed, _ = remote(ssh, ["squeue", "-h", "-t", "all", "-j", job, "-o", "%N"])
+    nodes = _hostnames(ssh, listed.strip())
+    assert len(nodes) == 2, listed
     lines = [words for words in map(str.split, output(ssh, workdir, job).splitlines()) if len(words) == 3]
     for launcher in ("srun", "mpirun"):
         ranks = {int(rank): host for name, rank, host in lines if name == launcher}
