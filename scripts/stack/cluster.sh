@@ -1,6 +1,9 @@
 # The local HPC cluster of the local stack (sourced by scripts/local-stack; needs lib.sh).
-# A real Slurm 22.05 cluster on this machine: munged, MariaDB (unix socket only), slurmdbd, slurmctld, slurmd,
-# and an SSH login node: sshd inside network namespace hpcci-login at 10.77.0.2:2222 (key-only, user hpcci).
+# A real Slurm 22.05 cluster on this machine: munged, MariaDB (unix socket only), slurmdbd and slurmctld on the host
+# at 10.77.0.1 (Linux bridge hpcci-br0), compute nodes node1, node2 ... (one slurmd each, in its own network
+# namespace hpcci-nodeN at 10.77.0.(10+N) and its own UTS namespace, so jobs see hostname nodeN), and an SSH login
+# node: sshd inside network namespace hpcci-login at 10.77.0.2:2222 (key-only, user hpcci). All share the file
+# system (one machine), so jobs see the same paths, modules and stand-ins as the login node.
 # Container runtimes on the "cluster": podman, charliecloud, and an `apptainer`/`singularity` STAND-IN
 # (the Python package scripts/stack/cluster/apptainer_standin; the real Apptainer is not packaged for this machine),
 # reached with `module load apptainer` like on a real site.
@@ -9,8 +12,11 @@
 CLUSTER_NS=hpcci-login
 CLUSTER_VETH_HOST=hpcci-veth0
 CLUSTER_VETH_NS=hpcci-veth1
+CLUSTER_BRIDGE=hpcci-br0
 CLUSTER_HOST_IP=10.77.0.1
 CLUSTER_LOGIN_IP=10.77.0.2
+# Compute node nodeN lives in netns hpcci-nodeN at 10.77.0.(10+N), its host-side veth is named like the netns.
+CLUSTER_NODES=(node1 node2)
 CLUSTER_SSH_PORT=2222
 CLUSTER_USER=hpcci
 CLUSTER_ACCOUNT=hpcci
@@ -19,13 +25,26 @@ CLUSTER_SRC=$STACK_SRC/cluster
 # Local-stack services the login node reaches at the same address as the host (127.0.0.1:PORT): registry, S3.
 CLUSTER_FORWARD_PORTS=(5000 8080)
 CLUSTER_PKGS=(slurm-wlm slurmdbd munge mariadb-server openssh-server podman charliecloud skopeo umoci
-  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 uidmap busybox-static socat)
+  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 iptables uidmap busybox-static socat)
 
-# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @NODE@; a changed file is listed in
-# _CL_CHANGED so `up` restarts the daemon that reads it.
+# _cl_node_ip NODE: nodeN's address, 10.77.0.(10+N).
+_cl_node_ip() { echo "${CLUSTER_HOST_IP%.*}.$((10 + ${1##*[!0-9]}))"; }
+
+# _cl_node_lines: the slurm.conf NodeName lines, one per node (\n-separated for sed).
+_cl_node_lines() {
+  local n out=""
+  for n in "${CLUSTER_NODES[@]}"; do out="$out${out:+\\n}NodeName=$n NodeAddr=$(_cl_node_ip "$n")"; done
+  printf '%s' "$out"
+}
+
+# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @HOST@ (slurmctld's host), @NODES@,
+# @NODE_LINES@; a changed file is listed in _CL_CHANGED so `up` restarts the daemon that reads it.
 _CL_CHANGED=""
 _cl_render() {
-  sed -e "s|@STATE@|$CLUSTER_DIR|g" -e "s|@LOG@|$STACK_DIR/log|g" -e "s|@NODE@|$(hostname -s)|g" "$1" >"$2.tmp"
+  local nodes
+  nodes=$(IFS=,; echo "${CLUSTER_NODES[*]}")
+  sed -e "s|@STATE@|$CLUSTER_DIR|g" -e "s|@LOG@|$STACK_DIR/log|g" -e "s|@HOST@|$(hostname -s)|g" \
+    -e "s|@NODES@|$nodes|g" -e "s|@NODE_LINES@|$(_cl_node_lines)|" "$1" >"$2.tmp"
   chmod "${3:-644}" "$2.tmp"
   cmp -s "$2.tmp" "$2" || _CL_CHANGED="$_CL_CHANGED $(basename "$2")"
   mv -f "$2.tmp" "$2"
@@ -52,6 +71,8 @@ _cl_files() {
   chmod 755 "$STACK_DIR" "$d" "$d"/{etc,run,scratch,modulefiles,sw}
   chmod 700 "$d/ssh"
   chown slurm:slurm "$d/slurmctld" "$d/run"
+  local n
+  for n in "${CLUSTER_NODES[@]}"; do mkdir -p "$d/slurmd/$n"; done
   _cl_render "$CLUSTER_SRC/slurm.conf.in" "$d/etc/slurm.conf"
   _cl_render "$CLUSTER_SRC/gres.conf.in" "$d/etc/gres.conf"
   _cl_render "$CLUSTER_SRC/slurmdbd.conf.in" "$d/etc/slurmdbd.conf" 600
@@ -125,22 +146,77 @@ _cl_user() {
   fi
 }
 
+# _cl_made WHAT: record that `up` created WHAT (a netns, veth, bridge or firewall rule), so `down` removes exactly it.
+_cl_made() { touch "$CLUSTER_DIR/run/$1.made"; }
+
+# _cl_attach NS HOST_VETH NS_VETH IP: netns NS with a veth pair, the host end a port of the bridge, IP/24 inside.
+_cl_attach() {
+  local ns=$1 hv=$2 nv=$3 ip=$4
+  if [ ! -e "/run/netns/$ns" ]; then ip netns add "$ns"; _cl_made "netns-$ns"; fi
+  if ! ip link show "$hv" >/dev/null 2>&1; then
+    ip link add "$hv" type veth peer name "$nv" netns "$ns"
+    _cl_made "veth-$hv"
+  fi
+  # a single-node stack had the host address on the login veth itself: it moves to the bridge
+  ip addr del "$CLUSTER_HOST_IP/24" dev "$hv" 2>/dev/null || true
+  ip link set "$hv" master "$CLUSTER_BRIDGE" up
+  ip -n "$ns" addr replace "$ip/24" dev "$nv"
+  ip -n "$ns" link set "$nv" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" route replace default via "$CLUSTER_HOST_IP"
+}
+
+# _cl_migrate: a stack made before the compute nodes had one slurmd on the host (pid cluster-slurmd) and
+# unnamed made-markers; stop the one and name the others, so up and down handle such a stack without manual steps.
+_cl_migrate() {
+  if [ -e "$STACK_DIR/run/cluster-slurmd.pid" ]; then
+    stop_pid cluster-slurmd
+    find "$CLUSTER_DIR/slurmd" -maxdepth 1 ! -type d -delete 2>/dev/null || true   # its spool files
+  fi
+  [ -e "$CLUSTER_DIR/run/netns.made" ] && mv -f "$CLUSTER_DIR/run/netns.made" "$CLUSTER_DIR/run/netns-$CLUSTER_NS.made"
+  [ -e "$CLUSTER_DIR/run/veth.made" ] && mv -f "$CLUSTER_DIR/run/veth.made" "$CLUSTER_DIR/run/veth-$CLUSTER_VETH_HOST.made"
+  return 0
+}
+
+# Bridged traffic between namespaces (node to node: srun, MPI) passes the host's iptables FORWARD chain when
+# br_netfilter is loaded (Docker loads it and sets the policy to DROP): accept what stays on the bridge.
+_CL_FORWARD_RULE=(FORWARD -i "$CLUSTER_BRIDGE" -o "$CLUSTER_BRIDGE" -m comment --comment "hpcci local cluster" -j ACCEPT)
+
 _cl_netns() {
-  if ! ip netns list | grep -qw "$CLUSTER_NS"; then
-    ip netns add "$CLUSTER_NS"
-    touch "$CLUSTER_DIR/run/netns.made"
+  if ! ip link show "$CLUSTER_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$CLUSTER_BRIDGE" type bridge
+    _cl_made "bridge-$CLUSTER_BRIDGE"
   fi
-  if ! ip link show "$CLUSTER_VETH_HOST" >/dev/null 2>&1; then
-    ip link add "$CLUSTER_VETH_HOST" type veth peer name "$CLUSTER_VETH_NS"
-    ip link set "$CLUSTER_VETH_NS" netns "$CLUSTER_NS"
-    touch "$CLUSTER_DIR/run/veth.made"
+  ip link set "$CLUSTER_BRIDGE" up
+  _cl_attach "$CLUSTER_NS" "$CLUSTER_VETH_HOST" "$CLUSTER_VETH_NS" "$CLUSTER_LOGIN_IP"
+  ip addr replace "$CLUSTER_HOST_IP/24" dev "$CLUSTER_BRIDGE"
+  local n
+  for n in "${CLUSTER_NODES[@]}"; do _cl_attach "hpcci-$n" "hpcci-$n" eth0 "$(_cl_node_ip "$n")"; done
+  if ! iptables -C "${_CL_FORWARD_RULE[@]}" 2>/dev/null; then
+    iptables -I "${_CL_FORWARD_RULE[@]}"
+    _cl_made forward-rule
   fi
-  ip addr replace "$CLUSTER_HOST_IP/24" dev "$CLUSTER_VETH_HOST"
-  ip link set "$CLUSTER_VETH_HOST" up
-  ip -n "$CLUSTER_NS" addr replace "$CLUSTER_LOGIN_IP/24" dev "$CLUSTER_VETH_NS"
-  ip -n "$CLUSTER_NS" link set "$CLUSTER_VETH_NS" up
-  ip -n "$CLUSTER_NS" link set lo up
-  ip -n "$CLUSTER_NS" route replace default via "$CLUSTER_HOST_IP"
+}
+
+# The nodes' names in /etc/hosts, as a site's DNS would have them: the namespaces cannot reach this machine's DNS
+# server, so a lookup of a node name (a job resolving its own hostname) would otherwise hang for 20 s.
+# Rewritten in place (cat >), not replaced: /etc/hosts may be a bind mount.
+_CL_HOSTS_TAG="# hpcci local cluster node"
+_cl_hosts() {
+  local want n
+  want=$(for n in "${CLUSTER_NODES[@]}"; do printf '%s %s %s\n' "$(_cl_node_ip "$n")" "$n" "$_CL_HOSTS_TAG"; done)
+  [ "$(grep -F "$_CL_HOSTS_TAG" /etc/hosts)" = "$want" ] && return 0
+  _cl_hosts_without >"$CLUSTER_DIR/run/hosts.new"
+  echo "$want" >>"$CLUSTER_DIR/run/hosts.new"
+  cat "$CLUSTER_DIR/run/hosts.new" >/etc/hosts && rm -f "$CLUSTER_DIR/run/hosts.new"
+}
+
+_cl_hosts_without() { grep -vF "$_CL_HOSTS_TAG" /etc/hosts || true; }
+
+_cl_hosts_remove() {
+  grep -qF "$_CL_HOSTS_TAG" /etc/hosts || return 0
+  _cl_hosts_without >"$CLUSTER_DIR/run/hosts.new"
+  cat "$CLUSTER_DIR/run/hosts.new" >/etc/hosts && rm -f "$CLUSTER_DIR/run/hosts.new"
 }
 
 _cl_munge() {
@@ -187,24 +263,38 @@ _cl_slurm() {
     start_bg cluster-slurmctld "$STACK_DIR/log/cluster-slurmctld.log" /usr/sbin/slurmctld -D -i
     wait_for slurmctld 30 scontrol ping
   fi
-  if ! pid_alive cluster-slurmd; then
-    start_bg cluster-slurmd "$STACK_DIR/log/cluster-slurmd.log" /usr/sbin/slurmd -D
-  fi
+  local n
+  for n in "${CLUSTER_NODES[@]}"; do _cl_slurmd "$n"; done
   sacctmgr -n -P show account "$CLUSTER_ACCOUNT" format=account | grep -qx "$CLUSTER_ACCOUNT" \
     || sacctmgr -i add account "$CLUSTER_ACCOUNT" Cluster=local Description="hpcci CI" Organization=hpcci >/dev/null
   sacctmgr -n -P show assoc where user="$CLUSTER_USER" account="$CLUSTER_ACCOUNT" format=user | grep -qx "$CLUSTER_USER" \
     || sacctmgr -i add user "$CLUSTER_USER" Account="$CLUSTER_ACCOUNT" DefaultAccount="$CLUSTER_ACCOUNT" >/dev/null
-  wait_for "Slurm node $(hostname -s) (idle)" 30 _cl_node_ready
+  WAIT_PIDS="${CLUSTER_NODES[*]/#/cluster-slurmd-}" wait_for "Slurm nodes ${CLUSTER_NODES[*]} (idle)" 30 _cl_nodes_ready
 }
 
-# A node left DRAINED or DOWN by a killed session stays so in Slurm's saved state: resume it.
-_cl_node_ready() {
-  local name state
-  read -r name state < <(sinfo -h -N -o '%N %T' 2>/dev/null | head -n 1) || return 1
-  case "$state" in
-    drain*|down*|fail*) scontrol update nodename="$name" state=resume >/dev/null 2>&1 || true; return 1 ;;
-  esac
-  [[ "$state" =~ ^(idle|mixed|allocated) ]]
+# _cl_slurmd NODE: the node's slurmd inside its network namespace and a new UTS namespace named NODE (slurmd
+# takes its node name from the hostname; jobs inherit both). nsenter, unshare and sh exec in turn, so the recorded
+# pid is slurmd's own.
+_cl_slurmd() {
+  pid_alive "cluster-slurmd-$1" && return 0
+  start_bg "cluster-slurmd-$1" "$STACK_DIR/log/cluster-slurmd-$1.log" \
+    nsenter --net="/run/netns/hpcci-$1" unshare --uts sh -c 'hostname "$1" && exec /usr/sbin/slurmd -D' sh "$1"
+}
+
+# Every node usable. A node left DRAINED or DOWN (a killed session, a stopped slurmd) stays so in Slurm's saved
+# state: resume it once its slurmd runs.
+_cl_nodes_ready() {
+  local states n state ok=0
+  states=$(sinfo -h -N -o '%N %T' 2>/dev/null | sort -u) || return 1
+  for n in "${CLUSTER_NODES[@]}"; do
+    state=$(awk -v n="$n" '$1 == n {print $2; exit}' <<<"$states")
+    case "$state" in
+      idle|mixed|allocated|completing) ;;
+      drain*|down*|fail*) scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true; ok=1 ;;
+      *) ok=1 ;;
+    esac
+  done
+  return $ok
 }
 
 _cl_sshd() {
@@ -223,30 +313,40 @@ _cl_ssh_answers() {
     2>/dev/null | grep -q '^SSH-2.0'
 }
 
-# Inside the namespace 127.0.0.1 is the login node's own loopback. Two socat relays per port make the host's
-# 127.0.0.1:PORT services (registry, S3) answer there too: ns 127.0.0.1:P -> host 10.77.0.1:(20000+P) ->
-# host 127.0.0.1:P. The host-side port is a different one so it never collides with a service that listens on
-# every address (S3 does, so the login node can also use 10.77.0.1:8080 directly).
+# Inside a namespace 127.0.0.1 is its own loopback. Relays make the host's 127.0.0.1:PORT services (registry, S3)
+# answer there too, on the login node and on every compute node (conversion can run inside jobs):
+# ns 127.0.0.1:P -> host 10.77.0.1:(20000+P) -> host 127.0.0.1:P. The host-side port is a different one so it never
+# collides with a service that listens on every address (S3 does, so namespaces can also use 10.77.0.1:8080).
 _cl_forward() {
-  local p
+  local p n
   for p in "${CLUSTER_FORWARD_PORTS[@]}"; do
     pid_alive "cluster-fwd-host-$p" || start_bg "cluster-fwd-host-$p" "$STACK_DIR/log/cluster-forward.log" \
       socat "TCP-LISTEN:$((20000 + p)),bind=$CLUSTER_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$p"
-    pid_alive "cluster-fwd-ns-$p" || start_bg "cluster-fwd-ns-$p" "$STACK_DIR/log/cluster-forward.log" \
-      ip netns exec "$CLUSTER_NS" socat "TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr,fork" \
-      "TCP:$CLUSTER_HOST_IP:$((20000 + p))"
+    _cl_forward_in "$CLUSTER_NS" "cluster-fwd-ns-$p" "$p"
+    for n in "${CLUSTER_NODES[@]}"; do _cl_forward_in "hpcci-$n" "cluster-fwd-$n-$p" "$p"; done
   done
+}
+
+# _cl_forward_in NS NAME PORT: the in-namespace relay 127.0.0.1:PORT -> host 10.77.0.1:(20000+PORT).
+_cl_forward_in() {
+  pid_alive "$2" || start_bg "$2" "$STACK_DIR/log/cluster-forward.log" \
+    nsenter --net="/run/netns/$1" socat "TCP-LISTEN:$3,bind=127.0.0.1,reuseaddr,fork" \
+    "TCP:$CLUSTER_HOST_IP:$((20000 + $3))"
 }
 
 cluster_up() {
   apt_install "${CLUSTER_PKGS[@]}"
+  _cl_migrate
   _cl_files
+  local nodes=() n
+  for n in "${CLUSTER_NODES[@]}"; do nodes+=("cluster-slurmd-$n"); done
   _cl_restart_if_changed slurmdbd.conf cluster-slurmdbd
-  _cl_restart_if_changed slurm.conf cluster-slurmd cluster-slurmctld
-  _cl_restart_if_changed gres.conf cluster-slurmd cluster-slurmctld
+  _cl_restart_if_changed slurm.conf "${nodes[@]}" cluster-slurmctld
+  _cl_restart_if_changed gres.conf "${nodes[@]}" cluster-slurmctld
   _cl_restart_if_changed sshd_config cluster-sshd
   _cl_user
   _cl_netns
+  _cl_hosts
   _cl_munge
   _cl_mariadb
   _cl_slurm
@@ -254,29 +354,67 @@ cluster_up() {
   _cl_forward
 }
 
+# _cl_unmake WHAT CMD...: run CMD (failure ignored) if `up` made WHAT, and forget it.
+_cl_unmake() {
+  local m="$CLUSTER_DIR/run/$1.made"; shift
+  [ -e "$m" ] || return 0
+  "$@" 2>/dev/null || true
+  rm -f "$m"
+}
+
+# _cl_kill_netns NS: end what still runs in a namespace `up` made (job steps of a stopped slurmd), so deleting the
+# namespace leaves no unreachable processes behind.
+_cl_kill_netns() {
+  [ -e "$CLUSTER_DIR/run/netns-$1.made" ] || return 0
+  local pids
+  pids=$(ip netns pids "$1" 2>/dev/null | tr '\n' ' ')
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086  # a list of pids
+  kill -TERM $pids 2>/dev/null || true
+  sleep 1
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+}
+
 cluster_down() {
   local n p
-  for p in "${CLUSTER_FORWARD_PORTS[@]}"; do stop_pid "cluster-fwd-ns-$p"; stop_pid "cluster-fwd-host-$p"; done
-  for n in sshd slurmd slurmctld slurmdbd mariadb munged; do stop_pid "cluster-$n"; done
-  if [ -e "$CLUSTER_DIR/run/veth.made" ]; then
-    ip link del "$CLUSTER_VETH_HOST" 2>/dev/null || true
-    rm -f "$CLUSTER_DIR/run/veth.made"
-  fi
-  if [ -e "$CLUSTER_DIR/run/netns.made" ]; then
-    ip netns del "$CLUSTER_NS" 2>/dev/null || true
-    rm -f "$CLUSTER_DIR/run/netns.made"
-  fi
+  _cl_migrate
+  for p in "${CLUSTER_FORWARD_PORTS[@]}"; do
+    stop_pid "cluster-fwd-ns-$p"
+    for n in "${CLUSTER_NODES[@]}"; do stop_pid "cluster-fwd-$n-$p"; done
+    stop_pid "cluster-fwd-host-$p"
+  done
+  stop_pid cluster-sshd
+  for n in "${CLUSTER_NODES[@]}"; do stop_pid "cluster-slurmd-$n"; done
+  for n in slurmctld slurmdbd mariadb munged; do stop_pid "cluster-$n"; done
+  for n in "${CLUSTER_NODES[@]}"; do
+    _cl_unmake "veth-hpcci-$n" ip link del "hpcci-$n"
+    _cl_kill_netns "hpcci-$n"
+    _cl_unmake "netns-hpcci-$n" ip netns del "hpcci-$n"
+  done
+  _cl_unmake "veth-$CLUSTER_VETH_HOST" ip link del "$CLUSTER_VETH_HOST"
+  _cl_unmake "netns-$CLUSTER_NS" ip netns del "$CLUSTER_NS"
+  _cl_unmake "bridge-$CLUSTER_BRIDGE" ip link del "$CLUSTER_BRIDGE"
+  _cl_unmake forward-rule iptables -D "${_CL_FORWARD_RULE[@]}"
+  _cl_hosts_remove
 }
 
 cluster_status() {
   local n down=()
-  for n in munged mariadb slurmdbd slurmctld slurmd sshd; do pid_alive "cluster-$n" || down+=("$n"); done
+  for n in munged mariadb slurmdbd slurmctld; do pid_alive "cluster-$n" || down+=("$n"); done
+  for n in "${CLUSTER_NODES[@]}"; do pid_alive "cluster-slurmd-$n" || down+=("slurmd@$n"); done
+  pid_alive cluster-sshd || down+=(sshd)
   [ ${#down[@]} -eq 0 ] || { echo "not running: ${down[*]} (run: scripts/local-stack up cluster)"; return 1; }
-  local state
-  state=$(sinfo -h -N -o '%N %T' 2>&1 | sort -u) || { echo "sinfo failed: $state"; return 1; }
-  echo "$state" | grep -qE ' (idle|mixed|allocated)$' || { echo "node not usable: $state"; return 1; }
+  local states state nodes="" bad=""
+  states=$(sinfo -h -N -o '%N %T' 2>&1 | sort -u) || { echo "sinfo failed: $states"; return 1; }
+  for n in "${CLUSTER_NODES[@]}"; do
+    state=$(awk -v n="$n" '$1 == n {print $2; exit}' <<<"$states")
+    nodes="$nodes${nodes:+, }$n ${state:-missing} ($(_cl_node_ip "$n"))"
+    [[ "$state" =~ ^(idle|mixed|allocated|completing)$ ]] || bad=1
+  done
+  [ -z "$bad" ] || { echo "slurm nodes not all usable: $nodes (run: scripts/local-stack up cluster)"; return 1; }
   _cl_ssh_answers || { echo "sshd does not answer on $CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT"; return 1; }
-  echo "slurm node $state, ssh $CLUSTER_USER@$CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT"
+  echo "slurm nodes $nodes, ssh $CLUSTER_USER@$CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT"
 }
 
 cluster_env() {

@@ -1,8 +1,10 @@
 """The local stack's HPC cluster, used the way the kit uses a real one: SSH to the login node as an unprivileged
-user (host key verified), Slurm batch jobs with accounting, and the apptainer STAND-IN (the real Apptainer is not
-packaged here) converting a docker-archive tar and running it inside a job.
+user (host key verified), Slurm batch jobs with accounting on several compute nodes (each its own host: network
+and UTS namespace), and the apptainer STAND-IN (the real Apptainer is not packaged here) converting a
+docker-archive tar and running it inside a job.
 
-Needs `scripts/local-stack up cluster`; skips without it (fails under CI=true).
+Needs `scripts/local-stack up cluster`; skips without it (fails under CI=true). The node failure test (last) stops
+one node's slurmd as root and runs `scripts/local-stack up cluster` to bring the node back.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import io
 import json
 import os
 import shlex
+import signal
 import socket
 import tarfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from typing import Any
 import pytest
 
 from hpcci.process import run
-from stack_env import skip_or_fail
+from stack_env import LOCAL_STACK, skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -431,3 +435,59 @@ def test_cancelled_job_is_reported_cancelled(ssh: Any, workdir: str) -> None:
     rc, _, err = remote(ssh, ["scancel", job])
     assert rc == 0, err
     assert final_state(ssh, job)[0] == "CANCELLED"
+
+
+def _hostnames(ssh: Any, nodelist: str) -> set[str]:
+    return set(sh(ssh, f"scontrol show hostnames {shlex.quote(nodelist)}").split())
+
+
+def _job_nodes(ssh: Any, job: str) -> str:
+    """The job's node list once it runs."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        _, out, _ = remote(ssh, ["squeue", "-h", "-j", job, "-o", "%T %N"])
+        state, _, nodes = out.strip().partition(" ")
+        if state == "RUNNING" and nodes:
+            return nodes
+        time.sleep(0.5)
+    pytest.fail(f"job {job} did not start within {WAIT:.0f}s")
+
+
+def test_two_nodes_by_three_tasks_run_six_ranks_on_two_hosts(ssh: Any, workdir: str) -> None:
+    script = (
+        "#!/bin/bash\nmodule load openmpi\n"
+        "srun sh -c 'echo srun $SLURM_PROCID $(hostname)'\n"
+        "mpirun sh -c 'echo mpirun $OMPI_COMM_WORLD_RANK $(hostname)'\n"
+    )
+    job = submit(ssh, workdir, script, "-N", "2", "--ntasks-per-node=3")
+    assert final_state(ssh, job) == ("COMPLETED", "0:0")
+    _, listed, _ = remote(ssh, ["squeue", "-h", "-t", "all", "-j", job, "-o", "%N"])
+    nodes = _hostnames(ssh, listed.strip())
+    assert len(nodes) == 2, listed
+    lines = [words for words in map(str.split, output(ssh, workdir, job).splitlines()) if len(words) == 3]
+    for launcher in ("srun", "mpirun"):
+        ranks = {int(rank): host for name, rank, host in lines if name == launcher}
+        assert sorted(ranks) == list(range(6)), launcher
+        assert Counter(ranks.values()) == dict.fromkeys(nodes, 3), launcher
+
+
+def test_stopped_slurmd_ends_its_job_as_node_fail_and_up_brings_the_node_back(
+    ssh: Any, workdir: str, stack_env: dict[str, str]
+) -> None:
+    job = submit(ssh, workdir, "#!/bin/bash\nsleep 600\n", "--no-requeue")
+    node = _job_nodes(ssh, job)
+    pid_file = Path(stack_env["HPCCI_STACK_DIR"], "run", f"cluster-slurmd-{node}.pid")
+    if not os.access(pid_file, os.R_OK):
+        _missing(f"{pid_file} is not readable: stopping a node's slurmd needs root on the stack's machine")
+    pid = int(pid_file.read_text())
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmd"
+    try:
+        os.kill(pid, signal.SIGTERM)
+        assert final_state(ssh, job)[0] == "NODE_FAIL"
+        assert "DOWN" in sh(ssh, f"scontrol show node {node}")
+    finally:
+        run([LOCAL_STACK, "up", "cluster"], timeout=300, echo=False)
+    assert sh(ssh, f"sinfo -h -n {node} -o %T").split()[0] in ("idle", "mixed", "allocated", "completing")
+    again = submit(ssh, workdir, "#!/bin/bash\nhostname\n", "-w", node)
+    assert final_state(ssh, again) == ("COMPLETED", "0:0")
+    assert output(ssh, workdir, again).strip() == node
