@@ -73,6 +73,7 @@ def test_fibonacci_script_matches_the_seeds_by_hand_script() -> None:
         '#SBATCH --time="00:05:00"',
         '#SBATCH --mem="512M"',
         '#SBATCH --chdir="/scratch/u/hpcci/runs/r1"',
+        "#SBATCH --no-requeue",
     ]
     assert body_lines(text) == [
         "module load apptainer",
@@ -153,7 +154,7 @@ def test_a_user_template_replaces_the_default() -> None:
     assert (
         text
         == '#!/bin/sh\n#SBATCH --job-name="j"\n#SBATCH --output="o"\n#SBATCH --nodes="1"\n#SBATCH --ntasks="1"\n'
-        '#SBATCH --time="00:10:00"\n# site prologue\necho hi\n# cost: $5\n'
+        '#SBATCH --time="00:10:00"\n#SBATCH --no-requeue\n# site prologue\necho hi\n# cost: $5\n'
     )
 
 
@@ -248,6 +249,7 @@ def test_directive_values_are_double_quoted_so_spaces_and_quotes_survive() -> No
         '#SBATCH --ntasks="1"',
         '#SBATCH --time="00:10:00"',
         '#SBATCH --chdir="/s/it\'s a \\"run\\" 100%"',
+        "#SBATCH --no-requeue",
         '#SBATCH --constraint="a b"',
         "#SBATCH -C x",
     ]

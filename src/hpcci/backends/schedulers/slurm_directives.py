@@ -60,4 +60,7 @@ def directives(spec: JobSpec) -> list[str]:
         ("chdir", spec.chdir),
     ]
     opts = [option(name, value) for name, value in named if value]
+    # A smoke test lost to a node failure must surface as NODE_FAIL (an infra verdict), not be silently run again
+    # by the site's JobRequeue=1 default, charged to the allocation twice.
+    opts.append("--no-requeue")
     return [f"#SBATCH {o}" for o in [*opts, *(extra(e) for e in spec.extra)]]
