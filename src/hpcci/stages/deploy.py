@@ -20,7 +20,7 @@ from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, Sche
 from hpcci.process import tail
 from hpcci.stages import smoke
 from hpcci.stages.execute import Deployer, Presign, Staged
-from hpcci.stages.image_plan import remove_argv
+from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.sources import ImageSource
 
@@ -73,7 +73,7 @@ def _deploy(
     done.jobs, done.refused = deployer.submit_tests(plan, done.staged)
     convert_jobs = [s.convert_job for s in done.staged.values() if s.convert_job]
     followed = done.followed = smoke.follow(
-        RemoteJobs(remote, deployer.scheduler, plan.modules, info),
+        RemoteJobs(remote, deployer.scheduler, shell_modules(cluster), info),
         [*convert_jobs, *done.jobs.values()],
         poll=cluster.scheduler.poll,
         deadline=deadline,

@@ -39,6 +39,7 @@ class ImagePlan:
     convert: Command | None  # conversion on the login node (module loads, to the temporary name, rename)
     convert_job: Submit | None  # ... or as a batch job on a compute node (runtime.convert_on: compute)
     registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
+    checksum_file: str | None = None  # login.mode automation: "SHA  TAR_TMP", checked by the conversion job
 
     def steps(self) -> list[Step]:
         order = [
@@ -73,6 +74,16 @@ def template(cluster: Cluster) -> str | None:
         raise ConfigError(f"{where}: scheduler.template: cannot read {path}: {e.strerror}") from e
 
 
+def automation(cluster: Cluster) -> bool:
+    """login.mode automation: nothing but plain file and scheduler commands on the login node (no login shell)."""
+    return cluster.login.mode == "automation"
+
+
+def shell_modules(cluster: Cluster) -> list[str] | None:
+    """The modules a login-node command loads in a login shell; None: no login shell (login.mode automation)."""
+    return None if automation(cluster) else list(cluster.modules)
+
+
 def setup_steps(paths: Paths) -> list[Command]:
     """The image cache, and this run's folder mode 700: it holds job scripts, outputs and registry credentials."""
     return [
@@ -90,7 +101,9 @@ def choose_staging(pipeline: Pipeline, cluster: Cluster, source: ImageSource) ->
         "registry": source.registry_ref is not None,
     }
     if wanted == "auto":
-        for method in ("s3", "sftp", "registry"):
+        # an automation node runs no download: the image is sent over SFTP (or pulled by the conversion job)
+        order = ("sftp", "registry") if automation(cluster) else ("s3", "sftp", "registry")
+        for method in order:
             if available[method]:
                 return method
         raise UsageError(
@@ -130,6 +143,9 @@ def plan_image(
     """The steps that make ``source`` exist, converted, in the cluster's image cache."""
     rt = runtime(cluster)
     staging = choose_staging(pipeline, cluster, source)
+    robot = automation(cluster)
+    if robot:
+        _check_automation(cluster, rt, staging)
     key = source.key
     tar, tar_tmp = f"{paths.cache}/{key}.tar", f"{paths.cache}/.{key}.{run_id}.tar.part"
     image = rt.image_path(paths.cache, key)
@@ -140,8 +156,12 @@ def plan_image(
     body = _convert_body(
         pipeline, cluster, source, staging, (tar, image_tmp, image), paths.tmpdir, creds_file
     )
+    checksum = f"{tar_tmp}.sha256" if robot and staging == "sftp" else None
+    if checksum:  # verified and moved in place by the job, not on the login node
+        body = [["sha256sum", "--check", "--strict", "--quiet", "--", checksum], ["rm", "-f", "--", checksum],
+                ["mv", "-f", "--", tar_tmp, tar], *body]  # fmt: skip
     convert = convert_job = None
-    if cluster.runtime.convert_on == "compute":
+    if cluster.runtime.convert_on == "compute" or robot:
         spec = JobSpec(
             job_name=f"hpcci-convert-{key[:12]}",
             output=f"{paths.run_dir}/convert-{key[:12]}.out",
@@ -162,13 +182,33 @@ def plan_image(
         )
         script = WriteFile(f"{paths.run_dir}/convert-{key[:12]}{scheduler.SCRIPT_SUFFIX}",
                            scheduler.render_script(spec, template(cluster)))  # fmt: skip
-        convert_job = Submit(script, scheduler, list(cluster.modules))
+        convert_job = Submit(script, scheduler, shell_modules(cluster))
     else:
         convert = Command(login_argv(body, modules=modules), timeout=3600)
-    staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
+    if checksum:
+        assert source.local_tar is not None
+        staged: tuple[Command | None, Command | Upload | None, Command | None, Command | None] = (
+            None, Upload(source.local_tar, tar_tmp, cluster.staging.streams), None, None)  # fmt: skip
+    else:
+        staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
     return ImagePlan(source, staging, tar, tar_tmp, image, image_tmp,
                      Command(exists, note="cached already? then skip to the tests"), *staged,
-                     convert, convert_job, creds_file)  # fmt: skip
+                     convert, convert_job, creds_file, checksum)  # fmt: skip
+
+
+def _check_automation(cluster: Cluster, rt: Runtime, staging: str) -> None:
+    """What login.mode automation cannot do: a runtime without an image file, a download on the login node."""
+    where = cluster.source.where(("login", "mode"))
+    if not rt.is_file():
+        raise ConfigError(
+            f"{where}: login.mode automation needs a runtime whose images are files (apptainer, singularity, "
+            f"charliecloud): {cluster.runtime.type} keeps them in a store only a login shell reaches"
+        )
+    if staging == "s3":
+        raise ConfigError(
+            f"{where}: login.mode automation moves files over SFTP only (an automation node runs no curl); "
+            "set staging.method: sftp (or registry) for this cluster"
+        )
 
 
 def _registry_login(pipeline: Pipeline, staging: str) -> bool:
