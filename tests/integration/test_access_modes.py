@@ -155,7 +155,8 @@ def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path
     assert tests["mpi"]["verdict"] == "pass", tests
     log = done.stdout + done.stderr
     assert "bash -lc" not in log and "env -0" not in log
-    assert "conversion job" in log or "convert" in log
+    assert "(SFTP; checked by the conversion job)" in log  # no sha256sum on the login node: the job checks
+    assert "+ sbatch --parsable --dependency=afterok:" in log  # the test waits for the conversion job
 
 
 def test_automation_mode_refuses_paths_with_variables(fib_tar: Path, tmp_path: Path) -> None:

@@ -359,9 +359,9 @@ def _key_only(user: str, pkey: paramiko.PKey) -> paramiko.auth_strategy.AuthStra
 def _offered(e: BaseException) -> list[str]:
     """The methods the server still allows after refusing the key (paramiko's AuthFailure / BadAuthenticationType)."""
     import paramiko
+    from paramiko.auth_strategy import AuthFailure
 
-    results = getattr(getattr(e, "result", None), "__iter__", None)
-    causes = [r.result for r in e.result] if results is not None else [e]  # type: ignore[attr-defined]
+    causes = [r.result for r in e.result] if isinstance(e, AuthFailure) else [e]
     for c in causes:
         if isinstance(c, paramiko.BadAuthenticationType):
             return list(c.allowed_types)
