@@ -7,7 +7,9 @@ Needs `scripts/local-stack up docker registry cluster access`; skips without the
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from deploy_support import build_fib_tar, cluster_config, hpcci, make_project
 
+from hpcci import records as rec
 from hpcci.backends.remote import SSHRemote
 from hpcci.config import LoginConfig
 from hpcci.errors import RemoteAuthError
@@ -140,8 +143,6 @@ def automation_cluster(scratch: str) -> dict[str, Any]:
 
 
 def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path: Path) -> None:
-    import uuid
-
     scratch = (
         f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{uuid.uuid4().hex[:8]}"  # a fresh cache: no cache hit
     )
@@ -157,6 +158,40 @@ def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path
     assert "bash -lc" not in log and "env -0" not in log
     assert "(SFTP; checked by the conversion job)" in log  # no sha256sum on the login node: the job checks
     assert "+ sbatch --parsable --dependency=afterok:" in log  # the test waits for the conversion job
+
+
+def test_the_conversion_job_pulls_the_published_tar_from_s3(fib_tar: Path, tmp_path: Path) -> None:
+    import boto3
+
+    require_services("s3")
+    scratch = f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{uuid.uuid4().hex[:8]}"
+    cluster = automation_cluster(scratch)
+    cluster["staging"]["method"] = "auto"
+    proj = make_project(tmp_path / "proj", [FIB], cluster=cluster)
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    bucket, key = os.environ.get("HPCCI_S3_BUCKET", "hpcci"), f"access-tests/{uuid.uuid4().hex[:8]}.tar"
+    s3.upload_file(str(fib_tar), bucket, key)
+    try:
+        obj = rec.S3Object(
+            bucket=bucket, key=key, size=fib_tar.stat().st_size, sha256=hashlib.sha256(fib_tar.read_bytes()).hexdigest(),
+            platform="linux/amd64", digest="sha256:" + hashlib.sha256(os.urandom(16)).hexdigest(),
+            endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        )  # fmt: skip
+        rec.write(
+            rec.PublishRecord(image="hpcci-test/fibonacci", tags=["t"], s3=[obj]),
+            proj.records / "publish.json",
+        )
+        done = hpcci(proj, "deploy")
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert proj.deploy_record()["clusters"][0]["staging"] == "s3"
+    assert f"the conversion job pulls s3://{bucket}/{key}" in log and "curl" not in log.replace(
+        "--config", ""
+    )
+    assert "X-Amz-Signature" not in log
+    assert proj.tests()["fib"]["verdict"] == "pass"
 
 
 def test_automation_mode_refuses_paths_with_variables(fib_tar: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from hpcci.backends.ssh_certs import FOREVER, Certificate, parse_certificate, wh
 from hpcci.errors import ConfigError
 from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer
-from hpcci.stages.image_plan import choose_staging, shell_modules
+from hpcci.stages.image_plan import shell_modules
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Submit, WriteFile
 
@@ -156,14 +156,22 @@ def test_an_automation_deploy_sends_only_plain_file_and_scheduler_commands() -> 
             plan.tests[0].script_path] in remote.done  # fmt: skip
 
 
-def test_automation_mode_stages_over_sftp_and_refuses_s3() -> None:
-    cluster = local_cluster(**ROBOT)
-    both = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/tmp/fib.tar", s3=S3)
-    assert choose_staging(pipeline(FIB), cluster, both) == "sftp"  # a full shell would pull from S3
-    assert choose_staging(pipeline(FIB), local_cluster(), both) == "s3"
-    deployer, _ = robot_deploy(**{"staging.method": "s3"})
-    with pytest.raises(ConfigError, match="moves files over SFTP only"):
-        deployer.plan({"linux/amd64": ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, s3=S3)})
+def test_automation_mode_pulls_from_s3_inside_the_conversion_job() -> None:
+    deployer, remote = robot_deploy()
+    url = "http://s3:8080/hpcci/fib?X-Amz-Signature=secret"
+    deployer.presign = lambda _obj, _endpoint: url
+    plan = deployer.plan({"linux/amd64": ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, s3=S3)})
+    deployer.setup(plan)
+    image = plan.images["linux/amd64"]
+    staged = deployer.stage_image(image)
+    assert staged.convert_job == "4242" and image.fetch is None and image.url_file is not None
+    assert {d[1] for d in remote.done if d[0] == "run"} == {"mkdir", "test", "sbatch"}, remote.done
+    assert ["write", image.url_file, f'url = "{url}"\n'] in remote.done  # to a file, never into the script
+    assert image.convert_job is not None
+    body = image.convert_job.script.text
+    assert "secret" not in body
+    fetch = f"--config {image.url_file} --output {image.tar_tmp}"
+    assert body.index(fetch) < body.index(f"rm -f -- {image.url_file}") < body.index("sha256sum --check")
 
 
 def test_automation_mode_needs_absolute_paths() -> None:

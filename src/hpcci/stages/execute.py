@@ -136,7 +136,7 @@ class Deployer:
             return staged
         t0 = time.monotonic()
         if image.checksum_file is not None:
-            staged.transferred = self._upload_for_job(image, staged)
+            staged.transferred = self._stage_for_job(image, staged)
         elif image.fetch is not None:
             staged.transferred = self._stage_tar(image, staged)
         staged.seconds["stage"] = time.monotonic() - t0
@@ -164,16 +164,24 @@ class Deployer:
         env = runtime(self.cluster).registry_env(user, password)
         self.remote.write_text(path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()), mode=0o600)
 
-    def _upload_for_job(self, image: ImagePlan, staged: Staged) -> bool:
-        """login.mode automation: the tar and its checksum file over SFTP; the conversion job checks and renames."""
-        assert isinstance(image.fetch, Upload) and image.checksum_file is not None
-        want = image.source.tar_sha256 or file_sha256(Path(image.fetch.local))
-        staged.tar_sha256 = want
-        self.info(
-            f"uploading {image.fetch.local} -> {image.fetch.remote} (SFTP; checked by the conversion job)"
-        )
+    def _stage_for_job(self, image: ImagePlan, staged: Staged) -> bool:
+        """login.mode automation: the tar over SFTP (or the presigned URL for the job's curl) and the checksum
+        file; the conversion job downloads, checks and renames."""
+        assert image.checksum_file is not None
         try:
-            self.remote.put(Path(image.fetch.local), image.fetch.remote, streams=image.fetch.streams)
+            if isinstance(image.fetch, Upload):
+                want = image.source.tar_sha256 or file_sha256(Path(image.fetch.local))
+                self.info(
+                    f"uploading {image.fetch.local} -> {image.fetch.remote} (SFTP; checked by the conversion job)"
+                )
+                self.remote.put(Path(image.fetch.local), image.fetch.remote, streams=image.fetch.streams)
+            else:
+                obj = image.source.s3
+                assert obj is not None and image.url_file is not None
+                want = image.source.tar_sha256 or obj.sha256
+                self.remote.write_text(image.url_file, curl_config(self._presign(obj)), mode=0o600)
+                self.info(f"the conversion job pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
+            staged.tar_sha256 = want
             self.remote.write_text(image.checksum_file, f"{want}  {image.tar_tmp}\n")
         except BaseException:
             self._remove(image.tar_tmp)
@@ -217,11 +225,8 @@ class Deployer:
         """Download on the login node; returns the sha256 of the bytes written."""
         obj = image.source.s3
         assert obj is not None and isinstance(image.fetch, Command)
-        if self.presign is None:
-            raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
         endpoint = self.cluster.staging.s3_endpoint_url or obj.endpoint_url
-        url = self.presign(obj, endpoint)
-        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
+        url = self._presign(obj)
         self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
         echo = f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum"
         done = self._run(image.fetch, stdin=curl_config(url), echo=echo)
@@ -233,6 +238,14 @@ class Deployer:
                 "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
             )
         return parse_sha256sum(done.stdout)
+
+    def _presign(self, obj: S3Object) -> str:
+        """A presigned GET URL as the cluster reaches the endpoint; its signature is masked at once."""
+        if self.presign is None:
+            raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
+        url = self.presign(obj, self.cluster.staging.s3_endpoint_url or obj.endpoint_url)
+        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
+        return url
 
     def _remove(self, path: str) -> None:
         with contextlib.suppress(HpcciError):

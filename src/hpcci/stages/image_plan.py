@@ -40,6 +40,7 @@ class ImagePlan:
     convert_job: Submit | None  # ... or as a batch job on a compute node (runtime.convert_on: compute)
     registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
     checksum_file: str | None = None  # login.mode automation: "SHA  TAR_TMP", checked by the conversion job
+    url_file: str | None = None  # login.mode automation + S3: curl config with the presigned URL (mode 600)
 
     def steps(self) -> list[Step]:
         order = [
@@ -101,9 +102,7 @@ def choose_staging(pipeline: Pipeline, cluster: Cluster, source: ImageSource) ->
         "registry": source.registry_ref is not None,
     }
     if wanted == "auto":
-        # an automation node runs no download: the image is sent over SFTP (or pulled by the conversion job)
-        order = ("sftp", "registry") if automation(cluster) else ("s3", "sftp", "registry")
-        for method in order:
+        for method in ("s3", "sftp", "registry"):
             if available[method]:
                 return method
         raise UsageError(
@@ -122,14 +121,18 @@ def choose_staging(pipeline: Pipeline, cluster: Cluster, source: ImageSource) ->
     return wanted
 
 
+def s3_curl_argv(config: str, *, max_time: int) -> list[str]:
+    """curl reading the presigned URL from ``config`` (a curl config file, or - for stdin): never on a command line."""
+    return ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "3", "--retry-delay", "2",
+            "--connect-timeout", "20", "--max-time", str(max_time), "--config", config]  # fmt: skip
+
+
 def stage_s3_step(plan_tar_tmp: str, *, max_time: int) -> Pipe:
     """curl on the login node, hashing while it writes: `curl | tee TMP | sha256sum` (one pass over the bytes).
 
     The presigned URL comes on stdin (`--config -`), never on a command line.
     """
-    curl = ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "3", "--retry-delay", "2",
-            "--connect-timeout", "20", "--max-time", str(max_time), "--config", "-"]  # fmt: skip
-    return Pipe(curl, ["tee", "--", plan_tar_tmp], ["sha256sum"])
+    return Pipe(s3_curl_argv("-", max_time=max_time), ["tee", "--", plan_tar_tmp], ["sha256sum"])
 
 
 def curl_config(url: str) -> str:
@@ -145,7 +148,7 @@ def plan_image(
     staging = choose_staging(pipeline, cluster, source)
     robot = automation(cluster)
     if robot:
-        _check_automation(cluster, rt, staging)
+        _check_automation(cluster, rt)
     key = source.key
     tar, tar_tmp = f"{paths.cache}/{key}.tar", f"{paths.cache}/.{key}.{run_id}.tar.part"
     image = rt.image_path(paths.cache, key)
@@ -156,9 +159,11 @@ def plan_image(
     body = _convert_body(
         pipeline, cluster, source, staging, (tar, image_tmp, image), paths.tmpdir, creds_file
     )
-    checksum = f"{tar_tmp}.sha256" if robot and staging == "sftp" else None
-    if checksum:  # verified and moved in place by the job, not on the login node
-        body = [["sha256sum", "--check", "--strict", "--quiet", "--", checksum], ["rm", "-f", "--", checksum],
+    checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
+    url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
+    if checksum:  # fetched (S3), verified and moved in place by the job, not on the login node
+        body = [*_job_fetch(source, tar_tmp, url_file),
+                ["sha256sum", "--check", "--strict", "--quiet", "--", checksum], ["rm", "-f", "--", checksum],
                 ["mv", "-f", "--", tar_tmp, tar], *body]  # fmt: skip
     convert = convert_job = None
     if cluster.runtime.convert_on == "compute" or robot:
@@ -186,28 +191,36 @@ def plan_image(
     else:
         convert = Command(login_argv(body, modules=modules), timeout=3600)
     if checksum:
-        assert source.local_tar is not None
+        upload = (
+            Upload(source.local_tar, tar_tmp, cluster.staging.streams)
+            if source.local_tar and not url_file
+            else None
+        )
         staged: tuple[Command | None, Command | Upload | None, Command | None, Command | None] = (
-            None, Upload(source.local_tar, tar_tmp, cluster.staging.streams), None, None)  # fmt: skip
+            None, upload, None, None)  # fmt: skip
     else:
         staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
     return ImagePlan(source, staging, tar, tar_tmp, image, image_tmp,
                      Command(exists, note="cached already? then skip to the tests"), *staged,
-                     convert, convert_job, creds_file, checksum)  # fmt: skip
+                     convert, convert_job, creds_file, checksum, url_file)  # fmt: skip
 
 
-def _check_automation(cluster: Cluster, rt: Runtime, staging: str) -> None:
-    """What login.mode automation cannot do: a runtime without an image file, a download on the login node."""
+def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:
+    """login.mode automation + S3: the batch job downloads the tar (the URL in a private file, deleted after)."""
+    if url_file is None:
+        return []
+    assert source.s3 is not None
+    max_time = max(600, source.s3.size // (5 << 20))  # at least 5 MiB/s
+    return [[*s3_curl_argv(url_file, max_time=max_time), "--output", tar_tmp], ["rm", "-f", "--", url_file]]
+
+
+def _check_automation(cluster: Cluster, rt: Runtime) -> None:
+    """What login.mode automation cannot do: a runtime whose images are not files."""
     where = cluster.source.where(("login", "mode"))
     if not rt.is_file():
         raise ConfigError(
             f"{where}: login.mode automation needs a runtime whose images are files (apptainer, singularity, "
             f"charliecloud): {cluster.runtime.type} keeps them in a store only a login shell reaches"
-        )
-    if staging == "s3":
-        raise ConfigError(
-            f"{where}: login.mode automation moves files over SFTP only (an automation node runs no curl); "
-            "set staging.method: sftp (or registry) for this cluster"
         )
 
 
