@@ -152,6 +152,10 @@ def test_an_automation_deploy_sends_only_plain_file_and_scheduler_commands() -> 
     assert ["write", image.checksum_file, f"{SHA}  {image.tar_tmp}\n"] in remote.done
     body = image.convert_job.script.text
     assert body.index("sha256sum --check --strict --quiet") < body.index("apptainer build")
+    assert (
+        f"docker-archive://{image.tar_tmp}" in body and image.tar not in body
+    )  # no rename: a requeue reruns
+    assert body.rstrip().endswith(f"rm -f -- {image.checksum_file}")
     assert ["run", "sbatch", "--parsable", "--dependency=afterok:4242", "--kill-on-invalid-dep=yes",
             plan.tests[0].script_path] in remote.done  # fmt: skip
 
@@ -171,7 +175,10 @@ def test_automation_mode_pulls_from_s3_inside_the_conversion_job() -> None:
     body = image.convert_job.script.text
     assert "secret" not in body
     fetch = f"--config {image.url_file} --output {image.tar_tmp}"
-    assert body.index(fetch) < body.index(f"rm -f -- {image.url_file}") < body.index("sha256sum --check")
+    assert body.index(fetch) < body.index("sha256sum --check") < body.index("apptainer build")
+    assert body.rstrip().endswith(
+        f"rm -f -- {image.checksum_file} {image.url_file}"
+    )  # kept for a requeued run
 
 
 def test_automation_mode_needs_absolute_paths() -> None:

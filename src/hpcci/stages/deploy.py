@@ -129,9 +129,12 @@ def _convert_job_error(
     if st is not None and st.status == "completed" and not st.exit_code:
         return None
     out = _tail(remote, job.script.path.rsplit(".", 1)[0] + ".out", info)
-    if staged.plan.image_tmp != staged.plan.image:
+    leftovers = [staged.plan.image_tmp] if staged.plan.image_tmp != staged.plan.image else []
+    if staged.plan.checksum_file:  # login.mode automation: the job's inputs (the tar, its checksum, the URL)
+        leftovers += [staged.plan.tar_tmp, staged.plan.checksum_file, *filter(None, [staged.plan.url_file])]
+    for path in leftovers:
         with contextlib.suppress(HpcciError):  # a half-written image is never kept
-            remote.run(remove_argv(staged.plan.image_tmp), timeout=60, interruptible=False)
+            remote.run(remove_argv(path), timeout=60, interruptible=False)
     what = st.sentence() if st is not None else "its state is unknown"
     return RuntimeConvertError(
         f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"

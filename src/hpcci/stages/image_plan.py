@@ -156,15 +156,22 @@ def plan_image(
     modules = [*cluster.modules, *cluster.runtime.modules]
     exists = rt.exists(image) if rt.is_file() else login_argv([rt.exists(image)], modules=modules)
     creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if _registry_login(pipeline, staging) else None
-    body = _convert_body(
-        pipeline, cluster, source, staging, (tar, image_tmp, image), paths.tmpdir, creds_file
-    )
     checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
     url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
-    if checksum:  # fetched (S3), verified and moved in place by the job, not on the login node
-        body = [*_job_fetch(source, tar_tmp, url_file),
-                ["sha256sum", "--check", "--strict", "--quiet", "--", checksum], ["rm", "-f", "--", checksum],
-                ["mv", "-f", "--", tar_tmp, tar], *body]  # fmt: skip
+    # login.mode automation: the job converts straight from the temporary tar and keeps its inputs until its last
+    # line, so a job requeued after a node failure runs again from the start
+    body = _convert_body(
+        pipeline,
+        cluster,
+        source,
+        staging,
+        (tar_tmp if checksum else tar, image_tmp, image),
+        paths.tmpdir,
+        creds_file,
+    )
+    if checksum:  # fetched (S3) and verified by the job, not on the login node
+        body = [*_job_fetch(source, tar_tmp, url_file), ["sha256sum", "--check", "--strict", "--quiet", "--", checksum],
+                *body, remove_argv(checksum) if url_file is None else ["rm", "-f", "--", checksum, url_file]]  # fmt: skip
     convert = convert_job = None
     if cluster.runtime.convert_on == "compute" or robot:
         spec = JobSpec(
@@ -206,12 +213,12 @@ def plan_image(
 
 
 def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:
-    """login.mode automation + S3: the batch job downloads the tar (the URL in a private file, deleted after)."""
+    """login.mode automation + S3: the batch job downloads the tar (the URL in a private file, deleted at its end)."""
     if url_file is None:
         return []
     assert source.s3 is not None
     max_time = max(600, source.s3.size // (5 << 20))  # at least 5 MiB/s
-    return [[*s3_curl_argv(url_file, max_time=max_time), "--output", tar_tmp], ["rm", "-f", "--", url_file]]
+    return [[*s3_curl_argv(url_file, max_time=max_time), "--output", tar_tmp]]
 
 
 def _check_automation(cluster: Cluster, rt: Runtime) -> None:
