@@ -19,7 +19,6 @@ from test_deploy_steps import SHA, RecordingRemote
 from test_sbatch_scripts import DIGEST, FIB, local_cluster, pipeline
 
 from hpcci.backends import ssh_errors
-from hpcci.backends.remote import _offered
 from hpcci.backends.schedulers import slurm
 from hpcci.backends.ssh_certs import FOREVER, Certificate, parse_certificate, when
 from hpcci.errors import ConfigError
@@ -117,8 +116,8 @@ def test_the_methods_offered_are_read_from_paramiko_s_failure() -> None:
     result = AuthResult(strategy=None)  # type: ignore[arg-type]
     result.append(SourceResult(source=None, result=bad))  # type: ignore[arg-type]
     failure = AuthFailure(result)
-    assert _offered(failure) == ["keyboard-interactive"]
-    assert _offered(paramiko.AuthenticationException("no")) == []
+    assert ssh_errors.offered_methods(failure) == ["keyboard-interactive"]
+    assert ssh_errors.offered_methods(paramiko.AuthenticationException("no")) == []
 
 
 # -- the automation-node plan ----------------------------------------------------------------------------------

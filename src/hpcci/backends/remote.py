@@ -198,7 +198,9 @@ class SSHRemote:
             raise
         except paramiko.AuthenticationException as e:
             client.close()
-            raise ssh_errors.auth_refused(self.cluster, where, _offered(e), self._cert) from e
+            raise ssh_errors.auth_refused(
+                self.cluster, where, ssh_errors.offered_methods(e), self._cert
+            ) from e
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
             raise ssh_errors.connect_error(self.cluster, host, port, e, self.config_file, settings) from e
@@ -354,18 +356,6 @@ def _key_only(user: str, pkey: paramiko.PKey) -> paramiko.auth_strategy.AuthStra
             yield InMemoryPrivateKey(user, pkey)
 
     return KeyOnly(ssh_config=SSHConfig())
-
-
-def _offered(e: BaseException) -> list[str]:
-    """The methods the server still allows after refusing the key (paramiko's AuthFailure / BadAuthenticationType)."""
-    import paramiko
-    from paramiko.auth_strategy import AuthFailure
-
-    causes = [r.result for r in e.result] if isinstance(e, AuthFailure) else [e]
-    for c in causes:
-        if isinstance(c, paramiko.BadAuthenticationType):
-            return list(c.allowed_types)
-    return []
 
 
 def _active(client: paramiko.SSHClient) -> bool:

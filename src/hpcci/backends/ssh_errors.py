@@ -70,6 +70,18 @@ WAYS_OUT = (
 )
 
 
+def offered_methods(e: BaseException) -> list[str]:
+    """The methods the server still allows after refusing the key (paramiko's AuthFailure / BadAuthenticationType)."""
+    import paramiko
+    from paramiko.auth_strategy import AuthFailure
+
+    causes = [r.result for r in e.result] if isinstance(e, AuthFailure) else [e]
+    for c in causes:
+        if isinstance(c, paramiko.BadAuthenticationType):
+            return list(c.allowed_types)
+    return []
+
+
 def auth_refused(
     cluster: str, where: str, offered: Sequence[str] = (), cert: Certificate | None = None
 ) -> RemoteAuthError:
