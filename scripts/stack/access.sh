@@ -93,7 +93,12 @@ _ac_answers() {
 
 _ac_sshd() {
   local name=$1 port=$2 conf=$ACCESS_DIR/etc/$1.conf
-  pid_alive "access-sshd-$name" && return 0
+  if pid_alive "access-sshd-$name"; then
+    # still answering? (after the cluster re-made its namespace, an old sshd listens in the deleted one)
+    _ac_answers "$port" && return 0
+    say "access: sshd ($name) runs but does not answer on $ACCESS_LOGIN_IP:$port; restarting it"
+    stop_pid "access-sshd-$name"
+  fi
   install -d -m 755 /run/sshd
   /usr/sbin/sshd -t -f "$conf" || die 4 "access: sshd config invalid: $conf"
   # nsenter --net like the cluster's sshd (ip netns exec would remount /sys)
