@@ -21,6 +21,7 @@ from hpcci import records as rec
 from hpcci.backends.remote import SSHRemote
 from hpcci.config import LoginConfig
 from hpcci.errors import RemoteAuthError
+from hpcci.process import run
 from stack_env import require_services
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
@@ -67,6 +68,18 @@ def cert_login(expired: bool = False, **changes: Any) -> LoginConfig:
 def test_the_robot_key_is_constrained_in_authorized_keys() -> None:
     line = Path(f"/home/{os.environ['HPCCI_AUTO_SSH_USER']}/.ssh/authorized_keys").read_text().strip()
     assert line.startswith('restrict,from="10.77.0.1",command="') and "allowed_commands" in line
+
+
+def test_the_robot_key_is_refused_from_another_address() -> None:
+    """from="10.77.0.1": the same key from inside the login node's namespace (source 10.77.0.2) does not log in."""
+    e = os.environ
+    done = run(
+        ["nsenter", "--net=/run/netns/hpcci-login", "ssh", "-o", f"UserKnownHostsFile={e['HPCCI_ACCESS_KNOWN_HOSTS']}",
+         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", e["HPCCI_AUTO_SSH_KEY_FILE"], "-p",
+         e["HPCCI_AUTO_SSH_PORT"], f"{e['HPCCI_AUTO_SSH_USER']}@{e['HPCCI_ACCESS_HOST']}", "ls", "-d", "/"],
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 255 and "Permission denied (publickey)" in done.stderr, done
 
 
 @pytest.mark.parametrize(
