@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,15 @@ def automation_cluster(scratch: str) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path: Path) -> None:
-    scratch = (
-        f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{uuid.uuid4().hex[:8]}"  # a fresh cache: no cache hit
-    )
+@pytest.fixture
+def scratch() -> Iterator[str]:
+    """A fresh folder in the robot account's scratch (a fresh image cache: no cache hit), removed afterwards."""
+    path = f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{uuid.uuid4().hex[:8]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # the tests run as root, the robot's files are its own
+
+
+def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path: Path, scratch: str) -> None:
     mpi = {"name": "mpi", "mpi": True, "resources": {"tasks": 2}, "expect": {"output": "(?s)(rank ok.*){2}"},
            "command": ["python3", "-c", "print('rank ok')"]}  # fmt: skip
     proj = make_project(tmp_path / "proj", [FIB, mpi], cluster=automation_cluster(scratch))
@@ -173,11 +179,12 @@ def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path
     assert "+ sbatch --parsable --dependency=afterok:" in log  # the test waits for the conversion job
 
 
-def test_the_conversion_job_pulls_the_published_tar_from_s3(fib_tar: Path, tmp_path: Path) -> None:
+def test_the_conversion_job_pulls_the_published_tar_from_s3(
+    fib_tar: Path, tmp_path: Path, scratch: str
+) -> None:
     import boto3
 
     require_services("s3")
-    scratch = f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{uuid.uuid4().hex[:8]}"
     cluster = automation_cluster(scratch)
     cluster["staging"]["method"] = "auto"
     proj = make_project(tmp_path / "proj", [FIB], cluster=cluster)
