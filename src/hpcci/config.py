@@ -218,6 +218,17 @@ class LoginConfig(ConfigModel):
     user: Value
     key: Secret
     key_passphrase: Secret | None = None
+    certificate: Secret | None = Field(
+        None,
+        description="an SSH user certificate for login.key (the KEY-cert.pub text, e.g. from NERSC's sshproxy); "
+        "its expiry is checked before connecting",
+    )
+    mode: Literal["shell", "automation"] = Field(
+        "shell",
+        description="shell: a full login shell (module loads, $VARS, staging on the login node); automation: a "
+        "restricted key (e.g. the Alliance's automation nodes) - files over SFTP, plain scheduler commands only, "
+        "every other step inside batch jobs; paths must then be absolute",
+    )
     known_hosts: Secret = Field(
         description="known_hosts lines for the login host: host keys are never auto-accepted"
     )

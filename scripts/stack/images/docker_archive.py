@@ -48,12 +48,20 @@ def main(argv: list[str]) -> int:
         "architecture": arch,
         "os": "linux",
         "created": created,
-        "config": {"Env": [f"PATH={PATH}"], "Cmd": ["bash"],
-                   "Labels": {"org.opencontainers.image.description":
-                              "hpcci local base: Debian bookworm minbase + python3-minimal"}},
+        "config": {
+            "Env": [f"PATH={PATH}"],
+            "Cmd": ["bash"],
+            "Labels": {
+                "org.opencontainers.image.description": "hpcci local base: Debian bookworm minbase + python3-minimal"
+            },
+        },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_id}"]},
-        "history": [{"created": created,
-                     "created_by": f"scripts/stack/images/rootfs.sh {arch} (mmdebstrap minbase bookworm)"}],
+        "history": [
+            {
+                "created": created,
+                "created_by": f"scripts/stack/images/rootfs.sh {arch} (mmdebstrap minbase bookworm)",
+            }
+        ],
     }
     if arch == "arm64":
         config["variant"] = "v8"

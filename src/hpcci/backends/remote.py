@@ -13,13 +13,14 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hpcci.backends import ssh_errors
 from hpcci.backends.known_hosts import KnownHosts, host_key_policy, known_hosts_name, parse_known_hosts
 from hpcci.backends.sftp import WINDOW, SFTPFiles
+from hpcci.backends.ssh_certs import Certificate, parse_certificate
 from hpcci.errors import HostKeyError, Interrupted, RemoteAuthError, RemoteError
 from hpcci.process import Completed
 from hpcci.shell import command_line
@@ -113,6 +114,7 @@ class SSHRemote:
         self._jump: paramiko.SSHClient | None = None
         self._extra: list[paramiko.SSHClient | None] = []  # extra connections for parallel upload streams
         self._pkey: paramiko.PKey | None = None
+        self._cert: Certificate | None = None
         self._known: KnownHosts | None = None
         self._files = SFTPFiles(cluster, self._stream_client, login.connect_timeout, self._stop, self._echo)
 
@@ -129,11 +131,30 @@ class SSHRemote:
             if passphrase:
                 self._mask(passphrase)
             self._pkey = _load_key(key_text, passphrase, what)
+            if self.login.certificate is not None:
+                self._cert = self._load_certificate(self._pkey)
             self._known = parse_known_hosts(
                 self.login.known_hosts.resolve(f"cluster {self.cluster}: login.known_hosts"),
                 f"cluster {self.cluster}: login.known_hosts",
             )
         return self._pkey, self._known
+
+    def _load_certificate(self, pkey: paramiko.PKey) -> Certificate:
+        """login.certificate attached to the key; an expired (or not yet valid) one fails here, before connecting."""
+        assert self.login.certificate is not None
+        what = f"cluster {self.cluster}: login.certificate"
+        text = self.login.certificate.resolve(what).strip()
+        try:
+            cert = parse_certificate(text)
+            pkey.load_certificate(text)
+        except ValueError as e:
+            raise RemoteAuthError(
+                f"{what}: {e}; check login.certificate (the KEY-cert.pub of login.key)"
+            ) from e
+        now = time.time()
+        if cert.expired(now) or cert.not_yet_valid(now):
+            raise ssh_errors.certificate_invalid(self.cluster, cert, now)
+        return cert
 
     def _new_client(
         self, host: str, port: int, user: str, sock: Any = None, settings: str = "login.host and login.port"
@@ -162,7 +183,6 @@ class SSHRemote:
                 hostname=host,
                 port=port,
                 username=user,
-                pkey=pkey,
                 sock=sock,
                 timeout=t,
                 banner_timeout=t,
@@ -171,18 +191,24 @@ class SSHRemote:
                 allow_agent=False,
                 look_for_keys=False,
                 transport_factory=transport,
+                auth_strategy=_key_only(user, pkey),  # never paramiko's own fallbacks (they prompt on stdin)
             )
         except HostKeyError:
             client.close()
             raise
         except paramiko.AuthenticationException as e:
             client.close()
-            raise ssh_errors.key_refused(self.cluster, where) from e
+            raise ssh_errors.auth_refused(
+                self.cluster, where, ssh_errors.offered_methods(e), self._cert
+            ) from e
         except (OSError, EOFError, paramiko.SSHException) as e:
             client.close()
             raise ssh_errors.connect_error(self.cluster, host, port, e, self.config_file, settings) from e
         tr = client.get_transport()
-        if tr is not None and self.login.keepalive:
+        if tr is None or not tr.is_authenticated():  # the key was only a first factor
+            client.close()
+            raise ssh_errors.second_factor(self.cluster, where)
+        if self.login.keepalive:
             tr.set_keepalive(self.login.keepalive)
         return client
 
@@ -319,6 +345,17 @@ class SSHRemote:
                 client = self._connect()
                 self._extra[index - 1] = client
             return client
+
+
+def _key_only(user: str, pkey: paramiko.PKey) -> paramiko.auth_strategy.AuthStrategy:
+    from paramiko import SSHConfig
+    from paramiko.auth_strategy import AuthStrategy, InMemoryPrivateKey
+
+    class KeyOnly(AuthStrategy):
+        def get_sources(self) -> Iterator[InMemoryPrivateKey]:
+            yield InMemoryPrivateKey(user, pkey)
+
+    return KeyOnly(ssh_config=SSHConfig())
 
 
 def _active(client: paramiko.SSHClient) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Sequence
 
+from hpcci.backends.ssh_certs import Certificate, when
 from hpcci.errors import RemoteAuthError, RemoteError
 from hpcci.process import tail
 
@@ -61,11 +63,63 @@ def connect_error(
     )
 
 
-def key_refused(cluster: str, where: str) -> RemoteAuthError:
-    """The server at ``where`` (user@host) did not accept the configured key."""
+WAYS_OUT = (
+    "a CI job cannot answer it: use an automation node with a restricted key (login.mode: automation, e.g. the "
+    "Alliance's), an SSH user certificate (login.certificate, e.g. NERSC's sshproxy), or a self-hosted runner on "
+    "a host the site exempts from MFA (e.g. by request to TACC)"
+)
+
+
+def offered_methods(e: BaseException) -> list[str]:
+    """The methods the server still allows after refusing the key (paramiko's AuthFailure / BadAuthenticationType)."""
+    import paramiko
+    from paramiko.auth_strategy import AuthFailure
+
+    causes = [r.result for r in e.result] if isinstance(e, AuthFailure) else [e]
+    for c in causes:
+        if isinstance(c, paramiko.BadAuthenticationType):
+            return list(c.allowed_types)
+    return []
+
+
+def auth_refused(
+    cluster: str, where: str, offered: Sequence[str] = (), cert: Certificate | None = None
+) -> RemoteAuthError:
+    """The server at ``where`` (user@host) refused the key or certificate; ``offered``: the methods it allows."""
+    if "publickey" not in offered and {"keyboard-interactive", "password"} & set(offered):
+        return RemoteAuthError(
+            f"cluster {cluster}: {where} accepts no SSH key, only interactive logins "
+            f"({', '.join(offered)}): it requires a password or second factor; {WAYS_OUT}"
+        )
+    if cert is not None:
+        return RemoteAuthError(
+            f"cluster {cluster}: {where} refused the SSH certificate {cert.key_id!r} (principals "
+            f"{', '.join(cert.principals) or 'none'}, valid until {when(cert.valid_before)}); check login.user "
+            "is one of its principals and that the site trusts its CA, or renew it (e.g. sshproxy at NERSC)"
+        )
     return RemoteAuthError(
         f"cluster {cluster}: {where} refused the SSH key; check login.user and login.key "
         "(is the public key in ~/.ssh/authorized_keys there?)"
+    )
+
+
+def second_factor(cluster: str, where: str) -> RemoteAuthError:
+    """The key was accepted as a first factor only: the login node asks for a second one (MFA)."""
+    return RemoteAuthError(
+        f"cluster {cluster}: {where} accepted the SSH key but requires a second factor "
+        f"(keyboard-interactive MFA); {WAYS_OUT}"
+    )
+
+
+def certificate_invalid(cluster: str, cert: Certificate, now: float) -> RemoteAuthError:
+    """login.certificate is outside its validity window (checked before connecting)."""
+    if cert.expired(now):
+        what = f"expired at {when(cert.valid_before)}"
+    else:
+        what = f"is not valid before {when(cert.valid_after)}"
+    return RemoteAuthError(
+        f"cluster {cluster}: the SSH certificate {cert.key_id!r} (login.certificate) {what}; renew it "
+        "(e.g. `sshproxy` at NERSC issues a new one) and update the secret login.certificate reads"
     )
 
 

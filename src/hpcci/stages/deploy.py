@@ -20,7 +20,7 @@ from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, Sche
 from hpcci.process import tail
 from hpcci.stages import smoke
 from hpcci.stages.execute import Deployer, Presign, Staged
-from hpcci.stages.image_plan import remove_argv
+from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.sources import ImageSource
 
@@ -73,7 +73,7 @@ def _deploy(
     done.jobs, done.refused = deployer.submit_tests(plan, done.staged)
     convert_jobs = [s.convert_job for s in done.staged.values() if s.convert_job]
     followed = done.followed = smoke.follow(
-        RemoteJobs(remote, deployer.scheduler, plan.modules, info),
+        RemoteJobs(remote, deployer.scheduler, shell_modules(cluster), info),
         [*convert_jobs, *done.jobs.values()],
         poll=cluster.scheduler.poll,
         deadline=deadline,
@@ -129,9 +129,12 @@ def _convert_job_error(
     if st is not None and st.status == "completed" and not st.exit_code:
         return None
     out = _tail(remote, job.script.path.rsplit(".", 1)[0] + ".out", info)
-    if staged.plan.image_tmp != staged.plan.image:
+    leftovers = [staged.plan.image_tmp] if staged.plan.image_tmp != staged.plan.image else []
+    if staged.plan.checksum_file:  # login.mode automation: the job's inputs (the tar, its checksum, the URL)
+        leftovers += [staged.plan.tar_tmp, staged.plan.checksum_file, *filter(None, [staged.plan.url_file])]
+    for path in leftovers:
         with contextlib.suppress(HpcciError):  # a half-written image is never kept
-            remote.run(remove_argv(staged.plan.image_tmp), timeout=60, interruptible=False)
+            remote.run(remove_argv(path), timeout=60, interruptible=False)
     what = st.sentence() if st is not None else "its state is unknown"
     return RuntimeConvertError(
         f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"

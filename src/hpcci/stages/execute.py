@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hpcci.backends.remote import Remote
@@ -20,6 +20,7 @@ from hpcci.backends.schedulers import Scheduler
 from hpcci.config import Cluster, Pipeline, resolve_value
 from hpcci.digests import file_sha256, parse_sha256sum
 from hpcci.errors import (
+    ConfigError,
     HpcciError,
     Interrupted,
     RuntimeConvertError,
@@ -29,12 +30,27 @@ from hpcci.errors import (
 )
 from hpcci.process import Completed, tail
 from hpcci.records import S3Object
-from hpcci.shell import login_argv, parse_env0
-from hpcci.stages.image_plan import ImagePlan, curl_config, remove_argv, runtime
+from hpcci.shell import login_argv, parse_env0, path_variables
+from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Submit, Upload
+
+
+def _require_absolute_paths(cluster: Cluster) -> None:
+    """login.mode automation has no login shell to resolve $VARS in: the paths must be written out."""
+    p = cluster.paths
+    for name, value in (("scratch", p.scratch), ("image_cache", p.image_cache), ("tmpdir", p.tmpdir or "/")):
+        used = path_variables([value])
+        if used or not value.startswith("/"):
+            why = f"uses ${used[0]}" if used else "is relative"
+            raise ConfigError(
+                f"{cluster.source.where(('paths', name))}: paths.{name} {why}, but login.mode automation has no "
+                f"login shell to resolve it in; write the absolute path (e.g. ask `echo ${used[0] if used else 'HOME'}` "
+                "on a regular login node once)"
+            )
+
 
 Presign = Callable[[S3Object, str | None], str]  # (object, endpoint as the cluster reaches it) -> URL
 
@@ -97,7 +113,10 @@ class Deployer:
         return {k: env[k] for k in needed_variables(self.cluster) if k in env}
 
     def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
-        paths = resolve_paths(self.cluster, self.remote_env(), self.run_id)
+        env = {} if automation(self.cluster) else self.remote_env()
+        if automation(self.cluster):
+            _require_absolute_paths(self.cluster)
+        paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
         return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler)
 
@@ -116,7 +135,9 @@ class Deployer:
             self.info(f"{image.source.platform} image cached at {image.image} (cache hit)")
             return staged
         t0 = time.monotonic()
-        if image.fetch is not None:
+        if image.checksum_file is not None:
+            staged.transferred = self._stage_for_job(image, staged)
+        elif image.fetch is not None:
             staged.transferred = self._stage_tar(image, staged)
         staged.seconds["stage"] = time.monotonic() - t0
         self._check_stop()
@@ -142,6 +163,30 @@ class Deployer:
         self.mask(password)
         env = runtime(self.cluster).registry_env(user, password)
         self.remote.write_text(path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()), mode=0o600)
+
+    def _stage_for_job(self, image: ImagePlan, staged: Staged) -> bool:
+        """login.mode automation: the tar over SFTP (or the presigned URL for the job's curl) and the checksum
+        file; the conversion job downloads, checks and renames."""
+        assert image.checksum_file is not None
+        try:
+            if isinstance(image.fetch, Upload):
+                want = image.source.tar_sha256 or file_sha256(Path(image.fetch.local))
+                self.info(
+                    f"uploading {image.fetch.local} -> {image.fetch.remote} (SFTP; checked by the conversion job)"
+                )
+                self.remote.put(Path(image.fetch.local), image.fetch.remote, streams=image.fetch.streams)
+            else:
+                obj = image.source.s3
+                assert obj is not None and image.url_file is not None
+                want = image.source.tar_sha256 or obj.sha256
+                self.remote.write_text(image.url_file, curl_config(self._presign(obj)), mode=0o600)
+                self.info(f"the conversion job pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
+            staged.tar_sha256 = want
+            self.remote.write_text(image.checksum_file, f"{want}  {image.tar_tmp}\n")
+        except BaseException:
+            self._remove(image.tar_tmp)
+            raise
+        return True
 
     def _sha256(self, step: Command) -> str | None:
         done = self._run(step)
@@ -180,11 +225,8 @@ class Deployer:
         """Download on the login node; returns the sha256 of the bytes written."""
         obj = image.source.s3
         assert obj is not None and isinstance(image.fetch, Command)
-        if self.presign is None:
-            raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
         endpoint = self.cluster.staging.s3_endpoint_url or obj.endpoint_url
-        url = self.presign(obj, endpoint)
-        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
+        url = self._presign(obj)
         self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
         echo = f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum"
         done = self._run(image.fetch, stdin=curl_config(url), echo=echo)
@@ -196,6 +238,14 @@ class Deployer:
                 "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
             )
         return parse_sha256sum(done.stdout)
+
+    def _presign(self, obj: S3Object) -> str:
+        """A presigned GET URL as the cluster reaches the endpoint; its signature is masked at once."""
+        if self.presign is None:
+            raise UsageError(f"cluster {self.cluster.name}: S3 staging needs S3 credentials to presign a URL")
+        url = self.presign(obj, self.cluster.staging.s3_endpoint_url or obj.endpoint_url)
+        self.mask(url.split("?", 1)[-1])  # the query string is the signature: a credential until it expires
+        return url
 
     def _remove(self, path: str) -> None:
         with contextlib.suppress(HpcciError):
@@ -219,6 +269,8 @@ class Deployer:
     def submit(self, step: Submit, dependency: Sequence[str], *, what: str) -> str:
         """Write the script and submit it; a refusal raises SchedulerError with the scheduler's reason and what to do."""
         self.remote.write_text(step.script.path, step.script.text)
+        if automation(self.cluster):  # whatever the plan built, an automation node gets a plain sbatch
+            step = replace(step, modules=None)
         done = self.remote.run(step.argv(dependency), timeout=step.timeout)
         if not done.ok:
             why = self.scheduler.submit_refusal(done.stderr or done.stdout)

@@ -39,6 +39,8 @@ class ImagePlan:
     convert: Command | None  # conversion on the login node (module loads, to the temporary name, rename)
     convert_job: Submit | None  # ... or as a batch job on a compute node (runtime.convert_on: compute)
     registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
+    checksum_file: str | None = None  # login.mode automation: "SHA  TAR_TMP", checked by the conversion job
+    url_file: str | None = None  # login.mode automation + S3: curl config with the presigned URL (mode 600)
 
     def steps(self) -> list[Step]:
         order = [
@@ -71,6 +73,16 @@ def template(cluster: Cluster) -> str | None:
     except OSError as e:
         where = cluster.source.where(("scheduler", "template"))
         raise ConfigError(f"{where}: scheduler.template: cannot read {path}: {e.strerror}") from e
+
+
+def automation(cluster: Cluster) -> bool:
+    """login.mode automation: nothing but plain file and scheduler commands on the login node (no login shell)."""
+    return cluster.login.mode == "automation"
+
+
+def shell_modules(cluster: Cluster) -> list[str] | None:
+    """The modules a login-node command loads in a login shell; None: no login shell (login.mode automation)."""
+    return None if automation(cluster) else list(cluster.modules)
 
 
 def setup_steps(paths: Paths) -> list[Command]:
@@ -109,14 +121,18 @@ def choose_staging(pipeline: Pipeline, cluster: Cluster, source: ImageSource) ->
     return wanted
 
 
+def s3_curl_argv(config: str, *, max_time: int) -> list[str]:
+    """curl reading the presigned URL from ``config`` (a curl config file, or - for stdin): never on a command line."""
+    return ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "3", "--retry-delay", "2",
+            "--connect-timeout", "20", "--max-time", str(max_time), "--config", config]  # fmt: skip
+
+
 def stage_s3_step(plan_tar_tmp: str, *, max_time: int) -> Pipe:
     """curl on the login node, hashing while it writes: `curl | tee TMP | sha256sum` (one pass over the bytes).
 
     The presigned URL comes on stdin (`--config -`), never on a command line.
     """
-    curl = ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "3", "--retry-delay", "2",
-            "--connect-timeout", "20", "--max-time", str(max_time), "--config", "-"]  # fmt: skip
-    return Pipe(curl, ["tee", "--", plan_tar_tmp], ["sha256sum"])
+    return Pipe(s3_curl_argv("-", max_time=max_time), ["tee", "--", plan_tar_tmp], ["sha256sum"])
 
 
 def curl_config(url: str) -> str:
@@ -130,6 +146,9 @@ def plan_image(
     """The steps that make ``source`` exist, converted, in the cluster's image cache."""
     rt = runtime(cluster)
     staging = choose_staging(pipeline, cluster, source)
+    robot = automation(cluster)
+    if robot:
+        _check_automation(cluster, rt)
     key = source.key
     tar, tar_tmp = f"{paths.cache}/{key}.tar", f"{paths.cache}/.{key}.{run_id}.tar.part"
     image = rt.image_path(paths.cache, key)
@@ -137,11 +156,24 @@ def plan_image(
     modules = [*cluster.modules, *cluster.runtime.modules]
     exists = rt.exists(image) if rt.is_file() else login_argv([rt.exists(image)], modules=modules)
     creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if _registry_login(pipeline, staging) else None
+    checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
+    url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
+    # login.mode automation: the job converts straight from the temporary tar and keeps its inputs until its last
+    # line, so a job requeued after a node failure runs again from the start
     body = _convert_body(
-        pipeline, cluster, source, staging, (tar, image_tmp, image), paths.tmpdir, creds_file
+        pipeline,
+        cluster,
+        source,
+        staging,
+        (tar_tmp if checksum else tar, image_tmp, image),
+        paths.tmpdir,
+        creds_file,
     )
+    if checksum:  # fetched (S3) and verified by the job, not on the login node
+        body = [*_job_fetch(source, tar_tmp, url_file), ["sha256sum", "--check", "--strict", "--quiet", "--", checksum],
+                *body, remove_argv(checksum) if url_file is None else ["rm", "-f", "--", checksum, url_file]]  # fmt: skip
     convert = convert_job = None
-    if cluster.runtime.convert_on == "compute":
+    if cluster.runtime.convert_on == "compute" or robot:
         spec = JobSpec(
             job_name=f"hpcci-convert-{key[:12]}",
             output=f"{paths.run_dir}/convert-{key[:12]}.out",
@@ -162,13 +194,41 @@ def plan_image(
         )
         script = WriteFile(f"{paths.run_dir}/convert-{key[:12]}{scheduler.SCRIPT_SUFFIX}",
                            scheduler.render_script(spec, template(cluster)))  # fmt: skip
-        convert_job = Submit(script, scheduler, list(cluster.modules))
+        convert_job = Submit(script, scheduler, shell_modules(cluster))
     else:
         convert = Command(login_argv(body, modules=modules), timeout=3600)
-    staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
+    if checksum:
+        upload = (
+            Upload(source.local_tar, tar_tmp, cluster.staging.streams)
+            if source.local_tar and not url_file
+            else None
+        )
+        staged: tuple[Command | None, Command | Upload | None, Command | None, Command | None] = (
+            None, upload, None, None)  # fmt: skip
+    else:
+        staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
     return ImagePlan(source, staging, tar, tar_tmp, image, image_tmp,
                      Command(exists, note="cached already? then skip to the tests"), *staged,
-                     convert, convert_job, creds_file)  # fmt: skip
+                     convert, convert_job, creds_file, checksum, url_file)  # fmt: skip
+
+
+def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:
+    """login.mode automation + S3: the batch job downloads the tar (the URL in a private file, deleted at its end)."""
+    if url_file is None:
+        return []
+    assert source.s3 is not None
+    max_time = max(600, source.s3.size // (5 << 20))  # at least 5 MiB/s
+    return [[*s3_curl_argv(url_file, max_time=max_time), "--output", tar_tmp]]
+
+
+def _check_automation(cluster: Cluster, rt: Runtime) -> None:
+    """What login.mode automation cannot do: a runtime whose images are not files."""
+    where = cluster.source.where(("login", "mode"))
+    if not rt.is_file():
+        raise ConfigError(
+            f"{where}: login.mode automation needs a runtime whose images are files (apptainer, singularity, "
+            f"charliecloud): {cluster.runtime.type} keeps them in a store only a login shell reaches"
+        )
 
 
 def _registry_login(pipeline: Pipeline, staging: str) -> bool:

@@ -54,13 +54,13 @@ class Submit:
 
     script: WriteFile
     scheduler: Scheduler
-    modules: list[str]
+    modules: list[str] | None  # None: submitted without a login shell (login.mode automation)
     after: str | None = None  # the platform whose conversion job must succeed first
     timeout: float = 120
 
     def argv(self, dependency: Sequence[str] = ()) -> list[str]:
         submit = self.scheduler.submit_argv(self.script.path, dependency)
-        return login_argv([submit], modules=self.modules)
+        return submit if self.modules is None else login_argv([submit], modules=self.modules)
 
     def lines(self) -> list[str]:
         shown = Command(

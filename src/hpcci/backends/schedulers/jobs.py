@@ -22,16 +22,19 @@ class RemoteJobs:
         self,
         remote: Remote,
         scheduler: Scheduler,
-        modules: Sequence[str] = (),
+        modules: Sequence[str] | None = (),  # None: no login shell (login.mode automation)
         info: Callable[[str], None] | None = None,
     ) -> None:
         self.remote = remote
         self.scheduler = scheduler
-        self.modules = list(modules)
+        self.modules = None if modules is None else list(modules)
         self.info = info or (lambda _m: None)
 
+    def _argv(self, argv: list[str]) -> list[str]:
+        return argv if self.modules is None else login_argv([argv], modules=self.modules)
+
     def _run(self, argv: list[str], *, queue: bool) -> str:
-        done = self.remote.run(login_argv([argv], modules=self.modules), timeout=60, echo=" ".join(argv))
+        done = self.remote.run(self._argv(argv), timeout=60, echo=" ".join(argv))
         if not done.ok:
             text = (done.stderr or done.stdout).strip()
             if queue and self.scheduler.queue_forgot_jobs(text):
@@ -66,7 +69,7 @@ class RemoteJobs:
         argv = self.scheduler.cancel_argv(job_ids)
         try:
             self.remote.run(
-                login_argv([argv], modules=self.modules),
+                self._argv(argv),
                 timeout=60,
                 check=True,
                 interruptible=False,  # cancelling is what a stopped deploy must still do
