@@ -179,6 +179,19 @@ def test_a_full_deploy_passes_through_the_restricted_key(fib_tar: Path, tmp_path
     assert "+ sbatch --parsable --dependency=afterok:" in log  # the test waits for the conversion job
 
 
+def test_doctor_checks_an_automation_node_with_its_allowed_commands_only(
+    tmp_path: Path, scratch: str
+) -> None:
+    proj = make_project(tmp_path / "proj", [FIB], cluster=automation_cluster(scratch))
+    done = hpcci(
+        proj, "doctor", "--cluster", "local", "--cluster-configs", str(proj.root / "cluster-configs")
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "bash -lc" not in out and "refused" not in out, out
+    assert "partition cpu" in out and "runtime" in out and "inside jobs" in out, out
+
+
 def test_the_conversion_job_pulls_the_published_tar_from_s3(
     fib_tar: Path, tmp_path: Path, scratch: str
 ) -> None:

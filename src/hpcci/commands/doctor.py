@@ -90,8 +90,46 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
             "HostKeyError": "verify the fingerprint with the cluster's admins, then fix login.known_hosts",
             "RemoteAuthError": "check login.user/login.key (and key_passphrase); is the public key authorized?",
         }.get(type(e).__name__, "check login.host/login.port, the network and that the login node is up")
-        return [failed("ssh", e, fix)]
-    checks += _environment(cluster, remote)
+        return [
+            failed("ssh", e, "" if "second factor" in str(e) else fix)
+        ]  # the MFA message names the ways out
+    checks += (
+        _automation_node(cluster, remote)
+        if cluster.login.mode == "automation"
+        else _environment(cluster, remote)
+    )
+    return checks
+
+
+def _automation_node(cluster: Cluster, remote: SSHRemote) -> list[Check]:
+    """An automation node runs only its allowed commands, never a login shell: check the paths and the scheduler;
+    the runtime, MPI and downloads are used inside jobs there, where a deploy's conversion job proves them."""
+    from hpcci.backends.schedulers import SCHEDULERS
+    from hpcci.stages.paths import resolve_paths
+
+    scheduler = SCHEDULERS[cluster.scheduler.type]
+    checks: list[Check] = []
+    try:
+        paths = resolve_paths(cluster, {}, "doctor")
+        checks.append(Check("paths", "ok", f"scratch {paths.scratch}, image cache {paths.cache}"))
+    except HpcciError as e:
+        checks.append(
+            failed("paths", e, "login.mode automation needs absolute paths.* in the cluster config")
+        )
+    try:
+        done = remote.run(scheduler.partitions_argv(), timeout=60)
+    except RemoteError as e:
+        done = None
+        checks.append(
+            Check("slurm", "FAIL", str(e), "ask the site which commands the automation node allows")
+        )
+    if done is not None and done.ok:
+        checks += _partitions(cluster, scheduler.parse_partitions(done.stdout))
+    elif done is not None:
+        checks.append(Check("slurm", "FAIL", _last_line(done.stdout + done.stderr),
+                            "ask the site which commands the automation node allows"))  # fmt: skip
+    checks.append(Check("runtime", "skip", "login.mode automation: the runtime, MPI and S3 downloads run inside "
+                        "jobs, not on the login node; a deploy's conversion job checks them"))  # fmt: skip
     return checks
 
 

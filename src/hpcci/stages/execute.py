@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcci.backends.remote import Remote
@@ -269,8 +269,6 @@ class Deployer:
     def submit(self, step: Submit, dependency: Sequence[str], *, what: str) -> str:
         """Write the script and submit it; a refusal raises SchedulerError with the scheduler's reason and what to do."""
         self.remote.write_text(step.script.path, step.script.text)
-        if automation(self.cluster):  # whatever the plan built, an automation node gets a plain sbatch
-            step = replace(step, modules=None)
         done = self.remote.run(step.argv(dependency), timeout=step.timeout)
         if not done.ok:
             why = self.scheduler.submit_refusal(done.stderr or done.stdout)

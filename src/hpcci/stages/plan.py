@@ -17,7 +17,7 @@ from hpcci.config import Cluster, Partition, Pipeline, SmokeTest
 from hpcci.errors import ConfigError, UsageError
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
-from hpcci.stages.image_plan import ImagePlan, plan_image, runtime, setup_steps, template
+from hpcci.stages.image_plan import ImagePlan, plan_image, runtime, setup_steps, shell_modules, template
 from hpcci.stages.paths import Paths
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Step, Submit, WriteFile
@@ -187,7 +187,7 @@ def plan_test(
     script = WriteFile(f"{paths.run_dir}/{test.name}{scheduler.SCRIPT_SUFFIX}",
                        scheduler.render_script(spec, template(cluster)))  # fmt: skip
     after = platform if images[platform].convert_job else None
-    submit = Submit(script, scheduler, list(cluster.modules), after)
+    submit = Submit(script, scheduler, shell_modules(cluster), after)
     return TestJob(index, test, platform, part.name, spec.output, r.time, submit)
 
 
