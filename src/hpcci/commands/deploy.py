@@ -238,14 +238,16 @@ def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
         r = o.result
         hit = " (cache hit)" if o.deploy.cache_hit else ""
         log.info(f"== {r.cluster}: {r.platform} {o.deploy.image_digest[:19]} -> {o.deploy.sif_path}{hit}")
-        if r.error:
-            log.info(f"   cluster error: {r.error}")
         for t in r.tests:
             el = f"{t.elapsed_s:.0f}s" if t.elapsed_s is not None else "-"
-            log.info(
-                f"   {t.verdict.upper():9} {t.test}: {t.reason} [job {t.job_id or '-'}, {t.state}, {el}]"
+            # A cluster error is said once, as the deploy's error below; its tests only say they did not run.
+            why = (
+                "not run: the cluster failed (the error is below)"
+                if r.error and t.job_id is None
+                else t.reason
             )
-            if t.verdict != "pass":
+            log.info(f"   {t.verdict.upper():9} {t.test}: {why} [job {t.job_id or '-'}, {t.state}, {el}]")
+            if t.verdict != "pass" and not (r.error and t.job_id is None):
                 log.error(f"{r.cluster}/{t.test}: {t.reason}", file=t.source_file, line=t.source_line)
     log.summary(step_summary(results, heading="hpcci deploy"))
 
