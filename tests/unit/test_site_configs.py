@@ -78,8 +78,14 @@ def test_the_training_cluster_runs_two_nodes_of_three_ranks_as_the_seeds_do() ->
     assert {'#SBATCH --account="def-sponsor00"', '#SBATCH --nodes="2"', '#SBATCH --ntasks="6"',
             '#SBATCH --ntasks-per-node="3"'} <= set(lines)  # fmt: skip
     assert commands(lines) == ["module load gcc", "module load openmpi", "module load apptainer",
-                               f"mpirun -n 6 apptainer exec --cleanenv /project/u/hpcci/images/{'cd' * 32}.sif "
-                               "/opt/mpitest"]  # fmt: skip
+                               "mpirun -n 6 apptainer exec --cleanenv "
+                               f"/project/def-sponsor00/hpcci-ci/images/{'cd' * 32}.sif /opt/mpitest"]  # fmt: skip
+
+
+def test_the_training_cluster_is_reached_through_an_alliance_automation_node() -> None:
+    c = cluster("training")
+    assert c.login.mode == "automation" and c.login.host.startswith("robot.")
+    assert all(p.startswith("/") and "$" not in p for p in (c.paths.scratch, c.paths.image_cache))
 
 
 def test_the_training_cluster_asks_memory_per_cpu() -> None:
