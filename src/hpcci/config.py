@@ -147,6 +147,12 @@ class S3Target(_Model):
     path_style: bool = False
     access_key: Value | None = None
     secret_key: Secret | None = None
+    outage_window: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds an upload rides out the S3 server being away (retrying, then resuming the multipart "
+        "upload where it stopped) before it fails; $HPCCI_S3_OUTAGE_WINDOW overrides it",
+    )
 
 
 class PublishConfig(_Model):
