@@ -17,8 +17,8 @@ def test_parts_cover_the_file_once_in_order() -> None:
 
 
 def test_backoff_doubles_then_stays_at_the_cap() -> None:
-    assert [backoff(n) for n in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    assert backoff(10_000) == 8.0
+    assert [backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff(10_000) == 4.0
 
 
 class Clock:
@@ -79,8 +79,14 @@ def refused() -> EndpointConnectionError:
 
 def client_error(status: int, code: str) -> ClientError:
     return ClientError(
-        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "UploadPart"
-    )
+        {
+            "Error": {"Code": code},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status, "HTTPHeaders": {}, "HostId": "", "RequestId": "", "RetryAttempts": 0
+            },
+        },
+        "UploadPart",
+    )  # fmt: skip
 
 
 def test_causes_are_named_without_the_endpoint() -> None:

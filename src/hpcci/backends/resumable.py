@@ -11,7 +11,7 @@ part carries a checksum the server verifies (botocore's CRC32, and the SigV4 pay
 
 from __future__ import annotations
 
-import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,8 +46,8 @@ def plan_parts(size: int, part_size: int) -> list[Part]:
     return [Part(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
 
 
-def backoff(attempt: int, *, first: float = 0.5, cap: float = 8.0) -> float:
-    """Seconds before retry ``attempt`` (0-based): 0.5, 1, 2, 4, 8, 8, ... (short outages end quickly)."""
+def backoff(attempt: int, *, first: float = 0.5, cap: float = 4.0) -> float:
+    """Seconds before retry ``attempt`` (0-based): 0.5, 1, 2, 4, 4, ...: an outage's end is seen within 4 s."""
     return float(min(cap, first * 2 ** min(attempt, 16)))
 
 
@@ -180,34 +180,42 @@ class Resumable:
         etags: dict[int, str] = {}
         with ThreadPoolExecutor(max_workers=max(self.concurrency, 1)) as pool:
             while missing := [p for p in parts if p.number not in etags]:
-                futures = [(p, pool.submit(self._send, p, upload_id)) for p in missing]
+                trouble = threading.Event()  # set at the round's first failure: parts not started yet wait
+                futures = [(p, pool.submit(self._send, p, upload_id, outage, trouble)) for p in missing]
                 errors: list[BaseException] = []
                 for p, fut in futures:
                     try:
-                        etags[p.number] = fut.result()
+                        if (etag := fut.result()) is not None:
+                            etags[p.number] = etag
                     except Exception as e:  # sorted below: transient ones are retried
                         errors.append(e)
                 fatal = [e for e in errors if not is_transient(e)]
                 if fatal:
                     raise fatal[0]
                 if not errors:
-                    break
-                outage.failed(cause_of(errors[0]))
+                    continue
                 self._wait(outage, f"{len(errors)} of {len(missing)} parts failed")
                 etags = self._retrying(lambda: self._listed(upload_id, parts), outage, "listing parts")
         return etags
 
-    def _send(self, part: Part, upload_id: str) -> str:
-        with open(self.path, "rb") as f:
-            body = os.pread(f.fileno(), part.size, part.offset)
+    def _send(self, part: Part, upload_id: str, outage: Outage, trouble: threading.Event) -> str | None:
+        """The part's ETag; None when it was not sent because another part of the round failed."""
+        from s3transfer.utils import ReadFileChunk
+
+        if trouble.is_set():
+            return None
         self.stats.sent.append(part.number)
-        resp = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=upload_id,
-            PartNumber=part.number,
-            Body=body,
-        )
+        try:
+            # a window on the file, read as it goes out: memory stays small whatever the part size
+            with ReadFileChunk.from_filename(str(self.path), part.offset, part.size) as body:
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=part.number, Body=body
+                )
+        except Exception as e:
+            if is_transient(e):
+                outage.failed(cause_of(e))  # the outage's clock starts now, not when the round ends
+            trouble.set()
+            raise
         self.progress(part.size)
         return str(resp["ETag"])
 
