@@ -25,7 +25,7 @@ def test_apptainer_converts_a_docker_archive_with_force() -> None:
 def test_apptainer_packs_with_the_clusters_squashfs_settings_as_apptainer_1_4_spells_them() -> None:
     rt = runtime_for("apptainer", "/sw/apptainer", Squashfs("zstd", 4))
     assert rt.convert("/s/x.tar", "/s/x.sif") == [
-        ["/sw/apptainer", "build", "--force", "--mksquashfs-args", "-comp zstd -processors 4", "/s/x.sif",
+        ["/sw/apptainer", "build", "--force", "--mksquashfs-args", "-comp zstd -Xcompression-level 3 -processors 4", "/s/x.sif",
          "docker-archive:///s/x.tar"]
     ]  # fmt: skip
     only_threads = runtime_for("apptainer", squashfs=Squashfs("gzip", 2)).convert("/s/x.tar", "/s/x.sif")

@@ -36,6 +36,8 @@ class Squashfs:
     def mksquashfs_args(self) -> str | None:
         """The value of Apptainer's --mksquashfs-args, or None when the defaults need none."""
         words = [] if self.compression == "gzip" else ["-comp", self.compression]
+        if self.compression == "zstd":
+            words += ["-Xcompression-level", "3"]  # mksquashfs's default 15 is slower than gzip
         if self.processors:
             words += ["-processors", str(self.processors)]
         return " ".join(words) or None
