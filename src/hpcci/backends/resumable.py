@@ -6,7 +6,7 @@ fail for a transient cause (connection refused or reset, a timeout, a 5xx), the 
 delay, asks the server which parts it holds (ListParts: the server lists a part only once it has it whole and
 its checksum matched; a listed part counts when its size is right) and sends only the missing ones. The clock of an outage starts at its first failure and stops at the
 next success; an outage longer than the window ends the upload, whose multipart upload is then aborted. Each
-part carries a checksum the server verifies (botocore's CRC32, and the SigV4 payload hash on plain http).
+part carries a checksum the server verifies (the SigV4 payload sha256 on plain http, botocore's CRC32 on https).
 """
 
 from __future__ import annotations
