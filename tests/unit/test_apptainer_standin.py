@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "stack"
 
 from apptainer_standin.cli import main
 from apptainer_standin.console import UsageError
-from apptainer_standin.convert import pull_name
+from apptainer_standin.convert import mksquashfs_args, pull_name
 from apptainer_standin.fetch import registry_host
 from apptainer_standin.launch import split_binds
 from apptainer_standin.options import BUILD_FLAGS, INSPECT_FLAGS, RUNTIME_FLAGS, parse
@@ -112,3 +112,26 @@ def test_global_options_before_the_command_only() -> None:
         main(["--bogus=1", "version"])
     with pytest.raises(UsageError, match='unknown command "frob"'):
         main(["--nocolor", "frob"])
+
+
+def test_build_takes_mksquashfs_args_as_one_word_like_apptainer_1_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APPTAINER_MKSQUASHFS_ARGS", raising=False)
+    opts, pos = parse(
+        ["--force", "--mksquashfs-args", "-comp zstd -processors 4", "x.sif", "docker-archive://x.tar"],
+        BUILD_FLAGS,
+        0,
+        "build",
+    )
+    assert pos == ["x.sif", "docker-archive://x.tar"]
+    assert mksquashfs_args(opts) == ["-comp", "zstd", "-processors", "4"]
+
+
+def test_mksquashfs_gets_gzip_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APPTAINER_MKSQUASHFS_ARGS", raising=False)
+    opts, _ = parse(["x.sif", "docker-archive://x.tar"], BUILD_FLAGS, 0, "build")
+    assert mksquashfs_args(opts) == ["-comp", "gzip"]
+    opts, _ = parse(["--mksquashfs-args=-processors 2", "x.sif", "s"], BUILD_FLAGS, 0, "build")
+    assert mksquashfs_args(opts) == ["-comp", "gzip", "-processors", "2"]
+    monkeypatch.setenv("APPTAINER_MKSQUASHFS_ARGS", "-comp lz4")
+    opts, _ = parse(["x.sif", "s"], BUILD_FLAGS, 0, "build")
+    assert mksquashfs_args(opts) == ["-comp", "lz4"]

@@ -7,7 +7,8 @@ from typing import get_args
 
 import pytest
 
-from hpcci.backends.runtime import RUNTIMES, ExecOptions, GpuKind, RuntimeName, runtime_for
+from hpcci.backends.runtime import RUNTIMES, ExecOptions, GpuKind, RuntimeName, Squashfs, runtime_for
+from hpcci.config import RuntimeConfig
 from hpcci.config_load import load_cluster
 from hpcci.errors import ConfigError
 
@@ -19,6 +20,36 @@ def test_apptainer_converts_a_docker_archive_with_force() -> None:
     assert rt.convert("/s/x.tar", "/s/x.sif") == [
         ["apptainer", "build", "--force", "/s/x.sif", "docker-archive:///s/x.tar"]
     ]
+
+
+def test_apptainer_packs_with_the_clusters_squashfs_settings_as_apptainer_1_4_spells_them() -> None:
+    rt = runtime_for("apptainer", "/sw/apptainer", Squashfs("zstd", 4))
+    assert rt.convert("/s/x.tar", "/s/x.sif") == [
+        ["/sw/apptainer", "build", "--force", "--mksquashfs-args", "-comp zstd -Xcompression-level 3 -processors 4", "/s/x.sif",
+         "docker-archive:///s/x.tar"]
+    ]  # fmt: skip
+    only_threads = runtime_for("apptainer", squashfs=Squashfs("gzip", 2)).convert("/s/x.tar", "/s/x.sif")
+    assert only_threads[0][3:5] == ["--mksquashfs-args", "-processors 2"]
+
+
+def test_apptainers_defaults_need_no_option_so_older_versions_keep_working() -> None:
+    assert Squashfs().mksquashfs_args() is None
+    assert "--mksquashfs-args" not in runtime_for("apptainer", squashfs=Squashfs()).convert("/t", "/i")[0]
+
+
+def test_runtime_config_gives_squashfs_settings_to_apptainer_only() -> None:
+    cfg = RuntimeConfig(type="apptainer", compression="lz4", convert_cpus=8)
+    assert cfg.squashfs == Squashfs("lz4", 8)
+    assert RuntimeConfig(type="apptainer").squashfs == Squashfs("gzip", None)
+    # singularity has no --mksquashfs-args: convert_cpus only sizes the conversion job
+    assert RuntimeConfig(type="singularity", convert_cpus=8).squashfs == Squashfs("gzip", None)
+    sing = runtime_for("singularity", squashfs=Squashfs("gzip", 8))
+    assert sing.convert("/t", "/i") == [["singularity", "build", "--force", "/i", "docker-archive:///t"]]
+
+
+def test_a_compression_other_than_gzip_needs_apptainer() -> None:
+    with pytest.raises(ValueError, match=r"needs apptainer >= 1\.4"):
+        RuntimeConfig(type="singularity", compression="zstd")
 
 
 def test_apptainer_pulls_from_a_registry() -> None:

@@ -1,7 +1,8 @@
 """S3 seam (boto3): multipart uploads with concurrency, sha256 in object metadata, skip when present, presigned GETs.
 
-Works with AWS and any S3-compatible endpoint (endpoint_url, region, path-style addressing). Uploads stream from a
-file through boto3's TransferManager: memory stays near part size x concurrency, whatever the file's size.
+Works with AWS and any S3-compatible endpoint (endpoint_url, region, path-style addressing). Uploads read the
+file part by part (resumable.py): memory stays near part size x concurrency, whatever the file's size, and an
+outage of the server up to ``outage_window`` seconds is ridden out by resuming the multipart upload.
 A multipart upload only becomes an object on CompleteMultipartUpload (and is aborted on failure), and each part
 carries a checksum the server verifies: a failed or interrupted upload never leaves a partial object under the
 final key. The sha256 goes into user metadata because S3-compatible stores such as Swift do not keep checksums.
@@ -16,8 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from hpcci.backends.resumable import Resumable, UploadStats, cause_of
 from hpcci.errors import ObjectStoreAuthError, ObjectStoreError
 from hpcci.log import Log
 
@@ -46,6 +48,7 @@ class S3Settings:
     part_size: int = 64 * MiB
     concurrency: int = 8
     retries: int = 8
+    outage_window: float = 120.0  # seconds an upload waits for a server that went away before giving up
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class ObjectStore(Protocol):
 
 
 class S3Store:
-    """The real object store: one boto3 client, a TransferManager per upload."""
+    """The real object store: a boto3 client, and one whose requests are tried once for resumable uploads."""
 
     def __init__(self, settings: S3Settings) -> None:
         import boto3
@@ -80,22 +83,38 @@ class S3Store:
 
         self.settings = settings
         self.bucket = settings.bucket
-        config = Config(
-            s3={"addressing_style": "path" if settings.path_style else "auto"},
-            signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": settings.retries},
-            max_pool_connections=settings.concurrency + 2,
-            connect_timeout=15,
-            read_timeout=120,
+        session = boto3.session.Session()
+
+        # Over plain http SigV4 signs each body's sha256, which the server checks: botocore's extra CRC32 pass
+        # would only slow uploads down (by 15-30% here). Over https the CRC32 is the body's checksum.
+        plain_http = (settings.endpoint_url or "").startswith("http://")
+        checksums: Literal["when_required", "when_supported"] = (
+            "when_required" if plain_http else "when_supported"
         )
-        self.client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.endpoint_url,
-            region_name=settings.region,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key,
-            config=config,
-        )
+
+        def client(attempts: int) -> Any:
+            config = Config(
+                s3={"addressing_style": "path" if settings.path_style else "auto"},
+                signature_version="s3v4",
+                request_checksum_calculation=checksums,
+                retries={"mode": "standard", "max_attempts": attempts},
+                max_pool_connections=settings.concurrency + 2,
+                connect_timeout=15,
+                read_timeout=120,
+            )
+            return session.client(
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                aws_access_key_id=settings.access_key,
+                aws_secret_access_key=settings.secret_key,
+                config=config,
+            )
+
+        self.client = client(settings.retries)
+        # multipart requests are tried once each: the upload's outage window decides when to retry and give up
+        self.upload_client = client(1)
+        self.last_upload: UploadStats | None = None
 
     @property
     def where(self) -> str:
@@ -110,7 +129,8 @@ class S3Store:
             )
         if isinstance(e, EndpointConnectionError):
             return ObjectStoreError(
-                f"{doing}: cannot reach {self.settings.endpoint_url or 'AWS S3'}: check publish.s3.endpoint_url",
+                f"{doing}: {cause_of(e)} at {self.settings.endpoint_url or 'AWS S3'}: check publish.s3.endpoint_url "
+                "and that the server is up",
                 transient=True,
             )
         if isinstance(e, ClientError):
@@ -155,29 +175,35 @@ class S3Store:
         return ObjectInfo(key, int(resp["ContentLength"]), dict(resp.get("Metadata") or {}))
 
     def upload_file(self, path: Path, key: str, *, metadata: dict[str, str], log: Log) -> ObjectInfo:
-        """Upload ``path`` (multipart, concurrent), then check the object's size and metadata."""
-        from boto3.s3.transfer import TransferConfig
+        """Upload ``path`` (multipart, concurrent, resumed after outages), then check the object's size and
+        metadata."""
         from botocore.exceptions import BotoCoreError, ClientError
-        from s3transfer.exceptions import S3UploadFailedError
 
         size = path.stat().st_size
-        cfg = TransferConfig(
-            multipart_threshold=self.settings.part_size,
-            multipart_chunksize=part_size_for(size, self.settings.part_size, self.settings.concurrency),
-            max_concurrency=self.settings.concurrency,
-            use_threads=True,
-        )
         progress = Progress(f"s3://{self.bucket}/{key}", size, log)
-        extra = {"Metadata": metadata, "ContentType": "application/x-tar"}
+        upload = Resumable(
+            self.upload_client,
+            self.bucket,
+            key,
+            path,
+            part_size_for(size, self.settings.part_size, self.settings.concurrency),
+            self.settings.concurrency,
+            self.settings.outage_window,
+            log,
+            progress,
+        )
+        self.last_upload = upload.stats
         try:
-            self.client.upload_file(
-                str(path), self.bucket, key, ExtraArgs=extra, Config=cfg, Callback=progress
+            upload.run({"Metadata": metadata, "ContentType": "application/x-tar"})
+        except (BotoCoreError, ClientError, ObjectStoreError) as e:
+            err = (
+                e
+                if isinstance(e, ObjectStoreError)
+                else self._error(e, f"uploading {path.name} to s3://{self.bucket}/{key}")
             )
-        except (BotoCoreError, ClientError, S3UploadFailedError) as e:
-            # boto3 wraps the ClientError (implicitly chained): classify the original
-            inner = (e.__cause__ or e.__context__) if isinstance(e, S3UploadFailedError) else None
-            cause = inner if isinstance(inner, Exception) else e
-            raise self._error(cause, f"uploading {path.name} to s3://{self.bucket}/{key}") from e
+            if upload.abort_note:
+                err = ObjectStoreError(f"{err}; {upload.abort_note}", transient=err.transient)
+            raise err from e
         finally:
             progress.close()
         info = self.head(key)

@@ -3,8 +3,11 @@
 One Protocol-like base, one table of names (``RUNTIMES``). Each runtime says how to turn a docker-archive tar
 into its image file (``convert``), how to pull from a registry (``pull``) and how to run a command in the image
 (``exec``), with binds, environment, a clean environment, the site's own options (the cluster config's
-``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). On the local
-stack `apptainer` and `singularity` are a stand-in that accepts these same command lines.
+``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). Apptainer
+packs its SIF with the cluster's SquashFS settings (``Squashfs``: compression and a thread cap), given through
+``--mksquashfs-args`` (Apptainer >= 1.4) only when they differ from Apptainer's own defaults, so older
+versions keep working with the defaults. On the local stack `apptainer` and `singularity` are a stand-in that
+accepts these same command lines.
 """
 
 from __future__ import annotations
@@ -18,6 +21,26 @@ from hpcci.errors import ConfigError
 
 RuntimeName = Literal["apptainer", "singularity", "charliecloud", "podman"]
 GpuKind = Literal["nvidia", "amd"]
+Compression = Literal["gzip", "lz4", "zstd", "xz", "lzo"]
+
+
+@dataclass(frozen=True)
+class Squashfs:
+    """How mksquashfs packs a converted image: gzip and all CPUs are Apptainer's defaults."""
+
+    compression: Compression = "gzip"
+    processors: int | None = (
+        None  # mksquashfs threads: the conversion job's CPUs, or a login node's fair share
+    )
+
+    def mksquashfs_args(self) -> str | None:
+        """The value of Apptainer's --mksquashfs-args, or None when the defaults need none."""
+        words = [] if self.compression == "gzip" else ["-comp", self.compression]
+        if self.compression == "zstd":
+            words += ["-Xcompression-level", "3"]  # mksquashfs's default 15 is slower than gzip
+        if self.processors:
+            words += ["-processors", str(self.processors)]
+        return " ".join(words) or None
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,9 @@ class Runtime:
     env_prefix = "APPTAINER"
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": ("--nv",), "amd": ("--rocm",)}
 
-    def __init__(self, executable: str | None = None) -> None:
+    def __init__(self, executable: str | None = None, squashfs: Squashfs | None = None) -> None:
         self.executable = executable or self.name
+        self.squashfs = squashfs or Squashfs()
 
     def version(self) -> list[str]:
         return [self.executable, "--version"]
@@ -83,7 +107,9 @@ class Runtime:
 
     def convert(self, tar: str, image: str) -> list[list[str]]:
         """Steps that turn the docker-archive ``tar`` into the image file ``image``."""
-        return [[self.executable, "build", "--force", image, f"docker-archive://{tar}"]]
+        args = self.squashfs.mksquashfs_args()
+        packing = ["--mksquashfs-args", args] if args else []
+        return [[self.executable, "build", "--force", *packing, image, f"docker-archive://{tar}"]]
 
     def pull(self, ref: str, image: str, *, insecure: bool = False) -> list[list[str]]:
         """Steps that pull ``ref`` (a registry reference, no scheme) into the image file ``image``."""
@@ -113,6 +139,11 @@ class Singularity(Runtime):
     name = "singularity"
     env_prefix = "SINGULARITY"
 
+    def convert(self, tar: str, image: str) -> list[list[str]]:
+        # Singularity (3.x, SingularityCE) has no --mksquashfs-args: gzip, threads as singularity.conf's
+        # `mksquashfs procs` says
+        return [[self.executable, "build", "--force", image, f"docker-archive://{tar}"]]
+
 
 class Charliecloud(Runtime):
     """ch-convert makes a SquashFS image from a docker-archive tar loaded into ch-image storage; ch-run runs it."""
@@ -122,8 +153,8 @@ class Charliecloud(Runtime):
     # ch-run has no GPU option: the host's GPU libraries are injected into the image (ch-fromhost --nvidia).
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": (), "amd": ()}
 
-    def __init__(self, executable: str | None = None) -> None:
-        super().__init__(executable or "ch-run")
+    def __init__(self, executable: str | None = None, squashfs: Squashfs | None = None) -> None:
+        super().__init__(executable or "ch-run", squashfs)
 
     def _tool(self, tool: str) -> str:
         # ch-run, ch-image and ch-convert live side by side; a configured ch-run path gives the folder.
@@ -219,8 +250,8 @@ RUNTIMES: dict[str, type[Runtime]] = {  # one entry per RuntimeName
 }
 
 
-def runtime_for(name: str, executable: str | None = None) -> Runtime:
+def runtime_for(name: str, executable: str | None = None, squashfs: Squashfs | None = None) -> Runtime:
     try:
-        return RUNTIMES[name](executable)
+        return RUNTIMES[name](executable, squashfs)
     except KeyError:
         raise ConfigError(f"unknown runtime {name!r}; use one of: {', '.join(RUNTIMES)}") from None

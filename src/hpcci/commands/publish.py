@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from hpcci import records
@@ -130,7 +131,22 @@ def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:
         path_style=s3.path_style,
         access_key=key_id,
         secret_key=secret,
+        outage_window=outage_window(s3.outage_window, os.environ),
     )
+
+
+def outage_window(configured: float, env: Mapping[str, str]) -> float:
+    """publish.s3.outage_window, unless $HPCCI_S3_OUTAGE_WINDOW (seconds) overrides it."""
+    raw = env.get("HPCCI_S3_OUTAGE_WINDOW", "").strip()
+    if not raw:
+        return configured
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"HPCCI_S3_OUTAGE_WINDOW={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigError(f"HPCCI_S3_OUTAGE_WINDOW={raw!r} is negative")
+    return value
 
 
 def _s3(

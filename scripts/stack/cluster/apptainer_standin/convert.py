@@ -1,15 +1,17 @@
 """`build` and `pull` of the hpcci apptainer STAND-IN (not the real Apptainer): an image source to a SquashFS image.
 
 skopeo copies the source to an OCI layout (fetch.py), umoci unpacks it rootless, the stand-in adds Apptainer's
-mount points and /.singularity.d metadata (image.py), and mksquashfs packs the tree into the target file (lz4: fast,
-and the image is unpacked again at run time) - or, with --sandbox, the tree itself becomes the target directory.
-The target appears only when complete: mksquashfs writes a temporary file that is renamed over it.
+mount points and /.singularity.d metadata (image.py), and mksquashfs packs the tree into the target file - or, with
+--sandbox, the tree itself becomes the target directory. As Apptainer 1.4 does, mksquashfs gets `-comp gzip` unless
+`build --mksquashfs-args "..."` (or $APPTAINER_MKSQUASHFS_ARGS) names another compression, and those words are
+passed on as they are. The target appears only when complete: mksquashfs writes a temporary file that is renamed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shlex
 import shutil
 import tempfile
 
@@ -44,7 +46,7 @@ def convert(source: str, target: str, opts: Options, force: bool, sandbox: bool,
                 rmtree(target)
             shutil.move(rootfs, target)
         else:
-            _pack(rootfs, target, doing)
+            _pack(rootfs, target, mksquashfs_args(opts), doing)
         info(f"Build complete: {target}")
     except OSError as e:
         if e.errno == errno.ENOSPC:
@@ -74,22 +76,20 @@ def _unpack(source: str, tmp: str, opts: Options, doing: str) -> str:
     return rootfs
 
 
-def _pack(rootfs: str, target: str, doing: str) -> None:
+def mksquashfs_args(opts: Options) -> list[str]:
+    """The user's mksquashfs words (--mksquashfs-args, else $APPTAINER_MKSQUASHFS_ARGS), after `-comp gzip`
+    unless they name a compression themselves."""
+    given = opts.value("mksquashfs_args")
+    words = shlex.split(given if given is not None else os.environ.get("APPTAINER_MKSQUASHFS_ARGS", ""))
+    return words if "-comp" in words else ["-comp", "gzip", *words]
+
+
+def _pack(rootfs: str, target: str, extra: list[str], doing: str) -> None:
     info("Creating SIF file (SquashFS image, hpcci stand-in)...")
     partial = f"{target}.tmp-{os.getpid()}"
     try:
         run_tool(
-            [
-                "mksquashfs",
-                rootfs,
-                partial,
-                "-noappend",
-                "-all-root",
-                "-comp",
-                "lz4",
-                "-no-progress",
-                "-quiet",
-            ],
+            ["mksquashfs", rootfs, partial, "-noappend", "-all-root", "-no-progress", "-quiet", *extra],
             f"{doing}: packer failed to pack",
             space_dirs=[os.path.dirname(target)],
         )
@@ -109,7 +109,8 @@ def cmd_build(args: list[str]) -> int:
             "Build specs supported by the hpcci stand-in: docker-archive://FILE.tar, oci-archive://FILE.tar, "
             "docker://REGISTRY/IMAGE:TAG\n\nOptions:\n  -F, --force  overwrite an existing image\n"
             "  -s, --sandbox  build a directory\n      --tmpdir DIR  temporary directory (APPTAINER_TMPDIR)\n"
-            "      --arch ARCH  architecture to pull\n      --nohttps  plain http registry"
+            "      --arch ARCH  architecture to pull\n      --nohttps  plain http registry\n"
+            '      --mksquashfs-args "ARGS"  extra mksquashfs options, e.g. "-comp zstd -processors 4"'
         )
         return 0
     if len(pos) != 2:

@@ -125,6 +125,7 @@ BUILD_FLAGS = flags(
     ("--disable-cache", "disable_cache", "switch"),
     ("--nohttps|--no-https", "nohttps", "switch"),
     ("--arch", "arch", "value"),
+    ("--mksquashfs-args", "mksquashfs_args", "value"),
     ("-h|--help", "help", "switch"),
 )
 

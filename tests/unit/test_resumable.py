@@ -1,0 +1,123 @@
+"""The pure parts of the resumable S3 upload: parts, the retry schedule, the outage clock, the error wording."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+from hpcci.backends.resumable import Outage, Part, backoff, cause_of, is_transient, plan_parts
+from hpcci.commands.publish import outage_window
+from hpcci.errors import ConfigError
+
+
+def test_parts_cover_the_file_once_in_order() -> None:
+    assert plan_parts(25, 10) == [Part(1, 0, 10), Part(2, 10, 10), Part(3, 20, 5)]
+    assert plan_parts(20, 10) == [Part(1, 0, 10), Part(2, 10, 10)]
+    assert plan_parts(0, 10) == [Part(1, 0, 0)]
+
+
+def test_backoff_doubles_then_stays_at_the_cap() -> None:
+    assert [backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff(10_000) == 4.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_outage_clock_runs_from_the_first_failure_and_stops_at_a_success() -> None:
+    clock = Clock()
+    outage = Outage(60, clock)
+    assert not outage.over() and outage.elapsed == 0
+    outage.failed("connection refused")
+    clock.now += 59
+    outage.failed("connection refused")
+    assert not outage.over()
+    outage.recovered()
+    clock.now += 30
+    assert not outage.over(), "a success ends the outage: the next one gets a whole window"
+    outage.failed("read timed out")
+    clock.now += 60
+    assert outage.over()
+
+
+def test_retry_delays_never_overshoot_the_window_by_more_than_a_second() -> None:
+    clock = Clock()
+    outage = Outage(3, clock)
+    outage.failed("connection refused")
+    delays = []
+    while not outage.over():
+        delays.append(outage.next_delay())
+        clock.now += delays[-1]
+    assert delays == [0.5, 1.0, 2.0]
+    assert outage.retries == 3
+
+
+def test_summary_names_the_cause_retries_and_time() -> None:
+    clock = Clock()
+    outage = Outage(60, clock)
+    outage.failed("connection refused")
+    for _ in range(9):
+        outage.next_delay()
+    clock.now += 61.4
+    assert outage.summary() == "connection refused after 9 retries over 61 s"
+
+
+def refused() -> EndpointConnectionError:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as inner:
+        try:
+            raise EndpointConnectionError(endpoint_url="http://s3.example:8080/b", error=inner) from inner
+        except EndpointConnectionError as e:
+            return e
+
+
+def client_error(status: int, code: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status, "HTTPHeaders": {}, "HostId": "", "RequestId": "", "RetryAttempts": 0
+            },
+        },
+        "UploadPart",
+    )  # fmt: skip
+
+
+def test_causes_are_named_without_the_endpoint() -> None:
+    assert cause_of(refused()) == "connection refused"
+    assert "s3.example" not in cause_of(refused())
+    assert cause_of(ReadTimeoutError(endpoint_url="http://x")) == "read timed out"
+    assert cause_of(ConnectionClosedError(endpoint_url="http://x")) == "connection closed by the server"
+    assert cause_of(client_error(503, "ServiceUnavailable")) == "HTTP 503 ServiceUnavailable"
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (refused(), True),
+        (ReadTimeoutError(endpoint_url="http://x"), True),
+        (client_error(503, "ServiceUnavailable"), True),
+        (client_error(500, "InternalError"), True),
+        (client_error(400, "RequestTimeout"), True),
+        (client_error(403, "SignatureDoesNotMatch"), False),
+        (client_error(404, "NoSuchUpload"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_only_network_and_server_failures_are_retried(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_outage_window_env_overrides_the_config() -> None:
+    assert outage_window(120.0, {}) == 120.0
+    assert outage_window(120.0, {"HPCCI_S3_OUTAGE_WINDOW": "5"}) == 5.0
+    with pytest.raises(ConfigError, match="not a number"):
+        outage_window(120.0, {"HPCCI_S3_OUTAGE_WINDOW": "soon"})
+    with pytest.raises(ConfigError, match="negative"):
+        outage_window(120.0, {"HPCCI_S3_OUTAGE_WINDOW": "-1"})
