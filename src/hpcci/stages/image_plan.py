@@ -60,7 +60,7 @@ def remove_argv(path: str) -> list[str]:
 
 
 def runtime(cluster: Cluster) -> Runtime:
-    return runtime_for(cluster.runtime.type, cluster.runtime.executable)
+    return runtime_for(cluster.runtime.type, cluster.runtime.executable, cluster.runtime.squashfs)
 
 
 def template(cluster: Cluster) -> str | None:
@@ -182,6 +182,7 @@ def plan_image(
             reservation=cluster.scheduler.reservation,
             qos=cluster.scheduler.qos,
             time="00:30:00",
+            cpus_per_task=cluster.runtime.convert_cpus,
             memory="4G",
             chdir=paths.run_dir,
             extra=[*cluster.scheduler.directives],
