@@ -5,6 +5,8 @@
   ``scripts/local-stack up <service>``; under CI=true it fails instead (CI must have the whole stack).
 - ``github_app``: a GitHub App (fresh RSA key) registered with the GitHub API stand-in.
 - ``tmp_path`` is removed after each test, whatever its outcome (the tests here write large tars).
+- ``fib_tar`` (session): the examples/fibonacci image for linux/amd64 as a docker-archive tar, built once.
+- ``project``: ``project(tests, cluster=..., ...)`` makes a throw-away project (hpcci.yaml + cluster-configs/local.yaml).
 - ``local_images`` (module): add image repository names and image ids (sha256:...) to it; every local image of
   those repositories and those ids (docker and buildah stores) is removed when the module ends, whatever the
   outcome. Add the ids of what a test built: a rebuild moves the tags and leaves the first image untagged.
@@ -17,8 +19,10 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from deploy_support import Project, build_fib_tar, make_project
 
 from hpcci.process import run
 from stack_env import GitHubApp, require_services
@@ -41,6 +45,24 @@ def tmp_path(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def require(stack_env: dict[str, str]) -> Callable[..., None]:
     return require_services
+
+
+@pytest.fixture(scope="session")
+def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Path]:
+    require_services("docker", "registry", "cluster")  # the `require` fixture's rule, for a session fixture
+    folder = tmp_path_factory.mktemp("image")
+    yield build_fib_tar(folder / "fib.tar")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path, require: Callable[..., None]) -> Callable[..., Project]:
+    require("cluster")
+
+    def make(tests: list[dict[str, Any]], **kw: Any) -> Project:
+        return make_project(tmp_path / "proj", tests, **kw)
+
+    return make
 
 
 @pytest.fixture

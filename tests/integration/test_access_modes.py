@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import build_fib_tar, cluster_config, hpcci, make_project
+from deploy_support import cluster_config, hpcci, make_project
 
 from hpcci import records as rec
 from hpcci.backends.remote import SSHRemote
@@ -135,10 +135,11 @@ def test_allowed_commands_and_sftp_work() -> None:
         remote.close()
 
 
-@pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    require_services("docker", "registry", "cluster", "access")
-    return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
+@pytest.fixture
+def fib_tar(fib_tar: Path, require: Callable[..., None]) -> Path:
+    """The session's fibonacci tar (tests/integration/conftest.py), for tests that also need the access service."""
+    require("access")
+    return fib_tar
 
 
 def automation_cluster(scratch: str) -> dict[str, Any]:

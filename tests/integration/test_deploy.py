@@ -40,26 +40,10 @@ from hpcci.errors import (
     TransferError,
 )
 from hpcci.process import run
-from stack_env import require_services, skip_or_fail
+from stack_env import skip_or_fail
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    require_services("docker", "registry", "cluster")  # the `require` fixture's rule, for a module fixture
-    return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
-
-
-@pytest.fixture
-def project(tmp_path: Path, require: Callable[..., None]) -> Callable[..., Project]:
-    require("cluster")
-
-    def make(tests: list[dict[str, Any]], **kw: Any) -> Project:
-        return make_project(tmp_path / "proj", tests, **kw)
-
-    return make
 
 
 # -- the main run: every kind of outcome in one deploy ---------------------------------------------------------

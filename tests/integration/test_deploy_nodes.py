@@ -10,33 +10,15 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-from deploy_support import Project, build_fib_tar, hpcci, login, make_project, on_login, unique, wait_for
+from deploy_support import Project, hpcci, login, on_login, unique, wait_for
 
 from hpcci import records as rec
 from hpcci.conclusions import conclude
 from hpcci.process import run
-from stack_env import LOCAL_STACK, require_services
+from stack_env import LOCAL_STACK
 
 HOSTNAME = ["python3", "-c", "import socket; print('rank on', socket.gethostname())"]
-
-
-@pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    require_services("docker", "registry", "cluster")
-    return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
-
-
-@pytest.fixture
-def project(tmp_path: Path, require: Callable[..., None]) -> Callable[..., Project]:
-    require("cluster")
-
-    def make(tests: list[dict[str, Any]], **kw: Any) -> Project:
-        return make_project(tmp_path / "proj", tests, **kw)
-
-    return make
 
 
 def test_mpi_test_of_two_nodes_by_three_tasks_runs_six_ranks_on_two_hosts(

@@ -9,18 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deploy_support import build_fib_tar, cluster_config, hpcci, login, make_project, on_login, unique
+from deploy_support import cluster_config, hpcci, login, make_project, on_login, unique
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Path:
-    from stack_env import require_services
-
-    require_services("docker", "registry", "cluster")
-    return build_fib_tar(tmp_path_factory.mktemp("image") / "fib.tar")
 
 
 @pytest.mark.parametrize("convert_on", ["login", "compute"])

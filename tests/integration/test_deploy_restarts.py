@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,11 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import FIB_TAG, build_fib_tar, login, make_project, on_login, unique, wait_for
+from deploy_support import FIB_TAG, login, make_project, on_login, unique, wait_for
 
 from hpcci.errors import TransferError
 from hpcci.process import run
-from stack_env import LOCAL_STACK, require_services
+from stack_env import LOCAL_STACK
 
 STACK_DIR = Path(os.environ.get("HPCCI_STACK_DIR", "/var/lib/hpcci-stack"))
 
@@ -148,22 +147,6 @@ class Deploy:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def fib_tar(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str]) -> Iterator[Path]:
-    """The fibonacci image as a tar (saved from the local image when test_deploy already built it); removed after."""
-    require_services("docker", "registry", "cluster")
-    folder = tmp_path_factory.mktemp("image")
-    out = folder / "fib.tar"
-    try:
-        if run(["docker", "image", "inspect", FIB_TAG], timeout=60, check=False, echo=False).ok:
-            run(["docker", "save", FIB_TAG, "-o", str(out)], timeout=300)
-        else:
-            build_fib_tar(out)
-        yield out
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- slurmctld restarted while a job runs ------------------------------------------------------------------------

@@ -77,7 +77,9 @@ def test_the_converted_image_is_cached_by_digest_and_written_under_a_temporary_n
     script = one.convert.argv[2].splitlines()
     assert script[:2] == ["set -e -o pipefail", "module load apptainer"]
     # the local cluster packs with lz4 (runtime.compression): Apptainer >= 1.4's --mksquashfs-args says so
-    build = f"apptainer build --force --mksquashfs-args '-comp lz4' {one.image_tmp} docker-archive://{one.tar}"
+    build = (
+        f"apptainer build --force --mksquashfs-args '-comp lz4' {one.image_tmp} docker-archive://{one.tar}"
+    )
     assert build in script[3]
     assert script[3].startswith(f"env TMPDIR={PATHS.tmpdir} APPTAINER_TMPDIR={PATHS.tmpdir}")
     assert script[4] == f"mv -f -- {one.image_tmp} {one.image}"
