@@ -95,6 +95,8 @@ def test_the_robot_key_is_refused_from_another_address() -> None:
         ["/bin/ls"],
         ["scontrol", "update", "nodename=x", "state=down"],
         ["module", "load", "apptainer"],
+        ["tar", "-cf", "/dev/null", "--to-command=id", "/etc/hostname"],
+        ["tar", "-cf", "/dev/null", "--checkpoint=1", "--checkpoint-action=exec=id", "/etc/hostname"],
     ],
     ids=lambda a: " ".join(a)[:30],
 )

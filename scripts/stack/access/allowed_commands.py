@@ -9,9 +9,12 @@ SSH_ORIGINAL_COMMAND is split into words like a POSIX shell would (shlex) and th
 line on stderr and exit 126.
 """
 
+from __future__ import annotations
+
 import os
 import shlex
 import sys
+from typing import NoReturn
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 BIN = ("/usr/bin", "/bin", "/usr/sbin")
@@ -45,10 +48,13 @@ GROUPS = {
     "archiving": {"gzip", "gunzip", "tar", "zstd", "xz"},
     "slurm": {"sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "sshare"},
 }
-ALLOWED = set().union(*GROUPS.values())
+ALLOWED: set[str] = set().union(*GROUPS.values())
+# tar options that run another program on the login node (GNU tar 1.34): refused like a shell would be
+TAR_EXEC = ("--to-command", "--checkpoint-action", "--use-compress-program", "-I", "--info-script", "-F",
+            "--new-volume-script", "--rsh-command", "--rmt-command")  # fmt: skip
 
 
-def refuse(why):
+def refuse(why: str) -> NoReturn:
     sys.stderr.write(
         f"automation node: {why}; this key may run only: {', '.join(sorted(ALLOWED))} "
         "and the sftp subsystem\n"
@@ -56,7 +62,7 @@ def refuse(why):
     sys.exit(126)
 
 
-def check(argv):
+def check(argv: list[str]) -> None:
     name = argv[0]
     if name not in ALLOWED:
         refuse(f"command {name!r} is not allowed")
@@ -66,9 +72,11 @@ def check(argv):
         refuse("scp is allowed only as the server side of a copy (scp -t / scp -f)")
     if name == "rsync" and "--server" not in argv[1:]:
         refuse("rsync is allowed only as the server side of a transfer (rsync --server)")
+    if name == "tar" and any(a.startswith(TAR_EXEC) for a in argv[1:]):
+        refuse("tar options that run another program are not allowed")
 
 
-def main():
+def main() -> None:
     line = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     if not line.strip():
         refuse("interactive logins are not allowed")
