@@ -60,6 +60,12 @@ def login_argv(steps: Sequence[Step], *, modules: Sequence[str] = ()) -> list[st
     return ["bash", "-lc", script(steps, modules=modules)]
 
 
+def login_command(argv: Sequence[str], modules: Sequence[str] | None) -> list[str]:
+    """One command as the login node runs it: in a login shell loading ``modules``, or as plain argv when
+    ``modules`` is None (an automation node, whose forced command accepts no shell)."""
+    return list(argv) if modules is None else login_argv([argv], modules=modules)
+
+
 def with_env(env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
     """``env K=V ... argv``: set variables for one command without any shell."""
     for k in env:

@@ -75,6 +75,7 @@ def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
 def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """Every check for one cluster; stops early only when SSH itself fails."""
     from hpcci.backends.known_hosts import fingerprint, known_hosts_name
+    from hpcci.stages.image_plan import automation
 
     login = cluster.login
     where = f"{remote.user}@{known_hosts_name(login.host, login.port)}"
@@ -93,11 +94,7 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
         return [
             failed("ssh", e, "" if "second factor" in str(e) else fix)
         ]  # the MFA message names the ways out
-    checks += (
-        _automation_node(cluster, remote)
-        if cluster.login.mode == "automation"
-        else _environment(cluster, remote)
-    )
+    checks += _automation_node(cluster, remote) if automation(cluster) else _environment(cluster, remote)
     return checks
 
 

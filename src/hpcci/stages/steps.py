@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hpcci.backends.schedulers import Scheduler
-from hpcci.shell import command_line, login_argv
+from hpcci.shell import command_line, login_command
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Submit:
 
     def argv(self, dependency: Sequence[str] = ()) -> list[str]:
         submit = self.scheduler.submit_argv(self.script.path, dependency)
-        return submit if self.modules is None else login_argv([submit], modules=self.modules)
+        return login_command(submit, self.modules)
 
     def lines(self) -> list[str]:
         shown = Command(

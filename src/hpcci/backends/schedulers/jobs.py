@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobState, unknown
 from hpcci.errors import HpcciError, SchedulerError
-from hpcci.shell import login_argv
+from hpcci.shell import login_command
 
 if TYPE_CHECKING:
     from hpcci.backends.remote import Remote
@@ -31,7 +31,7 @@ class RemoteJobs:
         self.info = info or (lambda _m: None)
 
     def _argv(self, argv: list[str]) -> list[str]:
-        return argv if self.modules is None else login_argv([argv], modules=self.modules)
+        return login_command(argv, self.modules)
 
     def _run(self, argv: list[str], *, queue: bool) -> str:
         done = self.remote.run(self._argv(argv), timeout=60, echo=" ".join(argv))
