@@ -1,4 +1,5 @@
-"""GitHub seam: check runs, commit statuses and PR comments over GitHub's REST API (plain httpx).
+"""GitHub seam: check runs, commit statuses, PR comments and what a maintainer's `/hpcci deploy` comment needs
+(a collaborator's permission, a pull request's head, a reaction) over GitHub's REST API (plain httpx).
 
 Every request has a timeout. Retries are ours and bounded: 5xx and dropped connections (backoff), secondary rate
 limits (403/429 with Retry-After, capped), an exhausted primary limit (until x-ratelimit-reset, within the bound).
@@ -62,6 +63,16 @@ class GitHub(Protocol):
     def create_comment(self, issue: int, body: str) -> JSON: ...
 
     def update_comment(self, comment_id: int, body: str) -> JSON: ...
+
+
+class Maintainers(GitHub, Protocol):
+    """What the comment trigger needs besides the report's operations."""
+
+    def permission(self, username: str) -> str: ...
+
+    def pull(self, number: int) -> JSON: ...
+
+    def react(self, comment_id: int, content: str) -> JSON: ...
 
 
 # -- retry policy --------------------------------------------------------------------------------------------------
@@ -372,6 +383,26 @@ class RestGitHub:
 
     def update_comment(self, comment_id: int, body: str) -> JSON:
         result: JSON = self.call("PATCH", self._repo(f"/issues/comments/{comment_id}"), body={"body": body})
+        return result
+
+    def permission(self, username: str) -> str:
+        """admin | maintain | write | triage | read | none; a login GitHub does not know (404) is 'none'."""
+        try:
+            data = self.call("GET", self._repo(f"/collaborators/{quote(username, safe='')}/permission"))
+        except GitHubRequestError as e:
+            if e.status != 404:
+                raise
+            return "none"
+        return str(data.get("permission") or "none")
+
+    def pull(self, number: int) -> JSON:
+        result: JSON = self.call("GET", self._repo(f"/pulls/{number}"))
+        return result
+
+    def react(self, comment_id: int, content: str) -> JSON:
+        """Reacting twice the same way is harmless (GitHub answers the existing reaction), so retries are safe."""
+        path = self._repo(f"/issues/comments/{comment_id}/reactions")
+        result: JSON = self.call("POST", path, body={"content": content})
         return result
 
 
