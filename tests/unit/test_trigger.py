@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,3 +191,19 @@ def test_the_reply_links_this_runs_check_runs(
     found = reply_comment(api.comments(7), request.comment_id)
     assert found is not None
     assert "| local | [success](" in found[0]["body"] and "[failure]" not in found[0]["body"]
+
+
+def test_no_code_of_the_pull_request_runs_before_the_permission_check() -> None:
+    from ruamel.yaml import YAML
+
+    root = Path(__file__).resolve().parents[2]
+    trigger = YAML(typ="safe", pure=True).load((root / ".github/workflows/trigger.yml").read_text())
+    steps = [s for job in trigger["jobs"].values() for s in job["steps"]]
+    assert not [s for s in steps if "checkout" in str(s.get("uses", ""))], "the trigger job checks out code"
+    caller = YAML(typ="safe", pure=True).load(
+        (root / "examples/fibonacci/.github/workflows/hpcci-comment.yml").read_text()
+    )
+    jobs = caller["jobs"]
+    assert jobs["build"]["needs"] == "trigger" and "needs.trigger.outputs.sha != ''" in jobs["build"]["if"]
+    for job in ("build", "deploy"):
+        assert jobs[job]["with"]["sha"] == "${{ needs.trigger.outputs.sha }}", f"{job} does not use the pin"

@@ -182,20 +182,16 @@ def decide(api: Maintainers, request: Request, log: Log) -> Outcome:
 
 def link_check_runs(api: Maintainers, request: Request, names: list[str], check_name: str, log: Log) -> None:
     """Update the reply comment with this workflow run's check run per cluster (by external_id)."""
+    from hpcci.stages.report_outputs import Target
+    from hpcci.stages.rerun import own_run
+
     found_reply = reply_comment(api.comments(request.pr), request.comment_id)
     if found_reply is None:
         log.info(f"trigger: no reply comment for comment {request.comment_id}; nothing to link")
         return
     mine, sha = found_reply
-    run_key = os.environ.get("GITHUB_RUN_ID", "") or "local"
-    runs: list[tuple[str, JSON | None]] = []
-    for cluster in names:
-        found = [
-            r
-            for r in api.check_runs_for_ref(sha, check_name.format(cluster=cluster))
-            if r.get("external_id") == f"hpcci:{cluster}@{run_key}"
-        ]
-        runs.append((cluster, max(found, key=lambda r: int(r["id"])) if found else None))
+    target = Target(sha=sha, run_key=os.environ.get("GITHUB_RUN_ID", ""), check_name=check_name)
+    runs = [(cluster, own_run(api, target, cluster)) for cluster in names]
     api.update_comment(int(mine["id"]), reply(Pin(request, sha), _run_url(), runs))
     log.info(f"trigger: linked {len(runs)} check run(s) in comment {mine['id']}")
 
