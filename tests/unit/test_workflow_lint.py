@@ -36,9 +36,10 @@ ONLY_USES = {
     "examples/fibonacci/.github/workflows/hpcci.yml",
     "examples/fibonacci/.github/workflows/hpcci-comment.yml",
 }
-# Files that reference no part of the kit: the remote-action wrappers and the project's own CI.
+# Files that reference no part of the kit: the remote-action wrappers, the pinned checkout and the project's CI.
 NO_KIT_REFERENCES = {
     "actions/build/buildx/action.yml",
+    "actions/trigger/checkout/action.yml",
     "actions/setup/cache/action.yml",
     ".github/workflows/ci.yml",
 }
