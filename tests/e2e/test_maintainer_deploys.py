@@ -156,14 +156,15 @@ def test_anyone_elses_comment_triggers_nothing(repo: UserRepo, github: GitHub) -
 
 
 def test_a_rerun_deploys_again_only_the_cluster_that_did_not_succeed(repo: UserRepo, github: GitHub) -> None:
-    # Two clusters (the second a copy of the local one); deploy on pull requests.
+    # Two clusters: the second is the local one again, but its SSH key is found only where the runner says
+    # (HPCCI_COPY_SSH): attempt 1 runs on a runner without it, and fails there; the maintainer presses Re-run.
     configs = repo.path / "cluster-configs"
-    (configs / "local-copy.yaml").write_text(
-        (configs / "local.yaml")
-        .read_text(encoding="utf-8")
-        .replace("name: local\n", "name: local-copy\n", 1),
-        encoding="utf-8",
+    local = (configs / "local.yaml").read_text(encoding="utf-8")
+    copy_config = local.replace("name: local\n", "name: local-copy\n", 1).replace(
+        '{file: "${HPCCI_STACK_DIR}/cluster/ssh/id_ed25519"}', '{file: "${HPCCI_COPY_SSH}/id_ed25519"}', 1
     )
+    assert "HPCCI_COPY_SSH" in copy_config
+    (configs / "local-copy.yaml").write_text(copy_config, encoding="utf-8")
     repo.edit("hpcci.yaml", "clusters: [local]", "clusters: [local, local-copy]")
     repo.edit(
         "hpcci.yaml", "triggers: [tag, workflow_dispatch]", "triggers: [tag, workflow_dispatch, pull_request]"
@@ -171,25 +172,26 @@ def test_a_rerun_deploys_again_only_the_cluster_that_did_not_succeed(repo: UserR
     base = repo.commit("deploy pull requests to two clusters")
     repo.git("checkout", "-q", "-b", "feature")
     head = repo.commit("a change")
-    env = run_env()
-    # Attempt 1 of this workflow run ended with local succeeded and local-copy failed (as its check runs say).
-    for cluster, conclusion in (("local", "success"), ("local-copy", "failure")):
-        body = {
-            "name": f"hpcci / {cluster}", "head_sha": head, "status": "completed", "conclusion": conclusion,
-            "external_id": f"hpcci:{cluster}@{env['GITHUB_RUN_ID']}", "output": {"title": "t", "summary": "s"},
-        }  # fmt: skip
-        github.http.post(f"/repos/{repo.repository}/check-runs", json=body).raise_for_status()
     payload = pull_request_synchronize(repo, 7, head, base)
+    env = run_env()
 
-    result = repo.act("pull_request", payload, env={**env, "GITHUB_RUN_ATTEMPT": "2"})
+    first = repo.act("pull_request", payload, env=env)
+    after_first = {r["id"]: r for r in github.runs(repo.repository, head)}
+    key_dir = str(Path(repo.stack["HPCCI_STACK_DIR"]) / "cluster" / "ssh")
+    again = repo.act(
+        "pull_request", payload, env={**env, "GITHUB_RUN_ATTEMPT": "2", "HPCCI_COPY_SSH": key_dir}
+    )
 
-    assert result.ok, result.tail()
-    assert "already succeeded: local (check run" in result.output, result.tail()
+    assert not first.ok, "attempt 1 passed although local-copy's key was missing"
+    conclusions = {r["name"]: r["conclusion"] for r in after_first.values()}
+    assert conclusions == {"hpcci / local": "success", "hpcci / local-copy": "failure"}, after_first
+    assert again.ok, again.tail()
+    assert "already succeeded: local (check run" in again.output, again.tail()
     runs = github.runs(repo.repository, head)
-    local = [r for r in runs if r["name"] == "hpcci / local"]
-    assert len(local) == 1 and local[0]["updates"] == 0, "the cluster that succeeded was touched again"
-    copy = sorted((r for r in runs if r["name"] == "hpcci / local-copy"), key=lambda r: r["id"])
-    assert [r["conclusion"] for r in copy] == ["failure", "success"], copy
+    (local_run,) = [r for r in runs if r["name"] == "hpcci / local"]
+    assert local_run == after_first[local_run["id"]], "the cluster that succeeded was touched again"
+    copies = sorted((r for r in runs if r["name"] == "hpcci / local-copy"), key=lambda r: r["id"])
+    assert [r["conclusion"] for r in copies] == ["failure", "success"], copies
 
 
 def pull_request_synchronize(repo: UserRepo, number: int, head: str, base: str) -> dict[str, Any]:

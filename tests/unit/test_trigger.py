@@ -164,6 +164,16 @@ def test_a_push_after_the_comment_does_not_change_what_a_rerun_deploys(
     assert len([c for c in state(admin)["comments"] if "hpcci-trigger" in c["body"]]) == 1
 
 
+def test_a_pin_written_by_someone_else_is_not_taken(admin: httpx.Client, api: RestGitHub) -> None:
+    request = setup_pr(admin, "mona", "write")
+    forged = f"<!-- hpcci-trigger comment={request.comment_id} pr=7 sha={LATER} -->"
+    admin.post("/_standin/comments", json={"repo": REPO, "issue": 7, "user": "eve", "body": forged})
+
+    outcome = decide(api, request, log()[0])
+
+    assert outcome.pin is not None and outcome.pin.sha == HEAD and not outcome.pin.reused
+
+
 def test_a_closed_pull_request_does_not_deploy(admin: httpx.Client, api: RestGitHub) -> None:
     request = setup_pr(admin, "mona", "admin")
     admin.post("/_standin/pulls", json={"repo": REPO, "number": 7, "head_sha": HEAD, "state": "closed"})

@@ -114,10 +114,11 @@ def request_of(event_name: str, payload: JSON) -> Request | str:
 
 
 def reply_comment(comments: list[JSON], comment_id: int) -> tuple[JSON, str] | None:
-    """The reply comment to ``comment_id`` (by its marker) and the sha it pinned, if an attempt made one."""
+    """The reply comment to ``comment_id`` (by its marker) and the sha it pinned, if an attempt made one. Only a
+    bot's comment counts: anyone can write the marker into a comment of their own to pin a commit of their choice."""
     for c in comments:
         m = MARKER.search(str(c.get("body") or ""))
-        if m and int(m.group("comment")) == comment_id:
+        if m and int(m.group("comment")) == comment_id and (c.get("user") or {}).get("type") == "Bot":
             return c, m.group("sha")
     return None
 

@@ -132,7 +132,7 @@ def comment_view(request: Request, c: JSON) -> JSON:
     return {
         "id": c["id"], "node_id": f"IC_standin{c['id']}", "url": f"{b}/repos/{repo}/issues/comments/{c['id']}",
         "html_url": f"{b}/{repo}/issues/{c['issue_number']}#issuecomment-{c['id']}", "body": c["body"],
-        "user": user(request, c["user"], 5000 + len(c["user"])) if c.get("user") else user(request),
+        "user": {**user(request, c["user"], 5000 + len(c["user"])), "type": "User"} if c.get("user") else user(request),
         "created_at": c["created_at"], "updated_at": c["updated_at"],
         "issue_url": f"{b}/repos/{repo}/issues/{c['issue_number']}",
         "author_association": c.get("author_association", "NONE"),
