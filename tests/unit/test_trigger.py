@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from github_events import issue_comment_created
+from github_events import event, issue_comment_created
 from hpcci.backends.github import RestGitHub, TokenAuth
 from hpcci.commands.trigger import Request, decide, link_check_runs, parse_command, reply_comment, request_of
 from hpcci.log import Log
@@ -116,6 +116,10 @@ def test_comments_that_are_no_request_say_why() -> None:
     bot["comment"]["user"]["type"] = "Bot"
     assert "bots never trigger" in str(request_of("issue_comment", bot))
     assert "not a comment" in str(request_of("push", {}))
+    # The Re-run button's webhook goes to the app that made the check run, never to a workflow; were it to
+    # arrive, it is no request either.
+    rerequested = event("webhook-check-run-rerequested", {"action": "rerequested"})
+    assert "not a comment" in str(request_of("check_run", rerequested))
 
 
 @pytest.mark.parametrize("permission", ["write", "maintain", "admin"])
