@@ -100,7 +100,16 @@ class UserRepo:
         assert old in text, f"{relpath} has no {old!r}"
         file.write_text(text.replace(old, new, 1), encoding="utf-8")
 
-    def act(self, event_name: str, payload: dict[str, Any]) -> ActRun:
+    def act(
+        self,
+        event_name: str,
+        payload: dict[str, Any],
+        *,
+        workflow: str = WORKFLOW,
+        env: dict[str, str] | None = None,
+    ) -> ActRun:
+        """Run ``workflow`` for the event; ``env`` sets GitHub's run variables (GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT:
+        act takes github.run_id and github.run_attempt from them)."""
         # Read the stack's exports now: a restarted GitHub stand-in has a new token.
         self.stack = self._stack()
         work = self.path.parent
@@ -114,7 +123,7 @@ class UserRepo:
         _write_dotenv(runner_env, {k: self.stack[k] for k in RUNNER_ENV if k in self.stack})
         argv = [
             act_binary(), event_name,
-            "-W", WORKFLOW,
+            "-W", workflow,
             "-e", str(event),
             "-P", "ubuntu-latest=-self-hosted",
             "--pull=false",
@@ -124,10 +133,11 @@ class UserRepo:
             "--secret-file", str(secrets),
             "--env-file", str(runner_env),
             "--var-file", os.devnull,
+            *[f"--env={k}={v}" for k, v in (env or {}).items()],
         ]  # fmt: skip
         done = run(_clean_env_argv(argv), timeout=ACT_TIMEOUT, check=False, cwd=str(self.path))
         output = done.stdout + done.stderr
-        log = work / f"act-{event_name}.log"
+        log = work / f"act-{event_name}-{uuid.uuid4().hex[:6]}.log"
         log.write_text(output, encoding="utf-8")
         for name in SECRET_VALUES:
             leaks = [i + 1 for i, line in enumerate(output.splitlines()) if self.stack[name] in line]
