@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from deploy_support import Project, cluster_config, login, make_project, unique
+from test_access_modes import automation_cluster
 
 from hpcci.backends.remote import SSHRemote
 from hpcci.config import LoginConfig
@@ -72,11 +74,11 @@ def module_shell(remote: SSHRemote, story: Story, *steps: list[str]) -> Complete
 
 def second_user() -> SSHRemote:
     """The stack's second cluster user (in the release group), over the same login node."""
-    key, user = os.environ.get("HPCCI_USER2_KEY_FILE"), os.environ.get("HPCCI_USER2")
-    if not key or not user or not os.environ.get("HPCCI_RELEASE_GROUP"):
+    key, user = os.environ.get("HPCCI_LOCAL_SSH_USER2_KEY_FILE"), os.environ.get("HPCCI_LOCAL_SSH_USER2")
+    if not key or not user or not os.environ.get("HPCCI_LOCAL_RELEASE_GROUP"):
         skip_or_fail(
-            "the second cluster user is not in `scripts/local-stack env` (HPCCI_USER2, HPCCI_USER2_KEY_FILE, "
-            "HPCCI_RELEASE_GROUP); run `scripts/local-stack up cluster`"
+            "the second cluster user is not in `scripts/local-stack env` (HPCCI_LOCAL_SSH_USER2, HPCCI_LOCAL_SSH_USER2_KEY_FILE, "
+            "HPCCI_LOCAL_RELEASE_GROUP); run `scripts/local-stack up cluster`"
         )
     first = login()
     try:
@@ -118,11 +120,12 @@ def story(
     system: str = request.param
     remote = login()
     require_module_system(remote, system)
-    home = remote.run(login_argv([["printenv", "HOME"]]), timeout=60).stdout.strip()
-    base = f"{home}/hpcci-release-tests/{unique(system)}"
+    # the group's project space (setgid, group-only), like the example's config; $HOME where a stack has none
+    space = remote.run(login_argv([["sh", "-c", 'echo "${PROJECT:-$HOME}"']]), timeout=60).stdout.strip()
+    base = f"{space}/hpcci-release-tests/{unique(system)}"
     st = Story(system, f"{base}/modulefiles")
     release = {"root": f"{base}/apps", "modulefiles": st.modulefiles, "module_system": system, "keep": 3}
-    if group := os.environ.get("HPCCI_RELEASE_GROUP"):
+    if group := os.environ.get("HPCCI_LOCAL_RELEASE_GROUP"):
         release["group"] = group
     folder = tmp_path_factory.mktemp(f"release-{system}")
     good = make_project(folder / "good", [FIB], cluster=cluster_config(release=release))
@@ -154,7 +157,7 @@ def _play(st: Story, remote: SSHRemote, good: Project, bad: Project, tar: str, o
     st.shells["env"] = module_shell(remote, st, ["module", "load", "fibonacci/0.1.0"],
                                     ["printenv", "FIBONACCI_VERSION", "FIBONACCI_SIF"],
                                     ["fibonacci-exec", "python3", "/app/fib.py", "11"])  # fmt: skip
-    if os.environ.get("HPCCI_USER2"):
+    if os.environ.get("HPCCI_LOCAL_SSH_USER2"):
         user2 = second_user()
         try:
             st.shells["user2"] = module_shell(user2, st, *run_it)
@@ -302,4 +305,40 @@ def test_replace_release_installs_the_other_image_over_the_version(story: Story)
     entry = next(e for e in story.manifests["after replace"]["releases"] if e["version"] == "0.1.0")
     first = next(e for e in story.manifests["first"]["releases"] if e["version"] == "0.1.0")
     assert entry["image_digest"] != first["image_digest"]
-    assert last_line(story.shells["replaced"]) == "55"
+    shell = story.shells["replaced"]
+    assert shell.ok and last_line(shell) == "55", shell.stdout + shell.stderr
+
+
+# -- through an automation node -----------------------------------------------------------------------------------
+
+
+def test_an_automation_node_installs_lists_and_rolls_back_with_its_allowed_commands(
+    fib_tar: Path, tmp_path: Path, require: Callable[..., None]
+) -> None:
+    """Plain file commands and SFTP only (no login shell): install, `hpcci releases`, `hpcci rollback`."""
+    require("access")
+    base = f"{os.environ['HPCCI_AUTO_SCRATCH']}/hpcci-{unique('rel')}"
+    cluster = automation_cluster(base)
+    cluster["release"] = {
+        "root": f"{base}/apps",
+        "modulefiles": f"{base}/modulefiles",
+        "module_system": "tcl",
+    }
+    proj = make_project(tmp_path / "proj", [FIB], cluster=cluster)
+    try:
+        first = hpcci(proj, "deploy", "--image-tar", str(fib_tar), tag="v0.1.0")
+        second = hpcci(proj, "deploy", "--image-tar", str(fib_tar), tag="v0.2.0")
+        listed = hpcci(proj, "releases", "--cluster", "local")
+        back = hpcci(proj, "rollback", "--cluster", "local", "--to", "0.1.0")
+        version_file = Path(base, "modulefiles", "fibonacci", ".version").read_text()
+        sif = Path(base, "apps", "fibonacci", "0.1.0", "fibonacci.sif")
+        installed = sif.stat().st_size > 0 and Path(base, "modulefiles", "fibonacci", "0.2.0").is_file()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # the tests run as root; the robot's files are its own
+    log = first.stdout + first.stderr
+    assert first.returncode == 0 and "installed as module fibonacci/0.1.0 on local (default)" in log, log
+    assert "bash -lc" not in log and "env -0" not in log
+    assert second.returncode == 0 and release_record(proj)["default"], second.stdout + second.stderr
+    assert "fibonacci on local: 2 installed, default 0.2.0" in listed.stdout, listed.stdout + listed.stderr
+    assert back.returncode == 0 and 'set ModulesVersion "0.1.0"' in version_file, back.stdout + back.stderr
+    assert installed

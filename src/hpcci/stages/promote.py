@@ -227,6 +227,14 @@ class Releases:
         return manifest
 
 
+def _named(cluster: str, e: HpcciError) -> ReleaseError:
+    """``e`` as a ReleaseError whose message starts "cluster NAME:" once (its own class and exit code kept)."""
+    text = str(e) if str(e).startswith(f"cluster {cluster}: ") else f"cluster {cluster}: {e}"
+    out = e if isinstance(e, ReleaseError) else ReleaseError(text)
+    out.message, out.args = text, (text,)
+    return out
+
+
 def promote(
     outcome: Outcome,
     cluster: Cluster,
@@ -248,7 +256,7 @@ def promote(
         try:
             release = Releases(cluster, remote, name, info).install(result, request)
         except HpcciError as e:
-            error = e if isinstance(e, ReleaseError) else ReleaseError(f"cluster {cluster.name}: {e}")
+            error = _named(cluster.name, e)
             refused = isinstance(e, ReleaseRefused)
             release = ReleaseOutcome(module, "refused" if refused else "failed", str(e))
         except Exception as e:  # a bug must not hide the deploy's own result

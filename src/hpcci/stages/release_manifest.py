@@ -121,7 +121,7 @@ def reinstall(manifest: Manifest, version: str, digest: str, *, replace: bool, h
     if not replace:
         raise ReleaseRefused(
             f"{manifest.name}/{version} is installed already from image {have.image_digest} (tag {have.tag}, "
-            f"{have.installed}), not from {digest}; a release is never replaced silently - to replace it, {how}"
+            f"{have.installed}), not from {digest}; a release is never replaced silently: to replace it, {how}"
         )
     return True
 
