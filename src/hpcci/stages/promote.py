@@ -63,7 +63,7 @@ def untested(result: ClusterResult) -> str | None:
     return f"{len(bad)} of {len(result.tests)} smoke tests did not pass: {words}{more}"
 
 
-def tested_sentence(result: ClusterResult) -> str:
+def where_tested(result: ClusterResult) -> str:
     jobs = ", ".join(f"{t.test} (job {t.job_id})" for t in result.tests)
     return f"smoke tests passed on cluster {result.cluster} ({result.platform}): {jobs}"
 
@@ -174,7 +174,7 @@ class Releases:
             name=self.paths.name, version=v, tag=request.tag, commit=request.commit, image=request.image,
             digest=result.image_digest, sif=self.paths.sif(v), bin_dir=f"{self.paths.version_dir(v)}/bin",
             modules=tuple(dict.fromkeys([*self.cluster.modules, *self.cluster.runtime.modules])),
-            tested=tested_sentence(result), run_url=request.run_url,
+            tested=where_tested(result), run_url=request.run_url,
         )  # fmt: skip
         assert result.sif_path, "a passing deploy has its SIF"
         plan = plan_install(self.cluster, self.paths, info, result.sif_path, request.run_id)

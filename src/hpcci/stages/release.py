@@ -15,8 +15,8 @@ from hpcci.config import Cluster
 from hpcci.config_release import ReleaseConfig
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
-from hpcci.shell import command_line, expand, path_variables
-from hpcci.stages.image_plan import automation, remove_argv
+from hpcci.shell import expand, path_variables
+from hpcci.stages.image_plan import remove_argv
 from hpcci.stages.release_manifest import Manifest, render
 from hpcci.stages.release_modulefile import (
     ModuleInfo,
@@ -267,16 +267,5 @@ def removal_steps(cfg: ReleaseConfig, paths: ReleasePaths, version: str) -> list
     ]
 
 
-def environment_steps(cluster: Cluster) -> list[str]:
-    """How users reach the modules: the lines a plan shows (and the README)."""
-    cfg = cluster.release
-    assert cfg is not None
-    return [command_line(["module", "use", cfg.modulefiles])]
-
-
 def step_lines(steps: list[ReleaseStep]) -> list[str]:
     return [line for step in steps for line in step.lines()]
-
-
-def automation_note(cluster: Cluster) -> str:
-    return " (plain commands and SFTP: login.mode automation)" if automation(cluster) else ""
