@@ -11,15 +11,18 @@ Needs `scripts/local-stack up docker registry cluster`.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
 import sys
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from deploy_support import Project, cluster_config, login, make_project, unique
@@ -99,18 +102,31 @@ def require_module_system(remote: SSHRemote, system: str) -> None:
 
 
 def other_image(fib_tar: Path, folder: Path) -> Path:
-    """The fibonacci image with one more label: the same program under another digest."""
-    name = f"hpcci-test/fibonacci:{unique('rel')}"
-    (folder / "Dockerfile").write_text(
-        f"FROM hpcci-test/fibonacci:h4\nLABEL hpcci.test={name.rsplit(':', 1)[1]}\n"
-    )
-    run(["docker", "build", "-q", "-t", name, str(folder)], timeout=300, env={"DOCKER_BUILDKIT": "0"})
+    """The fibonacci image with one more label: the same program under another digest. Written from the tar itself
+    (a new config, named by its sha256), not built FROM a docker tag that other test sessions may move."""
     out = folder / "other.tar"
-    try:
-        run(["docker", "save", name, "-o", str(out)], timeout=300)
-    finally:
-        run(["docker", "rmi", name], timeout=120, check=False)
+    with tarfile.open(fib_tar) as src, tarfile.open(out, "w") as dst:
+        manifest = json.load(_member(src, "manifest.json"))
+        old = manifest[0]["Config"]
+        config = json.load(_member(src, old))
+        config["config"]["Labels"] = {**(config["config"].get("Labels") or {}), "hpcci.test": unique("rel")}
+        data = json.dumps(config).encode()
+        manifest[0]["Config"] = f"{hashlib.sha256(data).hexdigest()}.json"
+        manifest[0]["RepoTags"] = [f"hpcci-test/fibonacci:{unique('rel')}"]
+        for member in src.getmembers():
+            if member.name not in (old, "manifest.json", "repositories"):
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for name, body in ((manifest[0]["Config"], data), ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            dst.addfile(info, io.BytesIO(body))
     return out
+
+
+def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    f = tar.extractfile(name)
+    assert f is not None, f"{name} is not a file in the tar"
+    return f
 
 
 @pytest.fixture(scope="module", params=["tcl", "lmod"])

@@ -262,3 +262,9 @@ def test_plan_prints_the_release_steps_and_the_modulefile(capsys: pytest.Capture
     assert "+ mv -T -- '$PROJECT/apps/fibonacci/.0.1.0.RUN_ID.part' '$PROJECT/apps/fibonacci/0.1.0'" in out
     assert 'setenv("FIBONACCI_SIF", "$PROJECT/apps/fibonacci/0.1.0/fibonacci.sif")' in out
     assert "users: module use $PROJECT/modulefiles; module load fibonacci/0.1.0" in out
+
+
+def test_the_release_outcome_round_trips_through_results_json() -> None:
+    release = ReleaseOutcome("fib/0.1.0", "installed", "", True, ["0.0.1"], "/p/fib.sif", "/p/m/0.1.0.lua")
+    results = records.Results("img", [result("pass", release=release)])
+    assert records.from_json(records.Results, records.to_json(results)) == results
