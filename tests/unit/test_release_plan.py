@@ -268,3 +268,10 @@ def test_the_release_outcome_round_trips_through_results_json() -> None:
     release = ReleaseOutcome("fib/0.1.0", "installed", "", True, ["0.0.1"], "/p/fib.sif", "/p/m/0.1.0.lua")
     results = records.Results("img", [result("pass", release=release)])
     assert records.from_json(records.Results, records.to_json(results)) == results
+
+
+def test_the_check_run_summary_carries_the_release_line() -> None:
+    from hpcci.conclusions import summary
+
+    text = summary(result("pass", release=ReleaseOutcome("fib/0.1.0", "installed", "", True)))
+    assert "**Release:** installed as module fib/0.1.0 on local (default)" in text
