@@ -152,6 +152,9 @@ def story(
         yield st
     finally:
         remote.run(["rm", "-rf", "--", base], timeout=120)
+        remote.run(
+            ["rmdir", "--", base.rsplit("/", 1)[0]], timeout=60
+        )  # the last story out removes the folder
         remote.close()
 
 
