@@ -23,6 +23,7 @@ from hpcci.stages.release import (
     pointer_steps,
     release_paths,
     release_request,
+    release_variables,
     require_absolute,
 )
 from hpcci.stages.release_modulefile import ModuleInfo
@@ -72,6 +73,12 @@ def test_paths_resolve_the_login_shells_variables() -> None:
                                                           "/proj/g/apps/fib/releases.json")  # fmt: skip
     with pytest.raises(ConfigError, match=r"release.root '\$PROJECT/apps' uses \$PROJECT, which is not set"):
         release_paths(local(), "fib", {})
+
+
+def test_home_relative_paths_resolve_too() -> None:
+    cluster = local(root="~/apps", modulefiles="~/modulefiles")
+    assert "HOME" in release_variables(cluster)
+    assert release_paths(cluster, "fib", {"HOME": "/home/u"}).app == "/home/u/apps/fib"
 
 
 def test_an_automation_node_needs_absolute_release_paths_and_says_where() -> None:

@@ -99,7 +99,7 @@ class ReleasePaths:
 
 def release_variables(cluster: Cluster) -> list[str]:
     cfg = cluster.release
-    return path_variables([cfg.root, cfg.modulefiles]) if cfg else []
+    return [*path_variables([cfg.root, cfg.modulefiles]), "HOME"] if cfg else []  # HOME: for ~/ paths
 
 
 def require_absolute(cluster: Cluster) -> None:
