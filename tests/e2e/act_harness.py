@@ -174,11 +174,30 @@ def make_user_repo(path: Path, stack: Callable[[], dict[str, str]], kit: Path) -
     """examples/fibonacci copied to ``path`` as a git repository on main, one commit, origin on GitHub."""
     shutil.copytree(EXAMPLE, path, symlinks=False)
     _make_self_contained(path)
+    _own_release_space(path)
     repo = UserRepo(path, stack, kit)
     repo.git("init", "-q", "-b", "main")
     repo.git("remote", "add", "origin", f"https://github.com/{repo.repository}.git")
     repo.commit("fibonacci")
     return repo
+
+
+E2E_RELEASES = (
+    "e2e-releases"  # under the cluster's $PROJECT: each user repository installs its releases there
+)
+
+
+def _own_release_space(path: Path) -> None:
+    """Releases go to a folder of this repository's own under $PROJECT, not where the demo installs fibonacci:
+    a tag rebuilt by a later run (another digest under the same version) must not meet an earlier run's install."""
+    config = path / "cluster-configs" / "local.yaml"
+    text = config.read_text(encoding="utf-8")
+    own = f"$PROJECT/{E2E_RELEASES}/{path.name}"
+    for key in ("root: $PROJECT/apps", "modulefiles: $PROJECT/modulefiles"):
+        assert key in text, f"{config}: expected `{key}` in its release section"
+        name, value = key.split(": ")
+        text = text.replace(key, f"{name}: {value.replace('$PROJECT', own)}")
+    config.write_text(text, encoding="utf-8")
 
 
 def _make_self_contained(path: Path) -> None:
