@@ -15,6 +15,7 @@ from hpcci.process import Completed
 from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer
 from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
+from hpcci.stages.provenance import read_sif_checksums
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Submit, Upload
 
@@ -129,6 +130,7 @@ def test_deploy_runs_exactly_the_steps_plan_prints(source: ImageSource, settings
     staged = {p: deployer.stage_image(image) for p, image in plan.images.items()}
     jobs, refused = deployer.submit_tests(plan, staged)
     assert jobs == {0: "4242", 1: "4242"} and not refused
+    read_sif_checksums(remote, plan)  # once the jobs ended
     assert remote.done == expected(plan)  # nothing cached: the deploy takes every step, in the plan's order
     printed = "\n".join(plan_lines(plan))
     for step in plan.steps():

@@ -22,6 +22,7 @@ from hpcci.stages import smoke
 from hpcci.stages.execute import Deployer, Presign, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.outcomes import Outcome, Progress, outcome
+from hpcci.stages.provenance import read_sif_checksums
 from hpcci.stages.sources import ImageSource
 
 
@@ -89,6 +90,7 @@ def _deploy(
             done.outputs[job.index] = _tail(remote, job.output_path, info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
+    done.sif_sha256 = read_sif_checksums(remote, plan)
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:
