@@ -28,7 +28,10 @@ VERDICTS: tuple[Verdict, ...] = typing.get_args(Verdict)
 @dataclass(frozen=True)
 class PlatformImage:
     platform: str  # linux/amd64
-    digest: str  # manifest digest in the registry, or image id when only local
+    # the image id (config digest, as the builder reports it): the content key of the S3 objects and of the
+    # cluster's image cache. It names no manifest, so no registry pulls it: the pushed manifests' digests are in
+    # RegistryPublication.platforms.
+    digest: str
     ref: str  # a local or registry reference to this platform's image
     size: int = 0
 
@@ -61,7 +64,7 @@ class S3Object:
 class RegistryPublication:
     refs: list[str]  # every tag pushed, e.g. 127.0.0.1:5000/org/fib:v1.2.3
     digest: str  # manifest list digest
-    platforms: dict[str, str] = field(default_factory=dict)  # platform -> digest
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> its manifest's digest (pullable)
 
 
 @dataclass(frozen=True)
