@@ -7,15 +7,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import test_sbatch_scripts as T
 
 from hpcci import conclusions as C
 from hpcci.accounting import cluster_usage, hours, hours_text, job_usage
 from hpcci.backends.schedulers import slurm
 from hpcci.backends.schedulers.model import JobState, cancelled_by_hpcci
 from hpcci.backends.schedulers.slurm_accounting import gres_gpus_per_node, parse_tres, queue_wait, tres_gpus
+from hpcci.process import Completed
 from hpcci.records import ClusterResult, ClusterUsage, S3Object, Usage
 from hpcci.records import TestResult as SmokeResult
-from hpcci.stages.outcomes import image_ref
+from hpcci.stages.execute import Staged
+from hpcci.stages.outcomes import Progress, image_ref, usage
+from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
+from hpcci.stages.provenance import read_sif_checksums, sif_checksums
+from hpcci.stages.smoke import Followed
 from hpcci.stages.sources import ImageSource
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -189,3 +195,58 @@ def test_results_without_usage_still_render() -> None:
     old = ClusterResult("local", "linux/amd64", [replace(smoke(), usage=None)], usage=ClusterUsage())
     assert "| 0 | - | 30s | - | - | ✅ pass |" in C.summary(old)
     assert "**Time and allocation:** run time 30s in all." in C.summary(old)  # no allocation recorded
+
+
+# -- the deploy's side: totals from the jobs followed, the SIF's checksum --------------------------------------
+
+
+def local_plan(**settings: str) -> ClusterPlan:
+    source = ImageSource("linux/amd64", T.DIGEST, tar_sha256="ab" * 32, local_tar="/tmp/fib.tar")
+    cluster = T.local_cluster(**settings)
+    return plan_cluster(T.pipeline(T.FIB), cluster, {"linux/amd64": source}, T.PATHS, "r1", slurm)
+
+
+def test_a_conversion_job_counts_its_run_time_as_conversion_and_its_allocation_in_the_totals() -> None:
+    plan = local_plan(**{"runtime.convert_on": "compute"})
+    (image,) = plan.images.values()
+    convert = replace(sacct()["604"], job_id="900")  # 3 CPUs for 1 s
+    test = replace(sacct()["609"], job_id="901", elapsed_s=1800.0)  # 6 CPUs for half an hour
+    done = Progress(
+        plan=plan, staged={"linux/amd64": Staged(image, convert_job="900", seconds={"stage": 4.0})}
+    )
+    done.followed = Followed(states={"900": convert, "901": test})
+    total = usage(done, [replace(smoke(), usage=job_usage(test))])
+    assert (total.stage_s, total.convert_s, total.jobs) == (4.0, 1.0, 2)
+    assert total.core_hours == pytest.approx(3.0 + 3 / 3600)
+
+
+class Checksums:
+    """A login node whose sha256sum answers from a table (missing files fail like the real one)."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+        self.asked: list[list[str]] = []
+
+    def run(self, argv: list[str], *, timeout: float) -> Completed:
+        self.asked.append(argv)
+        sha = self.files.get(argv[-1])
+        out = f"{sha}  {argv[-1]}\n" if sha else ""
+        return Completed(tuple(argv), 0 if sha else 1, out, "" if sha else "No such file or directory")
+
+
+def test_the_sif_sha256_is_read_by_the_step_the_plan_prints() -> None:
+    plan = local_plan()
+    (image,) = plan.images.values()
+    node = Checksums({image.image: "c" * 64})
+    assert read_sif_checksums(node, plan) == {"linux/amd64": "c" * 64}
+    (step,) = sif_checksums(plan).values()
+    assert node.asked == [step.argv] == [["sha256sum", "--", image.image]]
+    assert step in plan.steps() and "\n".join(step.lines()) in "\n".join(plan_lines(plan))
+
+
+def test_an_image_that_is_not_there_has_no_checksum_and_no_error() -> None:
+    assert read_sif_checksums(Checksums({}), local_plan()) == {}
+
+
+def test_images_kept_in_a_store_have_no_file_to_hash() -> None:
+    assert sif_checksums(local_plan(**{"runtime.type": "podman", "runtime.compression": "gzip"})) == {}
