@@ -365,10 +365,17 @@ def missing_annotations(
 def step_summary(
     results: Results, *, check_names: dict[str, str] | None = None, heading: str = "hpcci smoke tests"
 ) -> str:
-    """Markdown for $GITHUB_STEP_SUMMARY and the PR comment: one section per cluster."""
+    """Markdown for $GITHUB_STEP_SUMMARY and the PR comment: the allocation used in all, one section per cluster."""
     parts = [f"## {heading}"]
     if results.sha:
         parts.append(f"Commit `{results.sha[:12]}`" + (f", image `{results.image}`" if results.image else ""))
+    if len(results.clusters) > 1:
+        core = sum(cr.usage.core_hours for cr in results.clusters)
+        gpu = sum(cr.usage.gpu_hours for cr in results.clusters)
+        gpus = f" and {hours_text(gpu)} GPU-hours" if gpu else ""
+        parts.append(
+            f"**Allocation used on {len(results.clusters)} clusters:** {hours_text(core)} core-hours{gpus}."
+        )
     for cr in results.clusters:
         name = (check_names or {}).get(cr.cluster, cr.cluster)
         parts.append(f"### {name}: {title(cr)}")

@@ -15,7 +15,7 @@ from hpcci.backends.schedulers import slurm
 from hpcci.backends.schedulers.model import JobState, cancelled_by_hpcci
 from hpcci.backends.schedulers.slurm_accounting import gres_gpus_per_node, parse_tres, queue_wait, tres_gpus
 from hpcci.process import Completed
-from hpcci.records import ClusterResult, ClusterUsage, S3Object, Usage
+from hpcci.records import ClusterResult, ClusterUsage, Results, S3Object, Usage
 from hpcci.records import TestResult as SmokeResult
 from hpcci.stages.execute import Staged
 from hpcci.stages.outcomes import Progress, image_ref, usage
@@ -168,6 +168,11 @@ def test_totals_fit_github_limits_with_thousands_of_tests() -> None:
     assert len(s) <= C.MAX_OUTPUT_CHARS
     assert "more tests: see the job's step summary |" + " |" * 9 in s  # as many cells as the header
     assert "**Time and allocation:**" in s and "**Provenance:**" in s
+
+
+def test_the_step_summary_adds_up_the_allocation_of_every_cluster() -> None:
+    both = Results(image="img", clusters=[cluster(smoke()), cluster(smoke("gpu", gpus=1))])
+    assert "**Allocation used on 2 clusters:** 0.07 core-hours and 0.0083 GPU-hours." in C.step_summary(both)
 
 
 def test_the_image_line_is_a_pullable_registry_reference() -> None:
