@@ -166,3 +166,18 @@ def test_the_image_reference_is_one_the_registry_resolves(reported: tuple[Projec
     assert info is not None and info.digest == ref.digest
     # ... and it is the very image that was deployed: its config digest is the image id the SIF was made from
     assert manifest["config"]["digest"] == proj.results()["clusters"][0]["image_digest"]
+
+
+def test_a_redeploy_from_the_cache_reads_the_recorded_sif_sha256_instead_of_hashing(
+    reported: tuple[Project, dict[str, Any]],
+) -> None:
+    proj, _ = reported  # last in this module: it rewrites the project's records
+    first = proj.deploy_record()["clusters"][0]
+    done = hpcci(proj, "deploy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = proj.deploy_record()["clusters"][0]
+    assert again["cache_hit"] and again["sif_sha256"] == first["sif_sha256"]
+    assert f"+ cat -- {first['sif_path']}.sha256" in done.stderr
+    assert f"sha256sum -- {first['sif_path']}" not in done.stderr
+    (cluster,) = proj.results()["clusters"]
+    assert cluster["usage"]["stage_s"] is None and cluster["usage"]["convert_s"] is None  # nothing staged

@@ -226,31 +226,60 @@ def test_a_conversion_job_counts_its_run_time_as_conversion_and_its_allocation_i
 
 
 class Checksums:
-    """A login node whose sha256sum answers from a table (missing files fail like the real one)."""
+    """A login node whose files are a table: `cat` and `sha256sum` answer from it, missing files fail."""
 
     def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
+        self.files = dict(files)  # path -> content (for an image: its sha256)
         self.asked: list[list[str]] = []
 
     def run(self, argv: list[str], *, timeout: float) -> Completed:
         self.asked.append(argv)
-        sha = self.files.get(argv[-1])
-        out = f"{sha}  {argv[-1]}\n" if sha else ""
-        return Completed(tuple(argv), 0 if sha else 1, out, "" if sha else "No such file or directory")
+        name, path = argv[0], argv[-1]
+        if path not in self.files:
+            return Completed(tuple(argv), 1, "", f"{name}: {path}: No such file or directory")
+        out = self.files[path] if name == "cat" else f"{self.files[path]}  {path}\n"
+        return Completed(tuple(argv), 0, out, "")
+
+    def write_text(self, remote: str, text: str) -> None:
+        self.asked.append(["write", remote])
+        self.files[remote] = text
 
 
-def test_the_sif_sha256_is_read_by_the_step_the_plan_prints() -> None:
+def test_an_image_converted_now_is_hashed_and_its_sha256_recorded_beside_it() -> None:
+    plan = local_plan()
+    (image,) = plan.images.values()
+    stale = f"{'0' * 64}  {image.image}\n"  # from an earlier conversion of the same key
+    node = Checksums({image.image: "c" * 64, f"{image.image}.sha256": stale})
+    assert read_sif_checksums(node, plan, converted={"linux/amd64"}) == {"linux/amd64": "c" * 64}
+    (steps,) = sif_checksums(plan).values()
+    assert node.asked == [steps.recorded.argv, steps.compute.argv, ["write", f"{image.image}.sha256"]]
+    assert node.files[f"{image.image}.sha256"] == f"{'c' * 64}  {image.image}\n"
+    printed = "\n".join(plan_lines(plan))
+    for step in steps.steps():
+        assert step in plan.steps() and "\n".join(step.lines()) in printed
+
+
+def test_a_cached_image_reads_its_recorded_sha256_instead_of_hashing_it_again() -> None:
+    plan = local_plan()
+    (image,) = plan.images.values()
+    node = Checksums({image.image: "c" * 64, f"{image.image}.sha256": f"{'c' * 64}  {image.image}\n"})
+    assert read_sif_checksums(node, plan, converted=()) == {"linux/amd64": "c" * 64}
+    assert [argv[0] for argv in node.asked] == ["cat"]
+
+
+def test_a_cached_image_without_a_recorded_sha256_is_hashed_once() -> None:
     plan = local_plan()
     (image,) = plan.images.values()
     node = Checksums({image.image: "c" * 64})
-    assert read_sif_checksums(node, plan) == {"linux/amd64": "c" * 64}
-    (step,) = sif_checksums(plan).values()
-    assert node.asked == [step.argv] == [["sha256sum", "--", image.image]]
-    assert step in plan.steps() and "\n".join(step.lines()) in "\n".join(plan_lines(plan))
+    assert read_sif_checksums(node, plan, converted=()) == {"linux/amd64": "c" * 64}
+    assert read_sif_checksums(node, plan, converted=()) == {"linux/amd64": "c" * 64}
+    assert [argv[0] for argv in node.asked] == ["cat", "sha256sum", "write", "cat"]
 
 
 def test_an_image_that_is_not_there_has_no_checksum_and_no_error() -> None:
-    assert read_sif_checksums(Checksums({}), local_plan()) == {}
+    node = Checksums({})
+    assert read_sif_checksums(node, local_plan(), converted={"linux/amd64"}) == {}
+    assert "write" not in [argv[0] for argv in node.asked]
 
 
 def test_images_kept_in_a_store_have_no_file_to_hash() -> None:

@@ -90,7 +90,7 @@ def _deploy(
             done.outputs[job.index] = _tail(remote, job.output_path, info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
-    done.sif_sha256 = read_sif_checksums(remote, plan)
+    done.sif_sha256 = read_sif_checksums(remote, plan, [p for p, s in done.staged.items() if not s.cache_hit])
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:
