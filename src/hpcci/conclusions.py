@@ -161,8 +161,10 @@ def nodes_text(u: Usage | None) -> str:
 def table_row(t: TestResult, *, gpus: bool = False) -> str:
     u = t.usage or Usage()
     exit_code = "-" if t.exit_code is None else str(t.exit_code)
-    cells = [t.test, t.platform, t.job_id, t.state, exit_code, elapsed(u.queue_wait_s), elapsed(t.elapsed_s),
-             nodes_text(t.usage), hours_text(u.core_hours), *([hours_text(u.gpu_hours)] if gpus else []), label(t)]  # fmt: skip
+    usage = [elapsed(u.queue_wait_s), elapsed(t.elapsed_s), nodes_text(t.usage), hours_text(u.core_hours)]
+    if gpus:
+        usage.append(hours_text(u.gpu_hours))
+    cells = [t.test, t.platform, t.job_id, t.state, exit_code, *usage, label(t)]
     return "| " + " | ".join(cell(c) for c in cells) + " |"
 
 
@@ -171,7 +173,8 @@ def usage_line(cr: ClusterResult) -> str:
     u = cr.usage
     waits = [t.usage.queue_wait_s for t in cr.tests if t.usage and t.usage.queue_wait_s is not None]
     runs = [t.elapsed_s for t in cr.tests if t.elapsed_s is not None]
-    parts = [f"staging {elapsed(u.stage_s)}"] if u.stage_s is not None else []
+    cached = cr.sif_path and cr.error is None  # converted before: nothing staged or converted this time
+    parts = [f"staging {elapsed(u.stage_s)}"] if u.stage_s is not None else ["image cached"] if cached else []
     parts += [f"conversion {elapsed(u.convert_s)}"] if u.convert_s is not None else []
     parts += [f"queue wait up to {elapsed(max(waits))}"] if waits else []
     parts += [f"run time {elapsed(sum(runs))} in all"] if runs else []

@@ -202,6 +202,11 @@ def test_results_without_usage_still_render() -> None:
     assert "**Time and allocation:** run time 30s in all." in C.summary(old)  # no allocation recorded
 
 
+def test_a_cached_image_says_so_instead_of_staging_times() -> None:
+    cached = cluster(smoke(), usage=cluster_usage([smoke().usage or Usage()]))
+    assert "**Time and allocation:** image cached; queue wait up to 1m15s;" in C.summary(cached)
+
+
 # -- the deploy's side: totals from the jobs followed, the SIF's checksum --------------------------------------
 
 
