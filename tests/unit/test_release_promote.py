@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -141,6 +142,17 @@ def test_a_fresh_install_runs_exactly_the_planned_steps_in_order() -> None:
         unlock_step(paths).argv,
     ]
     assert manifest["default"] == "0.1.0" and manifest["releases"][0]["sif_sha256"] == "f" * 64
+
+
+def test_the_sif_sha256_the_deploy_recorded_is_not_computed_again() -> None:
+    remote, known = FilesRemote(), "a" * 64
+    before = outcome()
+    before = Outcome(before.deploy, dataclasses.replace(before.result, sif_sha256=known))
+    done = promote(before, local(), remote, REQUEST, lambda _: None)
+    assert done.error is None
+    assert not [r for r in remote.ran if r and r[0] == "sha256sum"]
+    written = [r for r in remote.ran if r[0] == "write" and r[1].endswith("releases.json.run-1.part")]
+    assert json.loads(written[0][2])["releases"][0]["sif_sha256"] == known
 
 
 def _manifest(data: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from hpcci.stages.execute import Deployer, Presign, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.promote import promote
+from hpcci.stages.provenance import read_sif_checksums
 from hpcci.stages.release import ReleaseRequest
 from hpcci.stages.sources import ImageSource
 
@@ -93,6 +94,7 @@ def _deploy(
             done.outputs[job.index] = _tail(remote, job.output_path, info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
+    done.sif_sha256 = read_sif_checksums(remote, plan, [p for p, s in done.staged.items() if not s.cache_hit])
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:

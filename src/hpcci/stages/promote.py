@@ -181,7 +181,8 @@ class Releases:
         try:
             for step in plan.stage:
                 self.run(step)
-            sha = parse_sha256sum(self.run(plan.checksum)) or ""
+            # the deploy hashed this SIF already (stages/provenance.py); a hard link or copy of it is the same bytes
+            sha = result.sif_sha256 or parse_sha256sum(self.run(plan.checksum)) or ""
             self.remote.run(
                 plan.aside.argv, timeout=60
             )  # fails when there is no older folder: nothing to move
