@@ -367,3 +367,49 @@ def default_template() -> str:
 def render_script(spec: JobSpec, template: str | None = None) -> str:
     """The sbatch script for ``spec`` from a template (the cluster's own, or hpcci's default)."""
     return render_template(template if template is not None else default_template(), directives(spec), spec)
+
+
+# -- finding a run's jobs by name (re-attach and crash cancel when the journal is gone) ---------------------------
+
+FIND_QUEUE_FORMAT = "%i|%j|%T|%Z"  # id, name, state, working directory (last: a path may hold anything)
+FIND_HISTORY_FIELDS = "JobIDRaw,JobName,State,WorkDir"
+HISTORY_WINDOW = "now-30days"  # GitHub re-runs a workflow run up to 30 days after it started
+
+
+def _names(names: Iterable[str]) -> str:
+    listed = list(names)
+    for n in listed:
+        if not n or any(c in n for c in ",|\n"):
+            raise SchedulerError(f"{n!r} cannot be looked up as a Slurm job name")
+    return ",".join(listed)
+
+
+def find_queue_argv(user: str, names: Iterable[str]) -> list[str]:
+    """The user's queued and running jobs with these names (squeue matches names exactly)."""
+    return [
+        "squeue",
+        "--noheader",
+        f"--user={user}",
+        f"--name={_names(names)}",
+        f"--format={FIND_QUEUE_FORMAT}",
+    ]
+
+
+def find_history_argv(user: str, names: Iterable[str]) -> list[str]:
+    """The user's jobs with these names from the accounting history of the last 30 days (finished ones too)."""
+    return ["sacct", "-X", "--noheader", "--parsable2", f"--user={user}", f"--name={_names(names)}",
+            f"--starttime={HISTORY_WINDOW}", f"--format={FIND_HISTORY_FIELDS}"]  # fmt: skip
+
+
+def parse_found(text: str) -> list[tuple[str, str, Status, str]]:
+    """(job id, job name, hpcci status, working directory) from find_queue_argv's or find_history_argv's output."""
+    found: list[tuple[str, str, Status, str]] = []
+    for line in text.splitlines():
+        cols = line.strip().split("|", 3)
+        if len(cols) < 3 or not cols[0].strip() or "." in cols[0]:
+            continue
+        word, _ = _state_word(cols[2])
+        found.append(
+            (cols[0].strip(), cols[1].strip(), status(word), cols[3].strip() if len(cols) > 3 else "")
+        )
+    return found
