@@ -22,7 +22,7 @@ from hpcci.process import tail
 from hpcci.stages import smoke
 from hpcci.stages.execute import Deployer, Presign, Reattached, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
-from hpcci.stages.journal import Journal
+from hpcci.stages.journal import Journal, moved
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.plan import ClusterPlan, TestJob
 from hpcci.stages.sources import ImageSource
@@ -113,10 +113,7 @@ def _needs_image(plan: ClusterPlan, platform: str, attached: Reattached) -> bool
 def _output_path(plan: ClusterPlan, job: TestJob, attached: Reattached) -> str:
     """Where the test's job writes: a re-attached job in its own run folder (an earlier attempt's)."""
     found = attached.tests.get(job.index)
-    run_dir = plan.paths.run_dir
-    if found is None or not found.workdir or not job.output_path.startswith(run_dir + "/"):
-        return job.output_path
-    return found.workdir + job.output_path[len(run_dir) :]
+    return moved(job.output_path, plan.paths.run_dir, found.workdir) if found else job.output_path
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:

@@ -34,7 +34,7 @@ from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0, path_variables
 from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime, shell_modules
-from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, journaled, reattach
+from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, journaled, moved, reattach
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
@@ -339,6 +339,10 @@ class Deployer:
             if j.index in tests:
                 f = tests[j.index]
                 self.info(f"re-attached to job {f.job_id} ({f.status}) of test {j.test.name} from {where}")
+                if not entries:  # the journal was gone: it knows the job again (a crash report must find it)
+                    out = moved(j.output_path, plan.paths.run_dir, f.workdir)
+                    entry = self._entry("test", j.test.name, f.name, j.platform, out, plan.images[j.platform])
+                    self.journal.add(replace(entry, job_id=f.job_id, submitted_at=time.time()))
         return Reattached(tests, converts, where)
 
     def submit_tests(

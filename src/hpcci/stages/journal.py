@@ -183,6 +183,13 @@ def reattach(names: Sequence[str], found: Iterable[Found]) -> dict[str, Found]:
     return {n: f for n, f in chosen.items() if f is not None}
 
 
+def moved(path: str, run_dir: str, workdir: str) -> str:
+    """``path`` under this deploy's ``run_dir`` as it is under a re-attached job's own folder (an earlier attempt's)."""
+    if not workdir or not path.startswith(run_dir + "/"):
+        return path
+    return workdir + path[len(run_dir) :]
+
+
 def journaled(entries: Iterable[Entry], states: Mapping[str, JobState]) -> list[Found]:
     """The journal's jobs with the states the scheduler gave them now."""
     out: list[Found] = []
