@@ -83,7 +83,7 @@ def start(project: Project, *args: str) -> subprocess.Popen[str]:
 
 def journal(project: Project) -> list[dict[str, Any]]:
     path = project.records / JOURNAL_FILE
-    return json.loads(path.read_text())["jobs"] if path.exists() else []  # type: ignore[no-any-return]
+    return json.loads(path.read_text())["jobs"] if path.exists() else []
 
 
 def job_state(remote: SSHRemote, job_id: str) -> str:
