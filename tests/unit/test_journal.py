@@ -109,7 +109,9 @@ def test_the_run_is_the_run_id_else_the_github_run_without_its_attempt() -> None
     env = {"GITHUB_RUN_ID": "77", "GITHUB_RUN_ATTEMPT": "3"}
     assert run_identity("mine", "x", "r", env) == RunIdentity("r", "mine", "3")
     assert run_identity(None, "x", "r", env) == RunIdentity("r", "gh-77", "3")
-    assert run_identity(None, "20260101T000000-42", "r", {}) == RunIdentity("r", "20260101T000000-42", "1")
+    assert run_identity(None, "20260101T000000-42", "r", {}) == RunIdentity(
+        "r", "20260101T000000-42", "1", fresh=True
+    )
 
 
 def test_the_job_carries_the_identity_in_quoted_directives() -> None:
@@ -251,3 +253,13 @@ def test_waiting_for_the_conversion_job_does_not_count_against_the_budget() -> N
     out = follow(script, ["1"], poll=PollConfig(initial=1, max=4), deadline=1000, info=lambda m: None,
                  clock=clock, sleep=clock.sleep, rand=lambda: 0.5, queue_budget=10)  # fmt: skip
     assert not script.cancelled and out.states["1"].status == "completed" and clock.now > 10
+
+
+def test_a_made_up_run_id_looks_for_nothing_on_the_cluster(tmp_path: Path) -> None:
+    remote = Cluster("")
+    pipe = pipeline(FIB)
+    fresh = Journal(tmp_path, RunIdentity("o/a", "20260101T000000-42", fresh=True))
+    d = Deployer(pipe, local_cluster(), remote, slurm, run_id="r1", info=lambda _m: None, journal=fresh)  # type: ignore[arg-type]
+    source = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/t.tar")
+    plan = plan_cluster(pipe, d.cluster, {"linux/amd64": source}, PATHS, "r1", slurm)
+    assert d.reattach(plan).tests == {} and remote.done == []

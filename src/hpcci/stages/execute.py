@@ -315,7 +315,7 @@ class Deployer:
 
     def reattach(self, plan: ClusterPlan) -> Reattached:
         """This run's jobs that still live (or completed), from the journal, else found on the cluster by name."""
-        if self.journal is None:
+        if self.journal is None or (self.identity.fresh and not self.journal.entries(self.cluster.name)):
             return Reattached()
         names = {self.test_job_name(j.test.name): j.index for j in plan.tests}
         entries = self.journal.entries(self.cluster.name)

@@ -42,6 +42,7 @@ class RunIdentity:
     repo: str
     run: str
     attempt: str = "1"
+    fresh: bool = False  # a run id made up for this deploy: no job of it can exist yet (nothing to look for)
 
     def label(self, cluster: str) -> str:
         """The prefix of every job name of this run on ``cluster``: unambiguous per repository, run and cluster."""
@@ -72,7 +73,7 @@ def run_identity(run_id: str | None, default_run: str, repo: str, env: Mapping[s
         return RunIdentity(repo, run_id, attempt)
     if env.get("GITHUB_RUN_ID"):
         return RunIdentity(repo, f"gh-{env['GITHUB_RUN_ID']}", attempt)
-    return RunIdentity(repo, default_run, attempt)
+    return RunIdentity(repo, default_run, attempt, fresh=True)
 
 
 # -- the journal on disk ----------------------------------------------------------------------------------------
