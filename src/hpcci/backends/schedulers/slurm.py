@@ -369,47 +369,27 @@ def render_script(spec: JobSpec, template: str | None = None) -> str:
     return render_template(template if template is not None else default_template(), directives(spec), spec)
 
 
-# -- finding a run's jobs by name (re-attach and crash cancel when the journal is gone) ---------------------------
-
-FIND_QUEUE_FORMAT = "%i|%j|%T|%Z"  # id, name, state, working directory (last: a path may hold anything)
-FIND_HISTORY_FIELDS = "JobIDRaw,JobName,State,WorkDir"
-HISTORY_WINDOW = "now-30days"  # GitHub re-runs a workflow run up to 30 days after it started
-
-
+# -- a run's jobs by name (re-attach and crash cancel without a journal); the path last: it may hold anything --
 def _names(names: Iterable[str]) -> str:
-    listed = list(names)
-    for n in listed:
-        if not n or any(c in n for c in ",|\n"):
-            raise SchedulerError(f"{n!r} cannot be looked up as a Slurm job name")
-    return ",".join(listed)
+    if any(not n or any(c in n for c in ",|\n") for n in names):
+        raise SchedulerError(
+            f"{list(names)!r}: a Slurm job name to look up must be non-empty, without , | or newline"
+        )
+    return ",".join(names)
 
 
 def find_queue_argv(user: str, names: Iterable[str]) -> list[str]:
-    """The user's queued and running jobs with these names (squeue matches names exactly)."""
-    return [
-        "squeue",
-        "--noheader",
-        f"--user={user}",
-        f"--name={_names(names)}",
-        f"--format={FIND_QUEUE_FORMAT}",
-    ]
+    return ["squeue", "--noheader", f"--user={user}", f"--name={_names(list(names))}", "--format=%i|%j|%T|%Z"]
 
 
 def find_history_argv(user: str, names: Iterable[str]) -> list[str]:
-    """The user's jobs with these names from the accounting history of the last 30 days (finished ones too)."""
-    return ["sacct", "-X", "--noheader", "--parsable2", f"--user={user}", f"--name={_names(names)}",
-            f"--starttime={HISTORY_WINDOW}", f"--format={FIND_HISTORY_FIELDS}"]  # fmt: skip
+    """Finished jobs too, from the last 30 days (GitHub re-runs a workflow run up to 30 days later)."""
+    return ["sacct", "-X", "--noheader", "--parsable2", f"--user={user}", f"--name={_names(list(names))}",
+            "--starttime=now-30days", "--format=JobIDRaw,JobName,State,WorkDir"]  # fmt: skip
 
 
 def parse_found(text: str) -> list[tuple[str, str, Status, str]]:
-    """(job id, job name, hpcci status, working directory) from find_queue_argv's or find_history_argv's output."""
-    found: list[tuple[str, str, Status, str]] = []
-    for line in text.splitlines():
-        cols = line.strip().split("|", 3)
-        if len(cols) < 3 or not cols[0].strip() or "." in cols[0]:
-            continue
-        word, _ = _state_word(cols[2])
-        found.append(
-            (cols[0].strip(), cols[1].strip(), status(word), cols[3].strip() if len(cols) > 3 else "")
-        )
-    return found
+    """(job id, name, hpcci status, working directory) per job row of either command's output."""
+    rows = [ln.strip().split("|", 3) for ln in text.splitlines()]
+    return [(c[0].strip(), c[1].strip(), status(_state_word(c[2])[0]), c[3].strip() if len(c) > 3 else "")
+            for c in rows if len(c) >= 3 and c[0].strip() and "." not in c[0]]  # fmt: skip
