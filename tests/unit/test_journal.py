@@ -263,3 +263,16 @@ def test_a_made_up_run_id_looks_for_nothing_on_the_cluster(tmp_path: Path) -> No
     source = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/t.tar")
     plan = plan_cluster(pipe, d.cluster, {"linux/amd64": source}, PATHS, "r1", slurm)
     assert d.reattach(plan).tests == {} and remote.done == []
+
+
+def test_the_deploy_action_cancels_the_run_s_jobs_after_a_failure_or_cancel_unless_told_to_leave_them() -> (
+    None
+):
+    import yaml
+
+    action = yaml.safe_load((Path(__file__).resolve().parents[2] / "actions/deploy/action.yml").read_text())
+    (step,) = [s for s in action["runs"]["steps"] if "deploy --cancel" in s.get("run", "")]
+    assert "(cancelled() || failure())" in step["if"] and "inputs.leave-jobs != 'true'" in step["if"]
+    assert action["inputs"]["leave-jobs"]["default"] == "false"
+    assert "HPCCI_SECRETS" in step["env"]  # the cluster's key reaches it like the deploy's
+    assert action["runs"]["steps"][-1] is step  # after the deploy step, whatever it did
