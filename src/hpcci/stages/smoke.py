@@ -53,9 +53,8 @@ class Followed:
     # job id -> what to fix: cancelled while PENDING on a reason that never clears (invalid account, QOS, ...)
     action_required: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # following gave up (the scheduler could not be queried)
-    queue_wait: dict[str, str] = field(
-        default_factory=dict
-    )  # job id -> pending reason: cancelled over budget
+    # job id -> its pending reason: cancelled because it waited longer than scheduler.max_queue_wait
+    queue_wait: dict[str, str] = field(default_factory=dict)
 
 
 def backoff(interval: float, poll: PollConfig, rand: Callable[[], float]) -> tuple[float, float]:
@@ -160,6 +159,7 @@ def _over_budget(
     over: list[str] = []
     for j in active:
         st = out.states[j]
+        # Slurm's Dependency (DependencyNeverSatisfied is hopeless and cancelled on its own)
         if st.status != "pending" or st.hopeless or st.reason.startswith("Dependency"):
             continue
         if budget is not None and now - since.setdefault(j, now) >= budget:
