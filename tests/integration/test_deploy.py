@@ -212,7 +212,10 @@ def test_sigterm_cancels_the_submitted_jobs(fib_tar: Path, project: Callable[...
     try:
 
         def running() -> str:
-            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{name}", "--format=%i|%T"])
+            jid = journaled_job(proj, name)
+            if not jid:
+                return ""
+            done = on_login(remote, ["squeue", "--noheader", f"--jobs={jid}", "--format=%i|%T"])
             return next((ln.split("|")[0] for ln in done.stdout.split() if ln.endswith("|RUNNING")), "")
 
         job_id = wait_for(running, timeout=300)
