@@ -193,7 +193,7 @@ def cancel_run(
         log.info(
             f"cluster {name}: cancelled {', '.join(ids)} (run {journal.identity.run}, found in {where})"
             if ids
-            else f"cluster {name}: no job of run {journal.identity.run} is queued or running ({where})"
+            else f"cluster {name}: no job of run {journal.identity.run} is queued or running (according to {where})"
         )
     return cancelled
 
