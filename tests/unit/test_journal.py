@@ -15,7 +15,7 @@ from test_deploy_steps import SHA, RecordingRemote
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm, slurm_directives
-from hpcci.backends.schedulers.jobs import Found
+from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import PollConfig, SmokeTest
 from hpcci.errors import ConfigError, SchedulerError, UsageError
@@ -175,14 +175,15 @@ def test_only_the_missing_tests_are_submitted() -> None:
 class Cluster(RecordingRemote):
     """A login node whose squeue knows some jobs (by id and by name)."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, history: str = "") -> None:
         super().__init__()
-        self.queue = queue
+        self.queue, self.history = queue, history
 
     def run(self, argv: Sequence[str], **kw: object) -> Completed:
-        if "squeue" in argv[-1] or argv[0] == "squeue":
-            self.done.append(["run", *argv])
-            return Completed(tuple(argv), 0, self.queue, "")
+        for word, answer in (("squeue", self.queue), ("sacct", self.history)):
+            if word in argv[-1] or argv[0] == word:
+                self.done.append(["run", *argv])
+                return Completed(tuple(argv), 0, answer, "")
         return super().run(argv, **kw)
 
 
@@ -276,3 +277,22 @@ def test_the_deploy_action_cancels_the_run_s_jobs_after_a_failure_or_cancel_unle
     assert action["inputs"]["leave-jobs"]["default"] == "false"
     assert "HPCCI_SECRETS" in step["env"]  # the cluster's key reaches it like the deploy's
     assert action["runs"]["steps"][-1] is step  # after the deploy step, whatever it did
+
+
+def test_a_crash_cancels_the_journaled_jobs_still_queued_or_running(tmp_path: Path) -> None:
+    j = Journal(tmp_path, RUN)
+    for job_id in ("500", "501", "502"):
+        j.add(entry(job_id))
+    queue = "500|RUNNING|None|0:05|node1\n501|PENDING|Priority|0:00|\n"
+    remote = Cluster(queue, history="502|COMPLETED|0:0|00:00:01||node1\n")  # 502 left the queue
+    jobs = RemoteJobs(remote, slurm, [])  # type: ignore[arg-type]
+    assert jn.cancel_live(jobs, j, "local", ["fib"], "ci") == (["500", "501"], "the journal")
+    assert any(c[0] == "run" and "scancel 500 501" in " ".join(c) for c in remote.done)
+
+
+def test_without_a_journal_a_crash_cancels_the_run_s_jobs_found_by_name(tmp_path: Path) -> None:
+    name = RUN.test_job_name("local", "fib")
+    remote = Cluster(f"700|{name}|RUNNING|/s/runs/gh-77\n")
+    jobs = RemoteJobs(remote, slurm, [])  # type: ignore[arg-type]
+    assert jn.cancel_live(jobs, Journal(tmp_path, RUN), "local", ["fib"], "ci") == (["700"], "the cluster")
+    assert not any("sacct" in " ".join(c) for c in remote.done)  # only the live ones matter: the queue
