@@ -195,6 +195,20 @@ def provenance(cr: ClusterResult, image: str) -> str:
     return "\n\n".join(lines)
 
 
+def release_line(cr: ClusterResult) -> str | None:
+    """'installed as module fibonacci/0.1.0 on frontera (default)', or why not; None when no release was made."""
+    r = cr.release
+    if r is None:
+        return None
+    if r.status not in ("installed", "unchanged"):
+        return f"not installed as module {r.module} on {cr.cluster}: {r.reason}"
+    if r.status == "unchanged":
+        return f"module {r.module} on {cr.cluster}{' (default)' if r.default else ''}: {r.reason}"
+    default = " (default)" if r.default else (f" (not default: {r.reason})" if r.reason else "")
+    removed = f"; removed {', '.join(r.removed)} (retention)" if r.removed else ""
+    return f"installed as module {r.module} on {cr.cluster}{default}{removed}"
+
+
 def summary(cr: ClusterResult, image: str = "", *, limit: int = MAX_OUTPUT_CHARS) -> str:
     """The check run's summary: the conclusion in words, the table, reasons for what did not pass, provenance."""
     c = conclude(cr)
@@ -210,6 +224,8 @@ def summary(cr: ClusterResult, image: str = "", *, limit: int = MAX_OUTPUT_CHARS
         tail_parts.append(
             "\n".join(notes[:50]) + (f"\n- … and {len(notes) - 50} more" if len(notes) > 50 else "")
         )
+    if line := release_line(cr):
+        tail_parts.append(f"**Release:** {line}")
     tail_parts.append(provenance(cr, image))
     tail = "\n" + "\n\n".join(tail_parts)
     tail = truncate(tail, limit // 3)  # the table gets the rest

@@ -121,6 +121,9 @@ class ClusterResult:
     error: str | None = (
         None  # the cluster failed before or around its tests (unreachable, conversion failed...)
     )
+    release: ReleaseOutcome | None = (
+        None  # a release tag: installed as a module, or why not (stages/promote.py)
+    )
 
 
 @dataclass(frozen=True)
@@ -202,3 +205,16 @@ RECORD_FILES = {
     DeployRecord: "deploy.json",
     Results: "results.json",
 }
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What became of a release on one cluster: installed as a module, already there, or why not."""
+
+    module: str  # <name>/<version>, e.g. fibonacci/0.1.0
+    status: Literal["installed", "unchanged", "not_installed", "refused", "failed"]
+    reason: str  # one sentence: what happened, or why nothing was installed
+    default: bool = False  # the module's default is this version now
+    removed: list[str] = field(default_factory=list)  # versions the retention removed
+    sif: str | None = None
+    modulefile: str | None = None

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hpcci.records import PublishRecord, Results, S3Object
     from hpcci.stages.journal import Journal, RunIdentity
     from hpcci.stages.outcomes import Outcome
+    from hpcci.stages.release import ReleaseRequest
     from hpcci.stages.sources import ImageSource
 
 
@@ -48,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cancel",
         action="store_true",
         help="only cancel this run's jobs still queued or running (from the journal, or found on the cluster)",
+    )
+    p.add_argument(
+        "--replace-release",
+        action="store_true",
+        help="a release tag: install over the same version installed from another image (also: HPCCI_REPLACE_RELEASE=1)",
     )
 
 
@@ -119,6 +125,7 @@ def deploy_cluster(
     stop: threading.Event,
     log: Log,
     journal: Journal,
+    release: ReleaseRequest | None = None,
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
     from hpcci.backends.remote import SSHRemote
@@ -135,7 +142,7 @@ def deploy_cluster(
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
             run_id=run_id, deadline=deadline,
-            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, journal=journal,
+            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, journal=journal, release=release,
         )  # fmt: skip
     finally:
         remote.close()
@@ -206,6 +213,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci.backends.schedulers.slurm import slurm_time_seconds
     from hpcci.stages import deploy as stage
     from hpcci.stages.journal import Journal
+    from hpcci.stages.release import release_request
 
     pipe = common.pipeline(args)
     clusters = common.clusters(args, pipe)
@@ -223,6 +231,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     if seconds is None:
         raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00")
     deadline = time.monotonic() + seconds
+    replace = args.replace_release or os.environ.get("HPCCI_REPLACE_RELEASE", "") in ("1", "true", "yes")
+    release = release_request(common.event(args), image, run_id, replace=replace)
     _mask_secrets(pipe, log)
     stop = threading.Event()
     outcomes: dict[str, Outcome] = {}
@@ -239,6 +249,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
                 stop=stop,
                 log=log,
                 journal=journal,
+                release=release,
             )
         except Exception as e:  # e.g. its SSH user/key secret is not set: that cluster's error, no traceback
             outcomes[name] = stage.failed_outcome(pipe, clusters[name], sources, stage.cluster_error(name, e))

@@ -25,6 +25,8 @@ from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.journal import Journal, moved
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.plan import ClusterPlan, TestJob
+from hpcci.stages.promote import promote
+from hpcci.stages.release import ReleaseRequest
 from hpcci.stages.sources import ImageSource
 
 
@@ -43,8 +45,10 @@ def deploy_cluster(
     info: Callable[[str], None],
     mask: Callable[[str], None] = lambda _secret: None,
     journal: Journal | None = None,
+    release: ReleaseRequest | None = None,
 ) -> Outcome:
-    """Stage, convert, submit, follow and judge on one cluster. Never raises: errors become its result."""
+    """Stage, convert, submit, follow and judge on one cluster, then install a release whose tests all passed
+    (stages/promote.py). Never raises: errors become its result."""
     deployer = Deployer(
         pipe, cluster, remote, scheduler, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask,
         journal=journal,
@@ -54,7 +58,7 @@ def deploy_cluster(
         _deploy(deployer, sources, done, deadline=deadline, deadline_text=deadline_text)
     except Exception as e:  # a bug or an unexpected library error must not hide the other clusters
         done.error = cluster_error(cluster.name, e)
-    return outcome(pipe, cluster, sources, done)
+    return promote(outcome(pipe, cluster, sources, done), cluster, remote, release, info)
 
 
 def _deploy(
