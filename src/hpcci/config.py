@@ -280,6 +280,10 @@ class SchedulerConfig(ConfigModel):
         default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"
     )
     poll: PollConfig = Field(default_factory=PollConfig)
+    max_queue_wait: SlurmTime | None = Field(
+        None,
+        description="A job still pending after this long is cancelled; its check is neutral with the reason",
+    )
     template: str | None = Field(
         None,
         description="An sbatch script template (path relative to this file) replacing hpcci's default; "

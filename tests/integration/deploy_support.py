@@ -118,6 +118,13 @@ def make_project(root: Path, tests: list[dict[str, Any]], *, cluster: dict[str, 
     return Project(root)
 
 
+def journaled_job(project: Project, test: str) -> str:
+    """The job id a running `hpcci deploy` journaled for ``test`` ('' until sbatch has answered)."""
+    path = project.records / "journal.json"
+    jobs = json.loads(path.read_text())["jobs"] if path.exists() else []
+    return next((str(e["job_id"]) for e in jobs if e["kind"] == "test" and e["key"] == test), "")
+
+
 def hpcci(project: Project, *args: str, timeout: float = 900) -> Completed:
     """`hpcci ARGS` run as its own process in the project folder (what CI does)."""
     return run([sys.executable, "-m", "hpcci", *args], timeout=timeout, check=False, cwd=str(project.root))

@@ -23,6 +23,7 @@ from deploy_support import (
     build_fib_tar,
     cluster_config,
     hpcci,
+    journaled_job,
     login,
     make_project,
     on_login,
@@ -69,8 +70,11 @@ def big_run(fib_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     def cancel_it_from_outside() -> None:
         def job_id() -> str:
-            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{cancel_name}", "--format=%i|%T"])
-            lines = [ln for ln in done.stdout.split() if ln.endswith("|RUNNING")]
+            jid = journaled_job(proj, cancel_name)
+            done = (
+                on_login(remote, ["squeue", "--noheader", f"--jobs={jid}", "--format=%i|%T"]) if jid else None
+            )
+            lines = [ln for ln in done.stdout.split() if ln.endswith("|RUNNING")] if done else []
             return lines[0].split("|")[0] if lines else ""
 
         jid = wait_for(lambda: stop.is_set() or job_id(), timeout=300)
@@ -208,7 +212,10 @@ def test_sigterm_cancels_the_submitted_jobs(fib_tar: Path, project: Callable[...
     try:
 
         def running() -> str:
-            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{name}", "--format=%i|%T"])
+            jid = journaled_job(proj, name)
+            if not jid:
+                return ""
+            done = on_login(remote, ["squeue", "--noheader", f"--jobs={jid}", "--format=%i|%T"])
             return next((ln.split("|")[0] for ln in done.stdout.split() if ln.endswith("|RUNNING")), "")
 
         job_id = wait_for(running, timeout=300)

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from deploy_support import Project, hpcci, login, on_login, unique, wait_for
+from deploy_support import Project, hpcci, journaled_job, login, on_login, unique, wait_for
 
 from hpcci import records as rec
 from hpcci.conclusions import conclude
@@ -46,7 +46,12 @@ def test_a_job_lost_to_a_node_failure_is_infra_and_a_neutral_check_run(
 
     def stop_its_node() -> None:
         def running_on() -> str:
-            out = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{name}", "--format=%T|%N"]).stdout
+            jid = journaled_job(proj, name)
+            out = (
+                on_login(remote, ["squeue", "--noheader", f"--jobs={jid}", "--format=%T|%N"]).stdout
+                if jid
+                else ""
+            )
             state, _, node = out.strip().partition("|")
             return node if state == "RUNNING" and node else ""
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import FIB_TAG, login, make_project, on_login, unique, wait_for
+from deploy_support import FIB_TAG, journaled_job, login, make_project, on_login, unique, wait_for
 
 from hpcci.errors import TransferError
 from hpcci.process import run
@@ -164,7 +164,10 @@ def test_slurmctld_restarted_while_a_job_runs_is_tolerated_and_the_job_completes
     try:
 
         def running() -> str:
-            done = on_login(remote, ["squeue", "--noheader", f"--name=hpcci-{name}", "--format=%i|%T"])
+            jid = journaled_job(proj, name)
+            if not jid:
+                return ""
+            done = on_login(remote, ["squeue", "--noheader", f"--jobs={jid}", "--format=%i|%T"])
             return next((ln.split("|")[0] for ln in done.stdout.split() if ln.endswith("|RUNNING")), "")
 
         job_id = wait_for(lambda: deploy.proc.poll() is not None or running(), timeout=240)

@@ -73,6 +73,7 @@ def test_fibonacci_script_matches_the_seeds_by_hand_script() -> None:
         '#SBATCH --time="00:05:00"',
         '#SBATCH --mem="512M"',
         '#SBATCH --chdir="/scratch/u/hpcci/runs/r1"',
+        "#SBATCH --comment=\"hpcci smoke test 'fib' on cluster local\"",
         "#SBATCH --no-requeue",
     ]
     assert body_lines(text) == [

@@ -1,8 +1,10 @@
 """`hpcci deploy`: stage, convert and smoke-test the image on every named cluster, concurrently.
 
 Each cluster runs in its own thread with its own SSH connection and gets its own result: one failing cluster
-never hides the others'. Writes .hpcci/deploy.json (DeployRecord) and .hpcci/results.json (Results).
-SIGTERM/SIGINT (a cancelled CI run) and the deploy deadline cancel the jobs already submitted.
+never hides the others'. Writes .hpcci/deploy.json (DeployRecord) and .hpcci/results.json (Results), and every
+job id the moment it is submitted to .hpcci/journal.json (stages/journal.py): the same run deployed again
+re-attaches to its jobs instead of submitting them twice. SIGTERM/SIGINT (a cancelled CI run) and the deploy
+deadline cancel the jobs already submitted; `--cancel` cancels a crashed run's jobs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hpcci.log import Log
 if TYPE_CHECKING:
     from hpcci.config import Cluster, Pipeline
     from hpcci.records import PublishRecord, Results, S3Object
+    from hpcci.stages.journal import Journal, RunIdentity
     from hpcci.stages.outcomes import Outcome
     from hpcci.stages.release import ReleaseRequest
     from hpcci.stages.sources import ImageSource
@@ -42,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--run-id", metavar="ID", help="names this deploy's folder on the cluster (default: CI run id)"
     )
     p.add_argument("--deadline", metavar="TIME", help="Slurm time (e.g. 00:20:00) overriding deploy.deadline")
+    p.add_argument(
+        "--cancel",
+        action="store_true",
+        help="only cancel this run's jobs still queued or running (from the journal, or found on the cluster)",
+    )
     p.add_argument(
         "--replace-release",
         action="store_true",
@@ -88,6 +96,14 @@ def image_sources(
     return image, sources
 
 
+def identity(pipe: Pipeline, run_id: str | None, default_run: str = "") -> RunIdentity:
+    """The workflow run the jobs carry: --run-id, else the GitHub run; the repository, else the image's name."""
+    from hpcci.stages.journal import run_identity
+
+    repo = os.environ.get("GITHUB_REPOSITORY") or pipe.image.name
+    return run_identity(run_id, default_run, repo, os.environ)
+
+
 def run_id_default() -> str:
     run = os.environ.get("GITHUB_RUN_ID")
     if run:
@@ -108,6 +124,7 @@ def deploy_cluster(
     deadline_text: str,
     stop: threading.Event,
     log: Log,
+    journal: Journal,
     release: ReleaseRequest | None = None,
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
@@ -125,7 +142,7 @@ def deploy_cluster(
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
             run_id=run_id, deadline=deadline,
-            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, release=release,
+            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, journal=journal, release=release,
         )  # fmt: skip
     finally:
         remote.close()
@@ -149,6 +166,45 @@ def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]
     return presign
 
 
+def cancel_run(
+    pipe: Pipeline, clusters: dict[str, Cluster], journal: Journal, log: Log
+) -> dict[str, list[str]]:
+    """Cancel the run's jobs still queued or running on each cluster; a cluster that cannot be reached is said."""
+    from hpcci.backends.remote import SSHRemote
+    from hpcci.backends.schedulers import SCHEDULERS
+    from hpcci.backends.schedulers.jobs import RemoteJobs
+    from hpcci.config import resolve_value
+    from hpcci.stages.image_plan import shell_modules
+    from hpcci.stages.journal import cancel_live
+    from hpcci.stages.plan import tests_for
+
+    cancelled: dict[str, list[str]] = {}
+    for name, cluster in clusters.items():
+        tests = [t.name for _, t in tests_for(pipe, name)]
+        try:
+            remote = SSHRemote(
+                name, cluster.login, echo=log.info, mask=log.mask, config_file=cluster.source.file
+            )
+            try:
+                jobs = RemoteJobs(
+                    remote, SCHEDULERS[cluster.scheduler.type], shell_modules(cluster), log.info
+                )
+                user = resolve_value(cluster.login.user, f"cluster {name}: login.user")
+                ids, where = cancel_live(jobs, journal, name, tests, user)
+            finally:
+                remote.close()
+        except HpcciError as e:
+            log.warning(f"cluster {name}: the run's jobs could not be cancelled: {e}")
+            continue
+        cancelled[name] = ids
+        log.info(
+            f"cluster {name}: cancelled {', '.join(ids)} (run {journal.identity.run}, found in {where})"
+            if ids
+            else f"cluster {name}: no job of run {journal.identity.run} is queued or running (according to {where})"
+        )
+    return cancelled
+
+
 # -- the command ----------------------------------------------------------------------------------------------------
 
 
@@ -156,6 +212,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.backends.schedulers.slurm import slurm_time_seconds
     from hpcci.stages import deploy as stage
+    from hpcci.stages.journal import Journal
     from hpcci.stages.release import release_request
 
     pipe = common.pipeline(args)
@@ -163,8 +220,12 @@ def main(args: argparse.Namespace, log: Log) -> int:
     if not clusters:
         raise UsageError("no cluster to deploy to: pass --cluster NAME or list deploy.clusters in hpcci.yaml")
     records = common.records_dir(args)
-    image, sources = image_sources(args, records, log, pipe.image.name)
     run_id = args.run_id or run_id_default()
+    journal = Journal(records, identity(pipe, args.run_id, run_id))
+    if args.cancel:
+        cancel_run(pipe, clusters, journal, log)
+        return 0
+    image, sources = image_sources(args, records, log, pipe.image.name)
     deadline_text = args.deadline or pipe.deploy.deadline
     seconds = slurm_time_seconds(deadline_text)
     if seconds is None:
@@ -187,12 +248,16 @@ def main(args: argparse.Namespace, log: Log) -> int:
                 deadline_text=deadline_text,
                 stop=stop,
                 log=log,
+                journal=journal,
                 release=release,
             )
         except Exception as e:  # e.g. its SSH user/key secret is not set: that cluster's error, no traceback
             outcomes[name] = stage.failed_outcome(pipe, clusters[name], sources, stage.cluster_error(name, e))
 
-    log.info(f"deploying {image} to {', '.join(clusters)} (run {run_id}, deadline {deadline_text})")
+    log.info(
+        f"deploying {image} to {', '.join(clusters)} (run {run_id}, deadline {deadline_text}); "
+        f"job ids are journaled in {journal.path}"
+    )
     with _stop_on_signals(stop, log):
         threads = [
             threading.Thread(target=work, args=(n,), name=f"deploy-{n}", daemon=True) for n in clusters
@@ -293,6 +358,7 @@ def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
     from hpcci.backends.schedulers import SCHEDULERS
+    from hpcci.stages.journal import Labelled
     from hpcci.stages.paths import unresolved_paths
     from hpcci.stages.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
@@ -311,7 +377,8 @@ def plan_section(ctx: common.PlanContext) -> str:
         sources = dict(published)
         for platform in platforms_needed(pipe, cluster):
             sources.setdefault(platform, ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar"))
-        scheduler = SCHEDULERS[cluster.scheduler.type]
+        # the job names and comments a deploy gives the jobs: the run's label (RUN_ID outside a workflow run)
+        scheduler = Labelled(SCHEDULERS[cluster.scheduler.type], identity(pipe, None, "RUN_ID"), name)
         try:
             plan = plan_cluster(
                 pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler

@@ -2,7 +2,8 @@
 
 hpcci report --phase start     in_progress check runs for the clusters about to be deployed
 hpcci report                   complete them from .hpcci/results.json (--phase finish)
-hpcci report --phase crash     complete whatever is still open (an `if: always()` step; --job-status)
+hpcci report --phase crash     complete whatever is still open (an `if: always()` step; --job-status), and
+                               first cancel the run's jobs still queued or running (unless --leave-jobs)
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["success", "failure", "cancelled"],
         default="failure",
         help="with --phase crash: the job's status (${{ job.status }}); cancelled gives cancelled check runs",
+    )
+    p.add_argument(
+        "--leave-jobs",
+        action="store_true",
+        help="with --phase crash: leave the run's queued and running jobs alone (default: cancel them)",
+    )
+    p.add_argument(
+        "--run-id", metavar="ID", help="with --phase crash: the deploy's --run-id (default: the GitHub run)"
     )
     p.add_argument("--api-url", help=f"GitHub API (default: $GITHUB_API_URL or {DEFAULT_API_URL})")
     g = p.add_argument_group("auth (default: $GITHUB_TOKEN)")
@@ -152,6 +161,26 @@ def client(args: argparse.Namespace, log: Log, repository: str) -> RestGitHub | 
     return RestGitHub(api_url=api_url, repository=repository, auth=auth, log=log.info, on_secret=log.mask)
 
 
+def cancel_jobs(args: argparse.Namespace, pipe: Pipeline, log: Log) -> None:
+    """The crash phase's first duty: no job of a crashed run keeps running (or waits to run) unseen."""
+    from hpcci.commands.deploy import cancel_run, identity
+    from hpcci.errors import ConfigError
+    from hpcci.stages.journal import Journal
+
+    if args.leave_jobs:
+        log.info("report: --leave-jobs: the run's queued and running jobs are left alone")
+        return
+    if not (args.run_id or os.environ.get("GITHUB_RUN_ID")):
+        log.info("report: no run to cancel jobs of (pass the deploy's --run-id)")
+        return
+    try:
+        clusters = common.clusters(args, pipe)
+    except ConfigError as e:
+        log.warning(f"report: the run's jobs could not be cancelled: {e}")
+        return
+    cancel_run(pipe, clusters, Journal(common.records_dir(args), identity(pipe, args.run_id)), log)
+
+
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records
     from hpcci.stages.report import Reporter
@@ -163,6 +192,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     results = records.read(records.Results, results_path) if results_path.exists() else None
     planned = planned_clusters(args, pipe)
     no_deploy = event.trigger not in pipe.deploy.triggers
+    if args.phase == "crash" and not no_deploy:
+        cancel_jobs(args, pipe, log)
     if no_deploy and (args.phase == "start" or (args.phase == "finish" and results is None)):
         log.info(
             f"report: the deploy does not run on {event.trigger} events (deploy.triggers); no check runs"

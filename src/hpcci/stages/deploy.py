@@ -15,13 +15,16 @@ from collections.abc import Callable
 from hpcci.backends.remote import Remote
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.jobs import RemoteJobs
+from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.config import Cluster, Pipeline
 from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, SchedulerError
 from hpcci.process import tail
 from hpcci.stages import smoke
-from hpcci.stages.execute import Deployer, Presign, Staged
+from hpcci.stages.execute import Deployer, Presign, Reattached, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
+from hpcci.stages.journal import Journal, moved
 from hpcci.stages.outcomes import Outcome, Progress, outcome
+from hpcci.stages.plan import ClusterPlan, TestJob
 from hpcci.stages.promote import promote
 from hpcci.stages.provenance import read_sif_checksums
 from hpcci.stages.release import ReleaseRequest
@@ -42,13 +45,15 @@ def deploy_cluster(
     stop: threading.Event,
     info: Callable[[str], None],
     mask: Callable[[str], None] = lambda _secret: None,
+    journal: Journal | None = None,
     release: ReleaseRequest | None = None,
 ) -> Outcome:
     """Stage, convert, submit, follow and judge on one cluster, then install a release whose tests all passed
     (stages/promote.py). Never raises: errors become its result."""
     deployer = Deployer(
-        pipe, cluster, remote, scheduler, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask
-    )
+        pipe, cluster, remote, scheduler, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask,
+        journal=journal,
+    )  # fmt: skip
     done = Progress()
     try:
         _deploy(deployer, sources, done, deadline=deadline, deadline_text=deadline_text)
@@ -68,15 +73,22 @@ def _deploy(
     cluster, remote, info = deployer.cluster, deployer.remote, deployer.info
     plan = done.plan = deployer.plan(sources)
     deployer.setup(plan)
+    attached = deployer.reattach(plan)
     for platform, image in plan.images.items():
+        convert = attached.converts.get(platform)
+        if convert is not None or not _needs_image(plan, platform, attached):
+            # its conversion still runs, or every test of it was re-attached: staging again would duplicate it
+            done.staged[platform] = Staged(image, convert_job=convert.job_id if convert else None)
+            continue
         done.staged[platform] = deployer.stage_image(image)
     if time.monotonic() > deadline:
         raise DeadlineExceeded(
             f"cluster {cluster.name}: the deploy deadline ({deadline_text}) passed while staging the image; "
             "no job was submitted - raise deploy.deadline or stage faster (staging.method: s3)"
         )
-    done.jobs, done.refused = deployer.submit_tests(plan, done.staged)
+    done.jobs, done.refused = deployer.submit_tests(plan, done.staged, attached)
     convert_jobs = [s.convert_job for s in done.staged.values() if s.convert_job]
+    budget = cluster.scheduler.max_queue_wait
     followed = done.followed = smoke.follow(
         RemoteJobs(remote, deployer.scheduler, shell_modules(cluster), info),
         [*convert_jobs, *done.jobs.values()],
@@ -85,16 +97,29 @@ def _deploy(
         stop=deployer.stop,
         info=info,
         deadline_text=deadline_text,
+        queue_budget=slurm_time_seconds(budget) if budget else None,
+        queue_budget_text=budget or "",
     )
     for s in done.staged.values():
         if s.convert_job:
             done.error = done.error or _convert_job_error(cluster, s, followed, remote, info)
     for job in plan.tests:
         if job.index in done.jobs:
-            done.outputs[job.index] = _tail(remote, job.output_path, info)
+            done.outputs[job.index] = _tail(remote, _output_path(plan, job, attached), info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
     done.sif_sha256 = read_sif_checksums(remote, plan, [p for p, s in done.staged.items() if not s.cache_hit])
+
+
+def _needs_image(plan: ClusterPlan, platform: str, attached: Reattached) -> bool:
+    """Whether a test to be submitted runs on ``platform`` (a re-attached one already has its image)."""
+    return any(j.platform == platform and j.index not in attached.tests for j in plan.tests)
+
+
+def _output_path(plan: ClusterPlan, job: TestJob, attached: Reattached) -> str:
+    """Where the test's job writes: a re-attached job in its own run folder (an earlier attempt's)."""
+    found = attached.tests.get(job.index)
+    return moved(job.output_path, plan.paths.run_dir, found.workdir) if found else job.output_path
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:

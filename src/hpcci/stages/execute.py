@@ -12,11 +12,13 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from hpcci.backends.remote import Remote
 from hpcci.backends.schedulers import Scheduler
+from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.config import Cluster, Pipeline, resolve_value
 from hpcci.digests import file_sha256, parse_sha256sum
 from hpcci.errors import (
@@ -31,7 +33,8 @@ from hpcci.errors import (
 from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0, path_variables
-from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime
+from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime, shell_modules
+from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, journaled, moved, reattach
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
@@ -67,6 +70,15 @@ class Staged:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Reattached:
+    """Jobs of this run found still alive (or completed): followed instead of submitted again."""
+
+    tests: dict[int, Found] = field(default_factory=dict)  # test index -> job
+    converts: dict[str, Found] = field(default_factory=dict)  # platform -> live conversion job
+    where: str = ""  # "the journal" or "the cluster"
+
+
 class Deployer:
     """Runs a ClusterPlan on a login node: stage, verify, convert, submit. One instance per cluster."""
 
@@ -82,8 +94,12 @@ class Deployer:
         stop: threading.Event | None = None,
         run_id: str,
         mask: Callable[[str], None] = lambda _secret: None,
+        journal: Journal | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # None: nothing is journaled and nothing re-attached (the step tests); `hpcci deploy` always passes one.
+        self.journal = journal
+        self.identity = journal.identity if journal else RunIdentity("", run_id)
         self.mask = mask  # every secret this deployer handles goes here before anything could print it
         self.cluster = cluster
         self.remote = remote
@@ -118,7 +134,8 @@ class Deployer:
             _require_absolute_paths(self.cluster)
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
-        return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler)
+        labelled = Labelled(self.scheduler, self.identity, self.cluster.name)
+        return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, labelled)
 
     # -- image --------------------------------------------------------------------------------------------------
     def setup(self, plan: ClusterPlan) -> None:
@@ -146,7 +163,11 @@ class Deployer:
             self._write_registry_creds(image.registry_creds_file)
         try:
             if image.convert_job is not None:
-                staged.convert_job = self.submit(image.convert_job, [], what="the conversion job")
+                out = image.convert_job.script.path.rsplit(".", 1)[0] + ".out"
+                entry = self._entry("convert", image.source.platform, "", image.source.platform, out, image)
+                staged.convert_job = self.submit(
+                    image.convert_job, [], what="the conversion job", entry=entry
+                )
             else:
                 self._convert(image)
         finally:
@@ -266,27 +287,82 @@ class Deployer:
             )
 
     # -- jobs -----------------------------------------------------------------------------------------------------
-    def submit(self, step: Submit, dependency: Sequence[str], *, what: str) -> str:
-        """Write the script and submit it; a refusal raises SchedulerError with the scheduler's reason and what to do."""
+    def submit(
+        self, step: Submit, dependency: Sequence[str], *, what: str, entry: Entry | None = None
+    ) -> str:
+        """Write the script and submit it; a refusal raises SchedulerError with the scheduler's reason and what to do.
+
+        The job id goes to the journal (``entry`` with it) before anything else happens.
+        """
         self.remote.write_text(step.script.path, step.script.text)
         done = self.remote.run(step.argv(dependency), timeout=step.timeout)
         if not done.ok:
             why = self.scheduler.submit_refusal(done.stderr or done.stdout)
             raise SchedulerError(f"cluster {self.cluster.name}: {self.scheduler.NAME} refused {what}: {why}")
-        return self.scheduler.parse_submit(done.stdout)
+        job_id = self.scheduler.parse_submit(done.stdout)
+        if self.journal is not None and entry is not None:
+            self.journal.add(replace(entry, job_id=job_id, submitted_at=time.time()))
+        return job_id
+
+    def _entry(self, kind: Literal["test", "convert"], key: str, name: str, platform: str, output: str,
+               image: ImagePlan) -> Entry:  # fmt: skip
+        i = self.identity
+        return Entry(self.cluster.name, kind, key, "", name, platform, image.source.digest, output,
+                     i.repo, i.run, i.attempt, 0.0)  # fmt: skip
+
+    def test_job_name(self, test: str) -> str:
+        return self.identity.test_job_name(self.cluster.name, test)
+
+    def reattach(self, plan: ClusterPlan) -> Reattached:
+        """This run's jobs that still live (or completed), from the journal, else found on the cluster by name."""
+        if self.journal is None or (self.identity.fresh and not self.journal.entries(self.cluster.name)):
+            return Reattached()
+        names = {self.test_job_name(j.test.name): j.index for j in plan.tests}
+        entries = self.journal.entries(self.cluster.name)
+        jobs = RemoteJobs(self.remote, self.scheduler, shell_modules(self.cluster), self.info)
+        converts: dict[str, Found] = {}
+        if entries:
+            found = journaled(entries, jobs.query([e.job_id for e in entries]))
+            where = "the journal"
+            for e in entries:
+                live = [f for f in found if f.job_id == e.job_id and f.live]
+                if e.kind == "convert" and live:
+                    converts[e.key] = live[0]
+        else:
+            user = resolve_value(self.cluster.login.user, f"cluster {self.cluster.name}: login.user")
+            found = jobs.find(user, list(names))
+            where = "the cluster"
+        tests = {names[n]: f for n, f in reattach(list(names), found).items()}
+        for platform, f in converts.items():
+            self.info(f"re-attached to the conversion job {f.job_id} ({platform}, {f.status}) from {where}")
+        for j in plan.tests:
+            if j.index in tests:
+                f = tests[j.index]
+                self.info(f"re-attached to job {f.job_id} ({f.status}) of test {j.test.name} from {where}")
+                if not entries:  # the journal was gone: it knows the job again (a crash report must find it)
+                    out = moved(j.output_path, plan.paths.run_dir, f.workdir)
+                    entry = self._entry("test", j.test.name, f.name, j.platform, out, plan.images[j.platform])
+                    self.journal.add(replace(entry, job_id=f.job_id, submitted_at=time.time()))
+        return Reattached(tests, converts, where)
 
     def submit_tests(
-        self, plan: ClusterPlan, staged: dict[str, Staged]
+        self, plan: ClusterPlan, staged: dict[str, Staged], attached: Reattached | None = None
     ) -> tuple[dict[int, str], dict[int, str]]:
-        """Submit every test job. Returns (test index -> job id, test index -> refusal reason)."""
-        jobs: dict[int, str] = {}
+        """Submit every test job not re-attached. Returns (test index -> job id, test index -> refusal reason)."""
+        jobs: dict[int, str] = {i: f.job_id for i, f in (attached or Reattached()).tests.items()}
         refused: dict[int, str] = {}
         for job in plan.tests:
+            if job.index in jobs:
+                continue
             self._check_stop()
             after = staged.get(job.submit.after or "")
             dependency = [after.convert_job] if after is not None and after.convert_job else []
             try:
-                jobs[job.index] = self.submit(job.submit, dependency, what=f"test {job.test.name}")
+                entry = self._entry("test", job.test.name, self.test_job_name(job.test.name), job.platform,
+                                    job.output_path, plan.images[job.platform])  # fmt: skip
+                jobs[job.index] = self.submit(
+                    job.submit, dependency, what=f"test {job.test.name}", entry=entry
+                )
                 self.info(f"test {job.test.name} submitted as job {jobs[job.index]}")
             except SchedulerError as e:
                 refused[job.index] = str(e)

@@ -5,7 +5,8 @@ the queue, for their exit codes: squeue then sacct on Slurm), at an interval tha
 jitter, tolerating a few failed calls (sacct is briefly unavailable after a slurmctld restart); the interval starts
 over whenever a job changes state (a job that just started may end soon). A deadline or a stop request
 (SIGTERM/SIGINT) cancels what is still queued or running, and the result says so. A job stuck pending for a
-reason that never clears (an invalid account) is cancelled at once.
+reason that never clears (an invalid account) is cancelled at once, and one still pending after the cluster's queue
+budget (scheduler.max_queue_wait) is cancelled then: the cluster could not run it, an infra verdict (neutral).
 
 Judging (``judge``, the one place a verdict is decided) keeps the scheduler's meaning: exit code and expected output
 for finished jobs; timeout, cancelled, out of memory, node failure, ... each with its own verdict and a sentence a
@@ -19,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from hpcci.backends.schedulers.model import JobState, cancelled_by_hpcci, pending
@@ -52,6 +53,8 @@ class Followed:
     # job id -> what to fix: cancelled while PENDING on a reason that never clears (invalid account, QOS, ...)
     action_required: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # following gave up (the scheduler could not be queried)
+    # job id -> its pending reason: cancelled because it waited longer than scheduler.max_queue_wait
+    queue_wait: dict[str, str] = field(default_factory=dict)
 
 
 def backoff(interval: float, poll: PollConfig, rand: Callable[[], float]) -> tuple[float, float]:
@@ -73,6 +76,8 @@ def follow(
     rand: Callable[[], float] = random.random,
     deadline_text: str = "",
     unknown_rounds: int = 5,
+    queue_budget: float | None = None,
+    queue_budget_text: str = "",
 ) -> Followed:
     """Poll until every job ended, the deadline passed, or ``stop`` is set (then cancel what is left)."""
     stop = stop or threading.Event()
@@ -82,6 +87,7 @@ def follow(
     interval = poll.initial
     failures = 0
     unknown: dict[str, int] = {}
+    pending_since: dict[str, float] = {}
     while active:
         if stop.is_set():
             out.interrupted = True
@@ -126,6 +132,9 @@ def follow(
                 out.ended_at[j] = clock()
             elif st.status == "pending" and st.hopeless:
                 hopeless.append(j)
+        for j in _over_budget(active, out, pending_since, clock(), queue_budget):
+            _cancel_queued(jobs, j, out, queue_budget_text, info)
+            active.remove(j)
         if hopeless:
             for j in hopeless:
                 sentence = out.states[j].sentence()
@@ -140,6 +149,33 @@ def follow(
         pause, interval = backoff(interval, poll, rand)
         wait(max(0.0, min(pause, deadline - clock())))
     return out
+
+
+def _over_budget(
+    active: list[str], out: Followed, since: dict[str, float], now: float, budget: float | None
+) -> list[str]:
+    """The jobs pending longer than ``budget``, counted from when each was first seen waiting for itself (not
+    for the job it depends on, e.g. the image's conversion)."""
+    over: list[str] = []
+    for j in active:
+        st = out.states[j]
+        # Slurm's Dependency (DependencyNeverSatisfied is hopeless and cancelled on its own)
+        if st.status != "pending" or st.hopeless or st.reason.startswith("Dependency"):
+            continue
+        if budget is not None and now - since.setdefault(j, now) >= budget:
+            over.append(j)
+    return over
+
+
+def _cancel_queued(jobs: JobQuery, j: str, out: Followed, budget: str, info: Callable[[str], None]) -> None:
+    """Cancel a job over the queue budget: the cluster could not run it in time, so its state is infra."""
+    reason = out.states[j].reason or "unknown"
+    ok = jobs.cancel([j])
+    why = f"queue wait exceeded, jobs pending: {reason}"
+    info(f"cancel {j}: {why} (scheduler.max_queue_wait {budget})" + ("" if ok else " (the cancel failed)"))
+    what = f"was cancelled by hpcci after waiting longer than scheduler.max_queue_wait ({budget}): {why}"
+    out.states[j] = replace(cancelled_by_hpcci(out.states[j]), status="infra", what=what)
+    out.queue_wait[j] = reason
 
 
 def _cancel(jobs: JobQuery, ids: list[str], out: Followed, why: str, info: Callable[[str], None]) -> None:

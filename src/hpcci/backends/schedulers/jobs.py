@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from hpcci.backends.schedulers import Scheduler
-from hpcci.backends.schedulers.model import JobState, unknown
+from hpcci.backends.schedulers.model import JobState, Status, unknown
 from hpcci.errors import HpcciError, SchedulerError
 from hpcci.shell import login_command
 
 if TYPE_CHECKING:
     from hpcci.backends.remote import Remote
+
+
+@dataclass(frozen=True)
+class Found:
+    """A job found by its name on the cluster (re-attach, crash cancel)."""
+
+    job_id: str
+    name: str
+    status: Status
+    workdir: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("pending", "running")
 
 
 class RemoteJobs:
@@ -62,6 +76,25 @@ class RemoteJobs:
                 else:
                     states[j] = h or unknown(j)
         return states
+
+    def find(self, user: str, names: Sequence[str], *, history: bool = True) -> list[Found]:
+        """``user``'s jobs named ``names``: queued and running ones, and (``history``) those that ended since."""
+        if not names:
+            return []
+        sched = self.scheduler
+        rows = sched.parse_found(self._run(sched.find_queue_argv(user, names), queue=False))
+        if history:
+            rows += sched.parse_found(self._run(sched.find_history_argv(user, names), queue=False))
+        found: dict[str, Found] = {}
+        for (
+            job_id,
+            name,
+            status,
+            workdir,
+        ) in rows:  # the queue's row first: it is the newer word on a live job
+            if name in names:
+                found.setdefault(job_id, Found(job_id, name, status, workdir))
+        return list(found.values())
 
     def cancel(self, job_ids: Sequence[str]) -> bool:
         if not job_ids:

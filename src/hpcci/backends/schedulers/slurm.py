@@ -382,3 +382,29 @@ def default_template() -> str:
 def render_script(spec: JobSpec, template: str | None = None) -> str:
     """The sbatch script for ``spec`` from a template (the cluster's own, or hpcci's default)."""
     return render_template(template if template is not None else default_template(), directives(spec), spec)
+
+
+# -- a run's jobs by name (re-attach and crash cancel without a journal); the path last: it may hold anything --
+def _names(names: Iterable[str]) -> str:
+    if any(not n or any(c in n for c in ",|\n") for n in names):
+        raise SchedulerError(
+            f"{list(names)!r}: a Slurm job name to look up must be non-empty, without , | or newline"
+        )
+    return ",".join(names)
+
+
+def find_queue_argv(user: str, names: Iterable[str]) -> list[str]:
+    return ["squeue", "--noheader", f"--user={user}", f"--name={_names(list(names))}", "--format=%i|%j|%T|%Z"]
+
+
+def find_history_argv(user: str, names: Iterable[str]) -> list[str]:
+    """Finished jobs too, from the last 30 days (GitHub re-runs a workflow run up to 30 days later)."""
+    return ["sacct", "-X", "--noheader", "--parsable2", f"--user={user}", f"--name={_names(list(names))}",
+            "--starttime=now-30days", "--format=JobIDRaw,JobName,State,WorkDir"]  # fmt: skip
+
+
+def parse_found(text: str) -> list[tuple[str, str, Status, str]]:
+    """(job id, name, hpcci status, working directory) per job row of either command's output."""
+    rows = [ln.strip().split("|", 3) for ln in text.splitlines()]
+    return [(c[0].strip(), c[1].strip(), status(_state_word(c[2])[0]), c[3].strip() if len(c) > 3 else "")
+            for c in rows if len(c) >= 3 and c[0].strip() and "." not in c[0]]  # fmt: skip

@@ -58,6 +58,7 @@ def directives(spec: JobSpec) -> list[str]:
         ("mem-per-cpu" if spec.memory_per_cpu else "mem", spec.memory),
         ("gres", spec.gres),
         ("chdir", spec.chdir),
+        ("comment", spec.comment),  # the run's identity: found by name/comment when the journal is gone
     ]
     opts = [option(name, value) for name, value in named if value]
     # A smoke test lost to a node failure must surface as NODE_FAIL (an infra verdict), not be silently run again
