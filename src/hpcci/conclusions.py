@@ -32,7 +32,7 @@ VERDICT_CONCLUSION: dict[Verdict, str] = {
     "error": "failure",
     "timed_out": "timed_out",
     "cancelled": "cancelled",
-    "infra": "neutral",  # node failure, preemption: the cluster failed, not the code
+    "infra": "neutral",  # node failure, preemption, queue budget: the cluster, not the code
     "action_required": "action_required",  # stuck pending on an invalid account, partition or QOS
     "skipped": "skipped",
 }
@@ -94,7 +94,7 @@ def conclude(cr: ClusterResult) -> Conclusion:
         "cancelled": f"{n} smoke {tests} were cancelled: {names}"
         if n > 1
         else f"smoke test {names} was cancelled",
-        "neutral": f"the cluster failed, not the code ({n} {tests}: {names}); re-run",
+        "neutral": f"the cluster did not run {names} to the end, not the code; re-run",
         "skipped": f"all smoke tests were skipped on {cr.cluster}",
         "success": f"all {n} smoke tests passed" if n > 1 else "the smoke test passed",
     }
@@ -243,11 +243,8 @@ def provenance(cr: ClusterResult) -> str:
 
 def release_line(cr: ClusterResult) -> str | None:
     """'installed as module fibonacci/0.1.0 on frontera (default)', or why not; None when no release was made."""
-    r = cr.release
-    if r is None:
-        return None
-    if r.status not in ("installed", "unchanged"):
-        return f"not installed as module {r.module} on {cr.cluster}: {r.reason}"
+    if (r := cr.release) is None or r.status not in ("installed", "unchanged"):
+        return f"not installed as module {r.module} on {cr.cluster}: {r.reason}" if r else None
     if r.status == "unchanged":
         return f"module {r.module} on {cr.cluster}{' (default)' if r.default else ''}: {r.reason}"
     default = " (default)" if r.default else (f" (not default: {r.reason})" if r.reason else "")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.backends.schedulers import slurm
+from hpcci.backends.schedulers import slurm, slurm_reasons
 from hpcci.backends.schedulers.model import JobState
 from hpcci.errors import SchedulerError
 
@@ -83,10 +83,10 @@ def test_every_state_reads_as_a_sentence(state: JobState, words: str) -> None:
 
 
 def test_reasons_that_never_clear_are_hopeless() -> None:
-    assert slurm.is_hopeless("InvalidAccount")
-    assert slurm.is_hopeless("DependencyNeverSatisfied")
-    assert not slurm.is_hopeless("Resources")
-    assert not slurm.is_hopeless("ReqNodeNotAvail, UnavailableNodes:vm")
+    assert slurm_reasons.is_hopeless("InvalidAccount")
+    assert slurm_reasons.is_hopeless("DependencyNeverSatisfied")
+    assert not slurm_reasons.is_hopeless("Resources")
+    assert not slurm_reasons.is_hopeless("ReqNodeNotAvail, UnavailableNodes:vm")
 
 
 def test_sbatch_parsable_output_gives_the_job_id() -> None:
