@@ -32,9 +32,11 @@ from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0, path_variables
 from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime
+from hpcci.stages.layers import index_archive
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
+from hpcci.stages.stage_layers import LayerResult, LayerStager, fetch_index
 from hpcci.stages.steps import Command, Submit, Upload
 
 
@@ -65,6 +67,7 @@ class Staged:
     transferred: bool = False
     convert_job: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    layers: LayerResult | None = None  # staging.layers: which blobs were reused, fetched, evicted
 
 
 class Deployer:
@@ -137,6 +140,9 @@ class Deployer:
         t0 = time.monotonic()
         if image.checksum_file is not None:
             staged.transferred = self._stage_for_job(image, staged)
+        elif image.layers is not None:
+            staged.layers = self._stage_layers(image)
+            staged.transferred = bool(staged.layers.fetched)
         elif image.fetch is not None:
             staged.transferred = self._stage_tar(image, staged)
         staged.seconds["stage"] = time.monotonic() - t0
@@ -187,6 +193,29 @@ class Deployer:
             self._remove(image.tar_tmp)
             raise
         return True
+
+    def _stage_layers(self, image: ImagePlan) -> LayerResult:
+        """Only the blobs the cluster's store lacks; the layout the conversion reads is assembled from the store."""
+        assert image.layers is not None
+        src = image.source
+        if image.layers.via == "sftp":
+            assert src.local_tar is not None
+            index = index_archive(Path(src.local_tar))
+            stager = LayerStager(self.remote, self.cluster.name, self.info, local_tar=Path(src.local_tar))
+        else:
+            obj = src.s3
+            assert obj is not None and self.presign is not None
+            index = fetch_index(obj, self.presign)
+            stager = LayerStager(self.remote, self.cluster.name, self.info, url=lambda: self._presign(obj))
+        try:
+            return stager.stage(image.layers, index)
+        except BaseException:
+            self._remove_tree(image.layers.layout)
+            raise
+
+    def _remove_tree(self, path: str) -> None:
+        with contextlib.suppress(HpcciError):
+            self.remote.run(["rm", "-rf", "--", path], timeout=120, interruptible=False)
 
     def _sha256(self, step: Command) -> str | None:
         done = self._run(step)
@@ -258,6 +287,8 @@ class Deployer:
         if not done.ok:
             if image.image_tmp != image.image:
                 self._remove(image.image_tmp)
+            if image.layers is not None:
+                self._remove_tree(image.layers.layout)
             raise RuntimeConvertError(
                 f"cluster {self.cluster.name}: {self.cluster.runtime.type} could not convert the image "
                 f"(exit code {done.returncode}): {tail(done.stdout + done.stderr)}; check the runtime modules "

@@ -16,6 +16,8 @@ from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import Cluster, Pipeline
 from hpcci.errors import ConfigError, UsageError
 from hpcci.shell import Pipe, command_line, login_argv, with_env
+from hpcci.stages.blobstore import GiB, LayerPlan, store_for
+from hpcci.stages.layers import LAYOUT_TAG
 from hpcci.stages.paths import Paths
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Step, Submit, Upload, WriteFile
@@ -41,17 +43,13 @@ class ImagePlan:
     registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
     checksum_file: str | None = None  # login.mode automation: "SHA  TAR_TMP", checked by the conversion job
     url_file: str | None = None  # login.mode automation + S3: curl config with the presigned URL (mode 600)
+    layers: LayerPlan | None = None  # staging.layers: only missing blobs, into the cluster's blob store
 
     def steps(self) -> list[Step]:
-        order = [
-            self.cached,
-            self.tar_cached,
-            self.fetch,
-            self.verify,
-            self.commit,
-            self.convert,
-            self.convert_job,
-        ]
+        staging = (
+            self.layers.steps() if self.layers else [self.tar_cached, self.fetch, self.verify, self.commit]
+        )
+        order = [self.cached, *staging, self.convert, self.convert_job]
         return [s for s in order if s is not None]
 
 
@@ -157,6 +155,7 @@ def plan_image(
     exists = rt.exists(image) if rt.is_file() else login_argv([rt.exists(image)], modules=modules)
     creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if _registry_login(pipeline, staging) else None
     checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
+    layers = _layer_plan(cluster, source, staging, paths, run_id)
     url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
     # login.mode automation: the job converts straight from the temporary tar and keeps its inputs until its last
     # line, so a job requeued after a node failure runs again from the start
@@ -168,6 +167,7 @@ def plan_image(
         (tar_tmp if checksum else tar, image_tmp, image),
         paths.tmpdir,
         creds_file,
+        layers.layout if layers else None,
     )
     if checksum:  # fetched (S3) and verified by the job, not on the login node
         body = [*_job_fetch(source, tar_tmp, url_file), ["sha256sum", "--check", "--strict", "--quiet", "--", checksum],
@@ -206,11 +206,49 @@ def plan_image(
         )
         staged: tuple[Command | None, Command | Upload | None, Command | None, Command | None] = (
             None, upload, None, None)  # fmt: skip
+    elif layers:
+        staged = (None, None, None, None)
     else:
         staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
     return ImagePlan(source, staging, tar, tar_tmp, image, image_tmp,
                      Command(exists, note="cached already? then skip to the tests"), *staged,
-                     convert, convert_job, creds_file, checksum, url_file)  # fmt: skip
+                     convert, convert_job, creds_file, checksum, url_file, layers)  # fmt: skip
+
+
+LAYOUT_RUNTIMES = (
+    "apptainer",
+    "singularity",
+)  # build from `oci:<layout>:<tag>` (containers/image's OCI layout)
+
+
+def _layer_plan(
+    cluster: Cluster, source: ImageSource, staging: str, paths: Paths, run_id: str
+) -> LayerPlan | None:
+    """staging.layers where it applies: S3 or SFTP staging, a runtime that builds from an OCI layout, a login
+    shell to run the store's commands in (not login.mode automation); elsewhere the whole tar, as before."""
+    on = cluster.staging.layers and staging in ("s3", "sftp") and cluster.runtime.type in LAYOUT_RUNTIMES
+    if not on or automation(cluster):
+        return None
+    max_time = max(600, (source.s3.size if source.s3 else source.size) // (5 << 20))  # at least 5 MiB/s
+    return LayerPlan(
+        store=store_for(paths.cache),
+        layout=f"{paths.cache}/.layout-{source.key[:12]}.{run_id}",
+        limit=int(cluster.staging.blob_store_gib * GiB),
+        run_id=run_id,
+        via=staging,
+        curl=tuple(s3_curl_argv("-", max_time=max_time)),
+        modules=tuple(cluster.modules),
+        local_tar=source.local_tar,
+        streams=cluster.staging.streams,
+    )
+
+
+def layout_convert(rt: Runtime, layout: str, image: str) -> list[list[str]]:
+    """The runtime's own build command with the assembled OCI layout as its source instead of a tar."""
+    (argv,) = rt.convert(layout, image)
+    if argv[-1] != f"docker-archive://{layout}":
+        raise ValueError(f"{rt.executable}: no build-from-source command to adapt: {argv}")
+    return [[*argv[:-1], f"oci:{layout}:{LAYOUT_TAG}"]]
 
 
 def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:
@@ -245,6 +283,7 @@ def _convert_body(
     files: tuple[str, str, str],
     tmpdir: str,
     creds_file: str | None,
+    layout: str | None = None,
 ) -> list[list[str]]:
     """Conversion (or a registry pull) to the temporary name, then the rename: the commands, in order."""
     rt = runtime(cluster)
@@ -258,10 +297,14 @@ def _convert_body(
         if creds_file:
             # credentials reach the runtime through a private file sourced by the script, never through argv
             steps = [["set", "-a"], [".", creds_file], ["set", "+a"], remove_argv(creds_file), *steps]
+    elif layout:
+        steps = [with_env(env, s) for s in layout_convert(rt, layout, image_tmp)]
     else:
         steps = [with_env(env, s) for s in rt.convert(tar, image_tmp)]
     finish = [["mv", "-f", "--", image_tmp, image]] if rt.is_file() else []
-    if staging != "registry":
+    if layout:
+        finish.append(["rm", "-rf", "--", layout])  # hard links: the store keeps the blobs
+    elif staging != "registry":
         finish.append(remove_argv(tar))
     return [["mkdir", "-p", "--", tmpdir, f"{tmpdir}/cache"], *steps, *finish]
 

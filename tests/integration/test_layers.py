@@ -1,0 +1,114 @@
+"""Layer-level staging on the local cluster (staging.layers): a second deploy after a one-layer change moves only
+that layer, on the SFTP and the S3 path, counted from what crossed the wire (SFTP: the bytes the transport reports
+sent; S3: the bytes curl received on the login node); a corrupt blob in the store is never used but fetched again;
+the store's eviction keeps the image being deployed and the kept ones.
+
+Each test has its own image cache, hence its own blob store, on the login node. Needs `scripts/local-stack up
+cluster s3`; skips without them (fails under CI=true).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from deploy_support import on_login
+from layer_support import MiB, Session, write_archive
+
+from hpcci.stages.layers import index_archive
+
+BASE = [("base-a", 3 * MiB), ("base-b", 2 * MiB)]
+
+
+@pytest.fixture
+def session(
+    tmp_path: Path, require: Callable[..., None], request: pytest.FixtureRequest
+) -> Iterator[Session]:
+    via = getattr(request, "param", "sftp")
+    require("cluster", *(["s3"] if via == "s3" else []))
+    s = Session(tmp_path, via)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _sif_exists(s: Session, path: str) -> bool:
+    return on_login(s.remote, ["test", "-s", path]).ok
+
+
+@pytest.mark.parametrize("session", ["sftp", "s3"], indirect=True)
+def test_a_one_layer_change_moves_only_that_layer(session: Session, tmp_path: Path) -> None:
+    v1 = write_archive(tmp_path / "v1.tar", [*BASE, ("top-1", 1 * MiB)])
+    v2 = write_archive(tmp_path / "v2.tar", [*BASE, ("top-2", 1 * MiB)])
+    first = session.deploy(session.source(v1))
+    assert first.layers is not None and not first.layers.reused
+    whole = index_archive(v1)
+    assert first.layers.bytes_moved == sum(b.size for b in whole.blobs())
+
+    src2 = session.source(v2)
+    second = session.deploy(src2)
+    assert second.layers is not None and _sif_exists(session, session.image_path(src2))
+    index2 = index_archive(v2)
+    new = {index2.config.digest, index2.layers[-1].digest}  # the changed top layer, and the config naming it
+    assert set(second.layers.fetched) == new
+    assert set(second.layers.reused) == {b.digest for b in index2.layers[:-1]}
+    moved = sum(b.size for b in index2.blobs() if b.digest in new)
+    assert second.layers.bytes_moved == moved, (
+        second.layers
+    )  # counted on the wire: the blob bytes and no more
+    assert moved < 1.01 * MiB + 4096 and not second.layers.corrupt
+
+
+def test_a_corrupt_blob_is_fetched_again_never_used(session: Session, tmp_path: Path) -> None:
+    tar = write_archive(tmp_path / "c.tar", [*BASE, ("top-c", 1 * MiB)])
+    src = session.source(tar)
+    session.deploy(src)
+    victim = index_archive(tar).layers[0]
+    path = f"{session.store()}/{victim.hex}"
+    # same size, other bytes, and the SIF gone so the next deploy stages again
+    on_login(session.remote, ["dd", "if=/dev/zero", f"of={path}", "bs=4096", "count=1", "conv=notrunc"])
+    on_login(session.remote, ["rm", "-f", "--", session.image_path(src)])
+    again = session.deploy(src)
+    assert again.layers is not None
+    assert again.layers.corrupt == [victim.digest] and again.layers.fetched == [victim.digest]
+    assert again.layers.bytes_moved == victim.size
+    got = on_login(session.remote, ["sha256sum", "--", path]).stdout.split()[0]
+    assert got == victim.hex and _sif_exists(session, session.image_path(src))
+
+
+def test_eviction_keeps_the_deployed_image_and_the_kept_ones(
+    tmp_path: Path, require: Callable[..., None]
+) -> None:
+    require("cluster")
+    s = Session(tmp_path, "sftp", limit_gib=7.5 * MiB / (1 << 30))  # room for one 6 MiB image, not two
+    try:
+        a = write_archive(tmp_path / "a.tar", [("a-1", 3 * MiB), ("a-2", 3 * MiB)])
+        b = write_archive(tmp_path / "b.tar", [("b-1", 3 * MiB), ("b-2", 3 * MiB)])
+        c = write_archive(tmp_path / "c.tar", [("c-1", 3 * MiB), ("c-2", 3 * MiB)])
+        ia, ib, ic = (index_archive(t) for t in (a, b, c))
+
+        def present() -> set[str]:
+            out = on_login(s.remote, ["ls", "-1", "--", s.store()]).stdout.split()
+            return {f"sha256:{n}" for n in out}
+
+        s.deploy(s.source(a))
+        s.deploy(s.source(b))  # over the limit: a's blobs are the least recently used, and not kept
+        assert {x.digest for x in ib.blobs()} <= present()
+        assert not {x.digest for x in ia.layers} & present()
+
+        src_a = s.source(a)
+        on_login(s.remote, ["rm", "-f", "--", s.image_path(src_a)])  # a's SIF gone: a is staged again
+        s.deploy(src_a)  # then kept (an installed release), and c deployed
+        keep = "".join(f"{x.digest}\n" for x in ia.blobs())
+        s.remote.write_text(f"{s.cache}/blobs/keep", f"# installed releases\n{keep}")
+        s.deploy(s.source(c))
+        now = present()
+        assert {x.digest for x in ia.blobs()} <= now and {x.digest for x in ic.blobs()} <= now
+        assert not {x.digest for x in ib.blobs()} & now  # b: neither deployed now nor kept
+        assert not any(
+            n.startswith(".") for n in on_login(s.remote, ["ls", "-A", "--", s.store()]).stdout.split()
+        )
+    finally:
+        s.close()
