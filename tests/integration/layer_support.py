@@ -110,7 +110,7 @@ class Session:
             "paths.image_cache": self.cache, "staging.method": self.via, "staging.layers": self.layers,
             "staging.blob_store_gib": self.limit_gib, "runtime.executable": f"{self.standin}/apptainer.py",
         })  # fmt: skip
-        proj = make_project(self.root / self.name, [], cluster=cfg)
+        proj = self.project = make_project(self.root / self.name, [], cluster=cfg)
         (proj.root / "cluster-configs" / "local.yaml").write_text(yaml.safe_dump(cfg))
         self.pipeline = load_pipeline(proj.root / "hpcci.yaml")
         self.cluster = load_cluster(proj.root / "cluster-configs" / "local.yaml")

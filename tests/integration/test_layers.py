@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import on_login
+from deploy_support import hpcci, on_login
 from layer_support import MiB, Session, write_archive
 
 from hpcci.stages.layers import index_archive
@@ -59,6 +59,9 @@ def test_a_one_layer_change_moves_only_that_layer(session: Session, tmp_path: Pa
         second.layers
     )  # counted on the wire: the blob bytes and no more
     assert moved < 1.01 * MiB + 4096 and not second.layers.corrupt
+    doctor = hpcci(session.project, "doctor")
+    line = next(ln for ln in doctor.stdout.splitlines() if "blob store" in ln)
+    assert "6 blob(s)" in line and "of 50.0 GiB" in line, line  # v1's 4 blobs, v2's new config and top layer
 
 
 def test_a_corrupt_blob_is_fetched_again_never_used(session: Session, tmp_path: Path) -> None:
