@@ -26,6 +26,7 @@ from deploy_support import REPO, cluster_config, login, make_project, on_login, 
 from hpcci.backends.objectstore import S3Settings, make_store
 from hpcci.backends.schedulers import slurm
 from hpcci.config_load import load_cluster, load_pipeline
+from hpcci.digests import file_sha256
 from hpcci.log import Log
 from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer, Staged
@@ -98,6 +99,7 @@ class Session:
     via: str  # sftp | s3
     limit_gib: float = 50
     layers: bool = True
+    s3_endpoint: str | None = None  # the S3 endpoint as the login node reaches it, if not local.yaml's
 
     def __post_init__(self) -> None:
         self.name = unique("layers")
@@ -110,6 +112,8 @@ class Session:
             "paths.image_cache": self.cache, "staging.method": self.via, "staging.layers": self.layers,
             "staging.blob_store_gib": self.limit_gib, "runtime.executable": f"{self.standin}/apptainer.py",
         })  # fmt: skip
+        if self.s3_endpoint:
+            cfg["staging"]["s3_endpoint_url"] = self.s3_endpoint
         proj = self.project = make_project(self.root / self.name, [], cluster=cfg)
         (proj.root / "cluster-configs" / "local.yaml").write_text(yaml.safe_dump(cfg))
         self.pipeline = load_pipeline(proj.root / "hpcci.yaml")
@@ -135,10 +139,11 @@ class Session:
                               endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))  # fmt: skip
         store = make_store(settings)
         key = f"test-layers/{self.name}/{tar.stem}.tar"
-        info = store.upload_file(tar, key, metadata={"sha256": "-"}, log=Log(github=False))
+        sha = file_sha256(tar)
+        info = store.upload_file(tar, key, metadata={"sha256": sha}, log=Log(github=False))
         store.put_json(index_key(key), index_archive(tar).to_json())
-        obj = S3Object(settings.bucket, key, info.size, "", platform, digest, settings.endpoint_url)
-        return ImageSource(platform, digest, size=info.size, s3=obj)
+        obj = S3Object(settings.bucket, key, info.size, sha, platform, digest, settings.endpoint_url)
+        return ImageSource(platform, digest, tar_sha256=sha, size=info.size, s3=obj)
 
     def source(self, tar: Path) -> ImageSource:
         if self.via == "s3":

@@ -9,12 +9,15 @@ cluster s3`; skips without them (fails under CI=true).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import hpcci, on_login
+from deploy_support import hpcci, login, on_login
 from layer_support import MiB, Session, write_archive
+from test_s3_outage import OwnProxy
 
 from hpcci.stages.layers import index_archive
 
@@ -114,4 +117,73 @@ def test_eviction_keeps_the_deployed_image_and_the_kept_ones(
             n.startswith(".") for n in on_login(s.remote, ["ls", "-A", "--", s.store()]).stdout.split()
         )
     finally:
+        s.close()
+
+
+# -- the login node's S3 pull rides out the server going away ----------------------------------------------------
+
+
+class ClusterProxy(OwnProxy):
+    """test_s3_outage's own Swift proxy, bound where the login node reaches the host (10.77.0.1)."""
+
+    HOST = "10.77.0.1"
+
+    def __init__(self, stack_dir: Path, tmp: Path) -> None:
+        super().__init__(stack_dir, tmp)
+        self.conf.write_text(self.conf.read_text().replace("bind_ip = 127.0.0.1", f"bind_ip = {self.HOST}"))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.HOST}:{self.port}"
+
+
+def cut_when_partial(s: Session, proxy: ClusterProxy, at: int, away: float) -> threading.Thread:
+    """Watch the cache's partial files from a second connection; past ``at`` bytes stop the proxy for ``away`` s."""
+
+    def watch() -> None:
+        remote = login()
+        script = 'stat -c %s -- "$1"/.*.part "$1"/blobs/sha256/.*.part 2>/dev/null || true'
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                sizes = remote.run(["bash", "-c", script, "_", s.cache], timeout=30).stdout.split()
+                if sum(int(x) for x in sizes if x.isdigit()) > at:
+                    proxy.stop()
+                    time.sleep(away)
+                    proxy.start()
+                    return
+                time.sleep(0.02)
+        finally:
+            remote.close()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("layers", [True, False], ids=["layers", "whole-tar"])
+def test_the_login_nodes_s3_pull_resumes_by_range_after_the_server_went_away(
+    tmp_path: Path, require: Callable[..., None], stack_env: dict[str, str], layers: bool
+) -> None:
+    require("cluster", "s3")
+    proxy = ClusterProxy(Path(stack_env.get("HPCCI_STACK_DIR", "/var/lib/hpcci-stack")), tmp_path)
+    proxy.start()
+    s = Session(tmp_path, "s3", layers=layers, s3_endpoint=proxy.url)
+    try:
+        tar = write_archive(tmp_path / "big.tar", [("big", 192 * MiB), ("small", 1 * MiB)])
+        src = s.source(tar)
+        watcher = cut_when_partial(s, proxy, 16 * MiB, away=4)
+        staged = s.deploy(src)
+        watcher.join(timeout=60)
+        assert any("resuming" in line for line in s.log), s.log
+        assert _sif_exists(s, s.image_path(src))
+        if layers:
+            assert staged.layers is not None and staged.layers.resumed >= 1
+            # resumed, not started over: every blob's bytes crossed the wire once
+            assert staged.layers.bytes_moved == sum(b.size for b in index_archive(tar).blobs())
+        else:
+            # the resumed tar was hashed whole and matched the published sha256 before it was used
+            assert staged.transferred and staged.tar_sha256 == src.tar_sha256
+    finally:
+        proxy.close()
         s.close()

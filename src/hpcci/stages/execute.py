@@ -31,12 +31,13 @@ from hpcci.errors import (
 from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0, path_variables
-from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime
+from hpcci.stages.blobstore import fetch_step
+from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime, s3_curl_argv
 from hpcci.stages.layers import index_archive
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
-from hpcci.stages.stage_layers import LayerResult, LayerStager, fetch_index
+from hpcci.stages.stage_layers import LayerResult, LayerStager, Target, fetch_index, pull_range, transient
 from hpcci.stages.steps import Command, Submit, Upload
 
 
@@ -259,14 +260,30 @@ class Deployer:
         self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
         echo = f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum"
         done = self._run(image.fetch, stdin=curl_config(url), echo=echo)
-        if not done.ok:
-            err = (done.stderr or done.stdout).strip().splitlines()
+        if done.ok:
+            return parse_sha256sum(done.stdout)
+        # a broken pull resumes by range where its bytes end (RHEL 8's curl 7.61 has no --retry-all-errors), then
+        # the whole file is hashed on its own
+        size = self.remote.run(["stat", "-c", "%s", "--", image.tar_tmp], timeout=60)
+        have = int(size.stdout.strip()) if size.ok and size.stdout.strip().isdigit() else 0
+        err = ((done.stderr or done.stdout).strip().splitlines() or [f"curl exit code {done.returncode}"])[-1]
+        if not transient(done.returncode, done.stderr):
             raise TransferError(
                 f"cluster {self.cluster.name}: the login node could not download s3://{obj.bucket}/{obj.key} "
-                f"from {endpoint}: {err[-1] if err else f'curl exit code {done.returncode}'}; check that the login "
-                "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
+                f"from {endpoint}: {err}; check that the login node reaches the S3 endpoint (staging.s3_endpoint_url) "
+                "or use staging.method: sftp"
             )
-        return parse_sha256sum(done.stdout)
+        self.info(f"pull of s3://{obj.bucket}/{obj.key} broke at {have}/{obj.size} bytes ({err}); resuming")
+        curl = s3_curl_argv(
+            "-", max_time=int(image.fetch.timeout) - 30
+        )  # as planned: the step allows 30 s more
+        target = Target(self.cluster.name, image.tar_tmp, obj.size, f"s3://{obj.bucket}/{obj.key}")
+        pull_range(
+            self.remote,
+            lambda start: login_argv([fetch_step(curl, start, obj.size - 1, image.tar_tmp)], modules=self.cluster.modules),
+            curl_config(url), target, self.info, have=have,
+        )  # fmt: skip
+        return self._sha256(Command(["sha256sum", "--", image.tar_tmp], timeout=900))
 
     def _presign(self, obj: S3Object) -> str:
         """A presigned GET URL as the cluster reaches the endpoint; its signature is masked at once."""

@@ -323,7 +323,12 @@ def _tar_steps(
         assert source.s3 is not None
         max_time = max(600, source.s3.size // (5 << 20))  # at least 5 MiB/s
         pull = login_argv([stage_s3_step(tar_tmp, max_time=max_time)], modules=modules)
-        fetch = Command(pull, timeout=max_time + 30, note=f"stdin: {curl_config('PRESIGNED-URL').strip()}")
+        fetch = Command(
+            pull,
+            timeout=max_time + 30,
+            note=f"stdin: {curl_config('PRESIGNED-URL').strip()}; a broken "
+            "pull resumes with --range where its bytes end, then sha256sum TMP",
+        )
     else:
         assert source.local_tar is not None
         fetch = Upload(source.local_tar, tar_tmp, cluster.staging.streams)

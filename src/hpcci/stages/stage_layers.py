@@ -35,6 +35,13 @@ from hpcci.stages.layers import (
 )
 
 OUTAGE_WINDOW = 60.0  # seconds a login-node pull keeps resuming a broken transfer
+# curl's exit codes for a server that is away or went away mid-transfer: connect failed, partial file, timeout,
+# empty reply, send/receive failure (22, an HTTP error, only when the server said 5xx)
+TRANSIENT_CURL = {7, 18, 28, 52, 55, 56}
+
+
+def transient(code: int, stderr: str) -> bool:
+    return code in TRANSIENT_CURL or (code == 22 and "returned error: 5" in stderr)
 
 
 @dataclass
@@ -63,6 +70,63 @@ def fetch_index(
             f"s3://{obj.bucket}/{key}: cannot read the layer index of the published image ({e}); re-publish with "
             "this hpcci (`hpcci publish --to s3` writes it next to the tar) or set staging.layers: false"
         ) from e
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a pull writes: ``size`` bytes into ``partial`` on the cluster."""
+
+    cluster: str
+    partial: str
+    size: int
+    what: str
+
+
+@dataclass
+class Pulled:
+    moved: int = 0  # bytes curl delivered, over every try
+    resumed: int = 0
+
+
+def pull_range(
+    remote: Remote,
+    argv_from: Callable[[int], list[str]],
+    stdin: str,
+    target: Target,
+    info: Callable[[str], None],
+    *,
+    have: int = 0,
+    window: float = OUTAGE_WINDOW,
+) -> Pulled:
+    """Run ``argv_from(start)`` (curl appending bytes start.. to the partial file, printing how many) until the file
+    holds all ``size`` bytes; after a break, ask the file's size and resume there; give up after ``window`` s."""
+    out, tries, started = Pulled(), 0, time.monotonic()
+    while have < target.size:
+        tries += 1
+        shown = f"curl --range {have}- <presigned URL> >> {target.partial}"
+        done = remote.run(argv_from(have), timeout=900, stdin=stdin, echo=shown)
+        counted = (done.stdout.split() or ["0"])[-1]
+        out.moved += int(counted) if counted.isdigit() else 0
+        if done.ok:
+            return out
+        size = remote.run(["stat", "-c", "%s", "--", target.partial], timeout=60)
+        have = int(size.stdout.strip()) if size.ok and size.stdout.strip().isdigit() else 0
+        waited = time.monotonic() - started
+        cause = ((done.stderr or done.stdout).strip().splitlines() or [f"curl exit code {done.returncode}"])[
+            -1
+        ]
+        if waited >= window or have > target.size or not transient(done.returncode, done.stderr):
+            raise TransferError(
+                f"cluster {target.cluster}: the login node could not pull {target.what} after {tries} tries over "
+                f"{waited:.0f} s: {cause}; check that it reaches the S3 endpoint (staging.s3_endpoint_url) or use "
+                "staging.method: sftp"
+            )
+        out.resumed += 1
+        info(
+            f"pull of {target.what} broke at {have}/{target.size} bytes ({cause}); resuming in {min(2 * tries, 10)} s"
+        )
+        time.sleep(min(2.0 * tries, 10.0))
+    return out
 
 
 class LayerStager:
@@ -148,30 +212,13 @@ class LayerStager:
             assert self._url_of is not None
             self._url = self._url_of()
         self.remote.run(["rm", "-f", "--", partial], timeout=60, check=True)
-        end, have, moved, tries = blob.offset + blob.size - 1, 0, 0, 0
-        started = time.monotonic()
-        while True:
-            tries += 1
-            argv = plan.fetch_argv(blob.offset + have, end, partial)
-            done = self.remote.run(argv, timeout=900, stdin=curl_config(self._url),
-                                   echo=f"curl --range {blob.offset + have}-{end} <presigned URL> >> {partial}")  # fmt: skip
-            counted = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
-            moved += int(counted[0]) if counted and counted[0].isdigit() else 0
-            if done.ok:
-                return moved
-            size = self.remote.run(["stat", "-c", "%s", "--", partial], timeout=60)
-            have = int(size.stdout.strip()) if size.ok and size.stdout.strip().isdigit() else 0
-            waited = time.monotonic() - started
-            cause = (done.stderr.strip().splitlines() or [f"curl exit code {done.returncode}"])[-1]
-            if waited >= self.window or have > blob.size:
-                raise TransferError(
-                    f"cluster {self.cluster}: the login node could not pull blob {blob.digest} after {tries} "
-                    f"tries over {waited:.0f} s: {cause}; check that it reaches the S3 endpoint "
-                    "(staging.s3_endpoint_url) or use staging.method: sftp"
-                )
-            result.resumed += 1
-            self.info(f"pull of {blob.digest[:19]} broke at {have}/{blob.size} bytes ({cause}); resuming")
-            time.sleep(min(2.0 * tries, 10.0))
+        pulled = pull_range(
+            self.remote, lambda start: plan.fetch_argv(blob.offset + start, blob.offset + blob.size - 1, partial),
+            curl_config(self._url), Target(self.cluster, partial, blob.size, f"blob {blob.digest}"), self.info,
+            window=self.window,
+        )  # fmt: skip
+        result.resumed += pulled.resumed
+        return pulled.moved
 
     def _assemble(self, plan: bs.LayerPlan, index: LayerIndex) -> None:
         """The OCI layout the runtime builds from: hard links to the store, the manifest, index.json."""
