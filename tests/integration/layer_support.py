@@ -10,6 +10,7 @@ benchmarks/bench_layers.py.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -20,20 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from deploy_support import REPO, cluster_config, login, make_project, on_login, unique
 
+from hpcci.backends.builders.spec import RegistryAuth
 from hpcci.backends.objectstore import S3Settings, make_store
+from hpcci.backends.registry import RegistryClient
 from hpcci.backends.schedulers import slurm
 from hpcci.config_load import load_cluster, load_pipeline
 from hpcci.digests import file_sha256
 from hpcci.log import Log
+from hpcci.process import run
 from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer, Staged
-from hpcci.stages.layers import index_archive, index_key
+from hpcci.stages.layers import (
+    LayerIndex,
+    index_archive,
+    index_from_manifest,
+    index_key,
+    registry_blob_source,
+)
 from hpcci.stages.sources import ImageSource, docker_archive_info
 
 MiB = 1 << 20
+REGISTRY = os.environ.get("HPCCI_REGISTRY", "127.0.0.1:5000")
 STANDIN = REPO / "scripts" / "stack" / "cluster"
 
 
@@ -114,12 +124,16 @@ class Session:
         })  # fmt: skip
         if self.s3_endpoint:
             cfg["staging"]["s3_endpoint_url"] = self.s3_endpoint
-        proj = self.project = make_project(self.root / self.name, [], cluster=cfg)
-        (proj.root / "cluster-configs" / "local.yaml").write_text(yaml.safe_dump(cfg))
+        registry = {"url": REGISTRY, "username": {"env": "HPCCI_REGISTRY_USERNAME"},
+                    "password": {"env": "HPCCI_REGISTRY_PASSWORD"}, "insecure": True}  # fmt: skip
+        proj = self.project = make_project(
+            self.root / self.name, [], cluster=cfg, registry=registry if self.via == "registry" else None
+        )
         self.pipeline = load_pipeline(proj.root / "hpcci.yaml")
         self.cluster = load_cluster(proj.root / "cluster-configs" / "local.yaml")
         self.log: list[str] = []
         self.runs = 0
+        self.s3_keys: list[str] = []  # deleted by close()
 
     def _install_standin(self) -> None:
         on_login(self.remote, ["mkdir", "-p", "--", f"{self.standin}/apptainer_standin"])
@@ -135,17 +149,48 @@ class Session:
     def s3_source(self, tar: Path) -> ImageSource:
         """The tar and its layer index in S3 under a key of this session's (what `hpcci publish --to s3` writes)."""
         digest, platform = docker_archive_info(tar)
-        settings = S3Settings(bucket=os.environ.get("HPCCI_S3_BUCKET", "hpcci"), path_style=True,
-                              endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))  # fmt: skip
+        settings = self._s3_settings()
         store = make_store(settings)
         key = f"test-layers/{self.name}/{tar.stem}.tar"
+        self.s3_keys += [key, index_key(key)]
         sha = file_sha256(tar)
         info = store.upload_file(tar, key, metadata={"sha256": sha}, log=Log(github=False))
         store.put_json(index_key(key), index_archive(tar).to_json())
         obj = S3Object(settings.bucket, key, info.size, sha, platform, digest, settings.endpoint_url)
         return ImageSource(platform, digest, tar_sha256=sha, size=info.size, s3=obj)
 
+    def registry_source(self, tar: Path) -> ImageSource:
+        """The tar pushed to the stack's registry by skopeo (gzip layers, as `docker push` makes them)."""
+        _, platform = docker_archive_info(tar)
+        auth = self.root / f"{self.name}-auth.json"
+        user, password = os.environ["HPCCI_REGISTRY_USERNAME"], os.environ["HPCCI_REGISTRY_PASSWORD"]
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        auth.write_text(json.dumps({"auths": {REGISTRY: {"auth": token}}}))
+        repo = f"{REGISTRY}/test-layers/{self.name}"
+        digest_file = self.root / f"{self.name}-digest"
+        try:
+            run(["skopeo", "copy", "--quiet", "--authfile", str(auth), "--dest-tls-verify=false",
+                 "--digestfile", str(digest_file), f"docker-archive:{tar}", f"docker://{repo}:{tar.stem}"],
+                timeout=600)  # fmt: skip
+        finally:
+            auth.unlink()
+        digest = digest_file.read_text().strip()
+        return ImageSource(platform, digest, registry_ref=f"{repo}@{digest}")
+
+    def index(self, source: ImageSource, tar: Path) -> LayerIndex:
+        """The blobs a deploy of ``source`` needs: the tar's, or those its registry manifest names."""
+        if source.registry_ref is None:
+            return index_archive(tar)
+        dest, digest = registry_blob_source(source.registry_ref, insecure=True)
+        auth = RegistryAuth(
+            REGISTRY, os.environ["HPCCI_REGISTRY_USERNAME"], os.environ["HPCCI_REGISTRY_PASSWORD"]
+        )
+        with RegistryClient(dest, auth) as client:
+            return index_from_manifest(client.get(digest))
+
     def source(self, tar: Path) -> ImageSource:
+        if self.via == "registry":
+            return self.registry_source(tar)
         if self.via == "s3":
             return self.s3_source(tar)
         digest, platform = docker_archive_info(tar)
@@ -168,3 +213,11 @@ class Session:
     def close(self) -> None:
         on_login(self.remote, ["rm", "-rf", "--", self.cache.rsplit("/", 1)[0]], timeout=300)
         self.remote.close()
+        if self.s3_keys:
+            store = make_store(self._s3_settings())
+            for key in self.s3_keys:
+                store.delete(key)
+
+    def _s3_settings(self) -> S3Settings:
+        return S3Settings(bucket=os.environ.get("HPCCI_S3_BUCKET", "hpcci"), path_style=True,
+                          endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))  # fmt: skip

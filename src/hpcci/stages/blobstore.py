@@ -69,7 +69,8 @@ def verify_argv(store: Store, blobs: list[Blob]) -> list[str]:
 
 
 def fetch_step(curl: list[str], start: int, end: int, partial: str) -> Pipe:
-    """Bytes ``start``..``end`` (inclusive) of the published tar appended to ``partial``; stdout: how many came.
+    """Bytes ``start``..``end`` (inclusive) of the published tar (or of a registry blob) appended to ``partial``;
+    stdout: how many came.
 
     A retry after a broken transfer asks only for the rest (``start`` = first byte not yet written).
     """
@@ -172,8 +173,10 @@ class LayerPlan:
     layout: str  # <image_cache>/.layout-<key>.<run>: hard links + index.json, deleted after the conversion
     limit: int  # bytes (staging.blob_store_gib)
     run_id: str
-    via: str  # s3 | sftp
-    curl: tuple[str, ...]  # S3: curl reading the presigned URL of the published tar from stdin
+    via: str  # s3 | sftp | registry
+    curl: tuple[
+        str, ...
+    ]  # S3, registry: curl reading its URL (and a registry's Authorization header) from stdin
     modules: tuple[str, ...]  # loaded by the login shell that runs curl
     local_tar: str | None  # SFTP: the tar whose byte ranges are uploaded
     streams: int

@@ -153,9 +153,10 @@ def plan_image(
     image_tmp = f"{paths.cache}/.{key}.{run_id}.part{rt.suffix}" if rt.is_file() else image
     modules = [*cluster.modules, *cluster.runtime.modules]
     exists = rt.exists(image) if rt.is_file() else login_argv([rt.exists(image)], modules=modules)
-    creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if _registry_login(pipeline, staging) else None
-    checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
     layers = _layer_plan(cluster, source, staging, paths, run_id)
+    login = _registry_login(pipeline, staging) and layers is None  # with layers, curl fetches the blobs
+    creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if login else None
+    checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
     url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
     # login.mode automation: the job converts straight from the temporary tar and keeps its inputs until its last
     # line, so a job requeued after a node failure runs again from the start
@@ -224,9 +225,9 @@ LAYOUT_RUNTIMES = (
 def _layer_plan(
     cluster: Cluster, source: ImageSource, staging: str, paths: Paths, run_id: str
 ) -> LayerPlan | None:
-    """staging.layers where it applies: S3 or SFTP staging, a runtime that builds from an OCI layout, a login
-    shell to run the store's commands in (not login.mode automation); elsewhere the whole tar, as before."""
-    on = cluster.staging.layers and staging in ("s3", "sftp") and cluster.runtime.type in LAYOUT_RUNTIMES
+    """staging.layers where it applies: a runtime that builds from an OCI layout, a login shell to run the store's
+    commands in (not login.mode automation); elsewhere the whole tar or the runtime's own pull, as before."""
+    on = cluster.staging.layers and cluster.runtime.type in LAYOUT_RUNTIMES
     if not on or automation(cluster):
         return None
     max_time = max(600, (source.s3.size if source.s3 else source.size) // (5 << 20))  # at least 5 MiB/s
@@ -289,7 +290,9 @@ def _convert_body(
     rt = runtime(cluster)
     tar, image_tmp, image = files
     env = rt.tmp_env(tmpdir)
-    if staging == "registry":
+    if layout:
+        steps = [with_env(env, s) for s in layout_convert(rt, layout, image_tmp)]
+    elif staging == "registry":
         assert source.registry_ref is not None
         reg = pipeline.publish.registry
         insecure = bool(reg and reg.insecure)
@@ -297,8 +300,6 @@ def _convert_body(
         if creds_file:
             # credentials reach the runtime through a private file sourced by the script, never through argv
             steps = [["set", "-a"], [".", creds_file], ["set", "+a"], remove_argv(creds_file), *steps]
-    elif layout:
-        steps = [with_env(env, s) for s in layout_convert(rt, layout, image_tmp)]
     else:
         steps = [with_env(env, s) for s in rt.convert(tar, image_tmp)]
     finish = [["mv", "-f", "--", image_tmp, image]] if rt.is_file() else []

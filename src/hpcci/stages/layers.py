@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcci.errors import UsageError
+from hpcci.references import Destination, parse_reference
 
 INDEX_SCHEMA = 1
 LAYOUT_TAG = "image"  # the ref name in the assembled layout's index.json: oci:<layout>:image
@@ -177,3 +178,46 @@ def layout_index_json(manifest: str, tag: str = LAYOUT_TAG) -> str:
 
 def text_digest(text: str) -> str:
     return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+# -- registry blobs -------------------------------------------------------------------------------------------------
+
+
+def registry_blob_source(registry_ref: str, *, insecure: bool) -> tuple[Destination, str]:
+    """(the registry and repository, the manifest digest) of a ``host/repo@sha256:...`` publication."""
+    ref = parse_reference(registry_ref)
+    return Destination(host=ref.host, repository=ref.path, insecure=insecure), ref.digest
+
+
+def index_from_manifest(manifest: dict[str, Any]) -> LayerIndex:
+    """A registry's image manifest (OCI or Docker schema 2) as a layer index: blobs by digest, each fetched whole
+    (offset 0); Docker's gzip layers are OCI's tar+gzip."""
+
+    def blob(d: Any, media_type: str) -> Blob:
+        if not (isinstance(d, dict) and isinstance(d.get("digest"), str) and isinstance(d.get("size"), int)):
+            raise UsageError(f"the registry manifest has a malformed descriptor {d!r}")
+        return Blob(d["digest"], 0, d["size"], media_type)
+
+    def layer_type(d: Any) -> str:
+        mt = str(d.get("mediaType", "")) if isinstance(d, dict) else ""
+        return next((t for t in LAYER_TYPES.values() if t.rsplit("+", 1)[-1] in mt), PLAIN_LAYER)
+
+    layers = manifest.get("layers")
+    if manifest.get("schemaVersion") != 2 or not isinstance(layers, list) or "config" not in manifest:
+        raise UsageError(
+            "the registry returned no single-image manifest (schema 2) for the platform's digest"
+        )
+    return LayerIndex(blob(manifest["config"], CONFIG_TYPE), tuple(blob(d, layer_type(d)) for d in layers))
+
+
+def blob_curl_config(url: str, authorization: str | None) -> str:
+    """curl's config for one registry blob: its URL and the Authorization header (a credential: stdin only)."""
+    lines = [f"url = {_quoted(url)}"]
+    if authorization:
+        lines.append(f"header = {_quoted(f'Authorization: {authorization}')}")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

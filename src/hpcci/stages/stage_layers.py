@@ -22,7 +22,6 @@ from hpcci.digests import parse_sha256sum
 from hpcci.errors import HpcciError, TransferError, UsageError
 from hpcci.records import S3Object
 from hpcci.stages import blobstore as bs
-from hpcci.stages.image_plan import curl_config
 from hpcci.stages.layers import (
     OCI_LAYOUT,
     Blob,
@@ -138,13 +137,13 @@ class LayerStager:
         cluster: str,
         info: Callable[[str], None],
         *,
-        url: Callable[[], str]
-        | None = None,  # S3: a fresh presigned URL of the tar (asked once, when needed)
+        curl_config: Callable[[Blob], str]
+        | None = None,  # S3, registry: curl's config (URL, header) per blob
         local_tar: Path | None = None,  # SFTP
         window: float = OUTAGE_WINDOW,
     ) -> None:
         self.remote, self.cluster, self.info = remote, cluster, info
-        self._url_of, self._url = url, ""
+        self.curl_config = curl_config
         self.local_tar, self.window = local_tar, window
 
     def stage(self, plan: bs.LayerPlan, index: LayerIndex) -> LayerResult:
@@ -208,13 +207,11 @@ class LayerStager:
 
     def _pull(self, plan: bs.LayerPlan, blob: Blob, partial: str, result: LayerResult) -> int:
         """curl pulls the blob's byte range; a broken pull resumes at the first missing byte until the window."""
-        if not self._url:
-            assert self._url_of is not None
-            self._url = self._url_of()
+        assert self.curl_config is not None
         self.remote.run(["rm", "-f", "--", partial], timeout=60, check=True)
         pulled = pull_range(
             self.remote, lambda start: plan.fetch_argv(blob.offset + start, blob.offset + blob.size - 1, partial),
-            curl_config(self._url), Target(self.cluster, partial, blob.size, f"blob {blob.digest}"), self.info,
+            self.curl_config(blob), Target(self.cluster, partial, blob.size, f"blob {blob.digest}"), self.info,
             window=self.window,
         )  # fmt: skip
         result.resumed += pulled.resumed
