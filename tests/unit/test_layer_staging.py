@@ -13,6 +13,7 @@ import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
+from hpcci.config import Pipeline
 from hpcci.errors import UsageError
 from hpcci.stages import blobstore as bs
 from hpcci.stages.image_plan import ImagePlan, layout_convert, runtime
@@ -21,15 +22,19 @@ from hpcci.stages.layers import (
     PLAIN_LAYER,
     Blob,
     LayerIndex,
+    blob_curl_config,
     copy_range,
     index_archive,
+    index_from_manifest,
     index_key,
     layout_index_json,
     manifest_json,
+    registry_blob_source,
     text_digest,
 )
 from hpcci.stages.plan import plan_cluster
 from hpcci.stages.sources import ImageSource
+from hpcci.stages.stage_layers import transient
 from hpcci.stages.steps import Command, Upload
 
 H = "ab" * 32
@@ -179,3 +184,56 @@ def test_layers_do_not_apply_where_the_store_cannot_work() -> None:
 def test_the_layout_build_keeps_the_runtimes_own_packing_options() -> None:
     argv = layout_convert(runtime(local_cluster()), "/c/.layout", "/c/x.sif")[0]
     assert argv[-1] == "oci:/c/.layout:image" and "--mksquashfs-args" in argv
+
+
+# -- the registry path -------------------------------------------------------------------------------------------------
+
+
+def test_a_registry_manifest_is_an_index_of_whole_blobs_with_oci_media_types() -> None:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": f"sha256:{H}", "size": 9},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": f"sha256:{'cd' * 32}",
+                    "size": 70}],
+    }  # fmt: skip
+    index = index_from_manifest(manifest)
+    assert index.config == Blob(f"sha256:{H}", 0, 9, CONFIG_TYPE)
+    assert index.layers == (
+        Blob(f"sha256:{'cd' * 32}", 0, 70, "application/vnd.oci.image.layer.v1.tar+gzip"),
+    )
+    with pytest.raises(UsageError, match="single-image manifest"):
+        index_from_manifest({"schemaVersion": 2, "manifests": []})
+
+
+def test_a_registry_blob_is_fetched_with_its_authorization_on_curls_stdin() -> None:
+    dest, digest = registry_blob_source(f"127.0.0.1:5000/org/app@sha256:{H}", insecure=True)
+    assert (dest.api, dest.repository, digest) == ("http://127.0.0.1:5000", "org/app", f"sha256:{H}")
+    config = blob_curl_config(f"{dest.api}/v2/org/app/blobs/sha256:{H}", 'Bearer to"ken')
+    assert config.splitlines() == [
+        f'url = "http://127.0.0.1:5000/v2/org/app/blobs/sha256:{H}"',
+        'header = "Authorization: Bearer to\\"ken"',
+    ]
+
+
+def test_with_layers_a_registry_image_is_fetched_blob_by_blob_and_no_credentials_file_is_written() -> None:
+    source = ImageSource("linux/amd64", DIGEST, registry_ref=f"127.0.0.1:5000/org/fib@{DIGEST}")
+    pipe = Pipeline.model_validate({"image": {"name": "reg/org/fib"}, "tests": [FIB], "publish": {"registry": {
+        "url": "127.0.0.1:5000", "username": "u", "password": {"env": "P"}}}})  # fmt: skip
+    cluster = local_cluster(**{"staging.layers": True})
+    image = plan_cluster(pipe, cluster, {"linux/amd64": source}, PATHS, "r1", slurm).images["linux/amd64"]
+    assert image.staging == "registry" and image.layers is not None and image.layers.via == "registry"
+    assert image.registry_creds_file is None and image.convert is not None
+    assert (
+        "docker://" not in image.convert.argv[2]
+        and f"oci:{image.layers.layout}:image" in image.convert.argv[2]
+    )
+
+
+@pytest.mark.parametrize(("code", "stderr", "again"), [
+    (7, "Failed to connect", True), (18, "", True), (56, "Recv failure", True), (28, "timed out", True),
+    (22, "The requested URL returned error: 503", True), (22, "The requested URL returned error: 403", False),
+    (6, "Could not resolve host", False),
+])  # fmt: skip
+def test_only_an_outage_is_retried(code: int, stderr: str, again: bool) -> None:
+    assert transient(code, stderr) is again
