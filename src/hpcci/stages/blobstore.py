@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from hpcci.shell import Pipe, login_argv
-from hpcci.stages.layers import Blob
+from hpcci.stages.layers import OCI_LAYOUT, Blob
 from hpcci.stages.steps import Command, Step, Upload, WriteFile
 
 HEX = re.compile(r"[0-9a-f]{64}")
@@ -195,24 +195,25 @@ class LayerPlan:
         missing one (START-END: its bytes in the tar, from its layer index)."""
         each = Blob("sha256:DIGEST", 0, 0, "")
         partial = self.store.partial(each, self.run_id)
-        fetch: Step = (
-            Command(
-                self.fetch_argv(0, 0, partial),
-                note="each missing blob (--range START-END); a retry asks for the rest",
-            )
-            if self.via == "s3"
-            else Upload(f"{self.local_tar} bytes START-END", partial, self.streams)
+        note = ("each missing blob (--range START-END; stdin: the tar's presigned URL, or the registry's blob URL "
+                "and Authorization header); a broken pull resumes where its bytes end")  # fmt: skip
+        fetch: list[Step] = (
+            [Command(["rm", "-f", "--", partial]), Command(self.fetch_argv(0, 0, partial), note=note)]
+            if self.via != "sftp"
+            else [Upload(f"{self.local_tar} bytes START-END", partial, self.streams)]
         )
         return [
             Command(mkdir_argv(self.store)),
             Command(verify_argv(self.store, [each]), timeout=900, note="each blob of the image: which the store "
                     "has intact (a corrupt one is deleted and fetched again)"),
-            fetch,
+            *fetch,
             Command(["sha256sum", "--", partial], timeout=900, note="must equal DIGEST"),
             Command(commit_argv(partial, self.store.path(each))),
             Command(touch_argv(self.store, [each]), note="used now (least recently used blobs are evicted first)"),
             *[Command(a) for a in link_argv(self.store, self.layout, [each])],
-            WriteFile(f"{self.layout}/index.json", "(the OCI index: one manifest made from the layer index)\n"),
-            Command(listing_argv(self.store), note=f"over {self.limit / GiB:g} GiB? rm the least recently used "
-                    f"blobs, never this image's or those in {self.store.keep}"),
+            WriteFile(f"{self.layout}/blobs/sha256/MANIFEST", "(the OCI manifest made from the layer index)\n"),
+            WriteFile(f"{self.layout}/oci-layout", f"{OCI_LAYOUT}\n"),
+            WriteFile(f"{self.layout}/index.json", "(the OCI index: the manifest, named image)\n"),
+            Command(listing_argv(self.store), note=f"over {self.limit / GiB:g} GiB? then rm -f the least recently "
+                    f"used blobs, never this image's or those in {self.store.keep}"),
         ]  # fmt: skip
