@@ -110,6 +110,7 @@ class Session:
     limit_gib: float = 50
     layers: bool = True
     s3_endpoint: str | None = None  # the S3 endpoint as the login node reaches it, if not local.yaml's
+    tests: tuple[dict[str, Any], ...] = ()  # smoke tests of the session's project (for `hpcci deploy`)
 
     def __post_init__(self) -> None:
         self.name = unique("layers")
@@ -127,7 +128,10 @@ class Session:
         registry = {"url": REGISTRY, "username": {"env": "HPCCI_REGISTRY_USERNAME"},
                     "password": {"env": "HPCCI_REGISTRY_PASSWORD"}, "insecure": True}  # fmt: skip
         proj = self.project = make_project(
-            self.root / self.name, [], cluster=cfg, registry=registry if self.via == "registry" else None
+            self.root / self.name,
+            list(self.tests),
+            cluster=cfg,
+            registry=registry if self.via == "registry" else None,
         )
         self.pipeline = load_pipeline(proj.root / "hpcci.yaml")
         self.cluster = load_cluster(proj.root / "cluster-configs" / "local.yaml")
@@ -149,7 +153,7 @@ class Session:
     def s3_source(self, tar: Path) -> ImageSource:
         """The tar and its layer index in S3 under a key of this session's (what `hpcci publish --to s3` writes)."""
         digest, platform = docker_archive_info(tar)
-        settings = self._s3_settings()
+        settings = self.s3_settings()
         store = make_store(settings)
         key = f"test-layers/{self.name}/{tar.stem}.tar"
         self.s3_keys += [key, index_key(key)]
@@ -214,10 +218,10 @@ class Session:
         on_login(self.remote, ["rm", "-rf", "--", self.cache.rsplit("/", 1)[0]], timeout=300)
         self.remote.close()
         if self.s3_keys:
-            store = make_store(self._s3_settings())
+            store = make_store(self.s3_settings())
             for key in self.s3_keys:
                 store.delete(key)
 
-    def _s3_settings(self) -> S3Settings:
+    def s3_settings(self) -> S3Settings:
         return S3Settings(bucket=os.environ.get("HPCCI_S3_BUCKET", "hpcci"), path_style=True,
                           endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))  # fmt: skip

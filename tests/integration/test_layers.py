@@ -190,3 +190,52 @@ def test_the_login_nodes_s3_pull_resumes_by_range_after_the_server_went_away(
     finally:
         proxy.close()
         s.close()
+
+
+# -- end to end: `hpcci publish --to s3` writes the layer index, `hpcci deploy` stages by it and the image runs ------
+
+
+FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
+       "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
+
+
+def test_a_published_image_is_deployed_layer_by_layer_and_runs(
+    fib_tar: Path, tmp_path: Path, require: Callable[..., None]
+) -> None:
+    from deploy_support import FIB_TAG
+
+    from hpcci import records
+    from hpcci.backends.builders import get_builder
+    from hpcci.backends.objectstore import make_store
+    from hpcci.log import Log
+    from hpcci.stages.layers import LayerIndex, index_key
+    from hpcci.stages.publish import publish_s3
+    from hpcci.stages.sources import docker_archive_info
+
+    require("docker", "s3", "cluster")
+    s = Session(tmp_path, "s3", tests=(FIB,))
+    try:
+        image_id, platform = docker_archive_info(fib_tar)
+        build = records.BuildRecord(image=f"hpcci-test/{s.name}", tags=["t"], builder="docker",
+                                    platforms=[records.PlatformImage(platform, image_id, FIB_TAG)])  # fmt: skip
+        store = make_store(s.s3_settings())
+        prefix = f"test-layers/{s.name}"
+        published = publish_s3(build, store, get_builder("docker"), Log(github=False), prefix=prefix,
+                               workdir=tmp_path, endpoint_url=s.s3_settings().endpoint_url)  # fmt: skip
+        (obj,) = published.objects
+        s.s3_keys += [obj.key, index_key(obj.key), published.index_key or ""]
+        written = store.get_json(index_key(obj.key))
+        assert written is not None
+        index = LayerIndex.from_json(written)
+        assert [b.digest for b in index.blobs()] == [b.digest for b in index_archive(fib_tar).blobs()]
+        assert index.image_id == image_id
+
+        record = records.PublishRecord(image=build.image, tags=build.tags, s3=[obj])
+        records.write(record, s.project.records / "publish.json")
+        done = hpcci(s.project, "deploy")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"blob store: 0 of {len(index.blobs())} blob(s) there" in done.stderr, done.stderr[-3000:]
+        fib = s.project.tests()["fib"]
+        assert fib["verdict"] == "pass" and fib["output_tail"].strip() == "55", fib
+    finally:
+        s.close()

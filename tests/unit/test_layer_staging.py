@@ -237,3 +237,10 @@ def test_with_layers_a_registry_image_is_fetched_blob_by_blob_and_no_credentials
 ])  # fmt: skip
 def test_only_an_outage_is_retried(code: int, stderr: str, again: bool) -> None:
     assert transient(code, stderr) is again
+
+
+def test_leftovers_older_than_a_week_are_removed_never_a_complete_blob() -> None:
+    partials, layouts = bs.leftovers_argv(STORE, "/s/images")
+    assert partials[:2] == ["find", STORE.dir] and "'.*.part'" not in partials and ".*.part" in partials
+    assert partials[-3:] == ["-mmin", "+10080", "-delete"]
+    assert layouts[layouts.index("-name") + 1] == ".layout-*" and layouts[1] == "/s/images"

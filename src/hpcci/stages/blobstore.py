@@ -103,6 +103,19 @@ def listing_argv(store: Store) -> list[str]:
     return ["find", store.dir, "-maxdepth", "1", "-type", "f", "-printf", "%T@ %s %f\\n"]
 
 
+LEFTOVER_MINUTES = 7 * 24 * 60  # a deploy killed mid-way, or a failed conversion job, leaves these behind
+
+
+def leftovers_argv(store: Store, cache: str) -> list[list[str]]:
+    """Partial blobs and assembled layouts older than a week: a layout's hard links would keep evicted blobs' bytes
+    on disk, so they go (no deploy or queued conversion job waits that long)."""
+    age = ["-mmin", f"+{LEFTOVER_MINUTES}"]
+    return [
+        ["find", store.dir, "-maxdepth", "1", "-type", "f", "-name", ".*.part", *age, "-delete"],
+        ["find", cache, "-maxdepth", "1", "-type", "d", "-name", ".layout-*", *age, "-exec", "rm", "-rf", "--", "{}", "+"],
+    ]  # fmt: skip
+
+
 def remove_argv(store: Store, names: list[str]) -> list[str]:
     return ["rm", "-f", "--", *(f"{store.dir}/{n}" for n in names)]
 
@@ -177,6 +190,7 @@ class LayerPlan:
 
     store: Store
     layout: str  # <image_cache>/.layout-<key>.<run>: hard links + index.json, deleted after the conversion
+    cache: str  # <image_cache>
     limit: int  # bytes (staging.blob_store_gib)
     run_id: str
     via: str  # s3 | sftp | registry
@@ -216,4 +230,5 @@ class LayerPlan:
             WriteFile(f"{self.layout}/index.json", "(the OCI index: the manifest, named image)\n"),
             Command(listing_argv(self.store), note=f"over {self.limit / GiB:g} GiB? then rm -f the least recently "
                     f"used blobs, never this image's or those in {self.store.keep}"),
+            *[Command(a, note="leftovers of deploys that never finished") for a in leftovers_argv(self.store, self.cache)],
         ]  # fmt: skip

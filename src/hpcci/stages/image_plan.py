@@ -234,6 +234,7 @@ def _layer_plan(
     return LayerPlan(
         store=store_for(paths.cache),
         layout=f"{paths.cache}/.layout-{source.key[:12]}.{run_id}",
+        cache=paths.cache,
         limit=int(cluster.staging.blob_store_gib * GiB),
         run_id=run_id,
         via=staging,

@@ -232,6 +232,8 @@ class LayerStager:
         done = self.remote.run(bs.listing_argv(plan.store), timeout=120)
         entries = bs.parse_listing(done.stdout) if done.ok else []
         keep = bs.parse_keep(self.remote.read_tail(plan.store.keep, 1 << 20))
+        for argv in bs.leftovers_argv(plan.store, plan.cache):
+            self.remote.run(argv, timeout=120)
         doomed = bs.evict(entries, image | keep, plan.limit)
         if doomed:
             self.remote.run(bs.remove_argv(plan.store, [e.name for e in doomed]), timeout=120, check=True)
