@@ -244,3 +244,20 @@ def test_leftovers_older_than_a_week_are_removed_never_a_complete_blob() -> None
     assert partials[:2] == ["find", STORE.dir] and "'.*.part'" not in partials and ".*.part" in partials
     assert partials[-3:] == ["-mmin", "+10080", "-delete"]
     assert layouts[layouts.index("-name") + 1] == ".layout-*" and layouts[1] == "/s/images"
+
+
+def test_for_sftp_plain_layers_are_named_by_their_diff_ids_unread_and_compressed_ones_hashed(
+    tmp_path: Path,
+) -> None:
+    tar = tmp_path / "img.tar"
+    _archive(tar, [b"a" * 5000, b"\x1f\x8bgzipped"])
+    assert index_archive(tar, trust_diff_ids=True) == index_archive(tar)
+    # a diff_id that is not the layer's hash is taken as written: the cluster's sha256 check of the blob refuses it
+    lying = tmp_path / "lying.tar"
+    config = json.dumps({"rootfs": {"diff_ids": [f"sha256:{H}"]}}).encode()
+    with tarfile.open(lying, "w") as t:
+        _add(t, "c.json", config)
+        _add(t, "l/layer.tar", b"plain")
+        _add(t, "manifest.json", json.dumps([{"Config": "c.json", "Layers": ["l/layer.tar"]}]).encode())
+    assert index_archive(lying, trust_diff_ids=True).layers[0].digest == f"sha256:{H}"
+    assert index_archive(lying).layers[0].digest == f"sha256:{hashlib.sha256(b'plain').hexdigest()}"
