@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpcci.backends.builders.spec import RegistryAuth
-from hpcci.backends.registry import RegistryClient
 from hpcci.backends.remote import Remote
 from hpcci.backends.schedulers import Scheduler
 from hpcci.config import Cluster, Pipeline, resolve_value
@@ -35,18 +33,19 @@ from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0, path_variables
 from hpcci.stages.blobstore import fetch_step
 from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime, s3_curl_argv
-from hpcci.stages.layers import (
-    Blob,
-    LayerIndex,
-    blob_curl_config,
-    index_archive,
-    index_from_manifest,
-    registry_blob_source,
-)
+from hpcci.stages.layers import index_archive
 from hpcci.stages.paths import needed_variables, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.sources import ImageSource
-from hpcci.stages.stage_layers import LayerResult, LayerStager, Target, fetch_index, pull_range, transient
+from hpcci.stages.stage_layers import (
+    LayerResult,
+    LayerStager,
+    Target,
+    fetch_index,
+    pull_range,
+    registry_blobs,
+    transient,
+)
 from hpcci.stages.steps import Command, Submit, Upload
 
 
@@ -213,7 +212,7 @@ class Deployer:
             index = index_archive(Path(src.local_tar), trust_diff_ids=True)  # the cluster hashes what it gets
             stager = LayerStager(self.remote, self.cluster.name, self.info, local_tar=Path(src.local_tar))
         elif image.layers.via == "registry":
-            index, config = self._registry_blobs(src)
+            index, config = registry_blobs(self.pipeline, src, self.mask)
             stager = LayerStager(self.remote, self.cluster.name, self.info, curl_config=config)
         else:
             obj = src.s3
@@ -228,28 +227,6 @@ class Deployer:
         except BaseException:
             self._remove_tree(image.layers.layout)
             raise
-
-    def _registry_blobs(self, src: ImageSource) -> tuple[LayerIndex, Callable[[Blob], str]]:
-        """The image's blobs from its registry manifest, and curl's config for each (URL and the Authorization
-        header the registry gave this deploy: on stdin, never on a command line)."""
-        assert src.registry_ref is not None
-        reg = self.pipeline.publish.registry
-        auth = None
-        if reg is not None and reg.username is not None and reg.password is not None:
-            user = resolve_value(reg.username, "publish.registry.username").strip()
-            password = reg.password.resolve("publish.registry.password").strip()
-            self.mask(password)
-            auth = RegistryAuth(host="", username=user, password=password)
-        dest, digest = registry_blob_source(src.registry_ref, insecure=bool(reg and reg.insecure))
-        with RegistryClient(dest, auth) as client:
-            index = index_from_manifest(client.get(digest))
-            authz = (
-                client._authz
-            )  # what the registry granted for the manifest: a Basic or Bearer header value
-        if authz:
-            self.mask(authz.split(" ", 1)[-1])
-        base = f"{dest.api}/v2/{dest.repository}/blobs"
-        return index, lambda b: blob_curl_config(f"{base}/{b.digest}", authz)
 
     def _remove_tree(self, path: str) -> None:
         with contextlib.suppress(HpcciError):

@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hpcci.backends.builders.spec import RegistryAuth
+from hpcci.backends.registry import RegistryClient
 from hpcci.backends.remote import Remote
+from hpcci.config import Pipeline, resolve_value
 from hpcci.digests import parse_sha256sum
 from hpcci.errors import HpcciError, TransferError, UsageError
 from hpcci.records import S3Object
@@ -26,12 +29,16 @@ from hpcci.stages.layers import (
     OCI_LAYOUT,
     Blob,
     LayerIndex,
+    blob_curl_config,
     copy_range,
+    index_from_manifest,
     index_key,
     layout_index_json,
     manifest_json,
+    registry_blob_source,
     text_digest,
 )
+from hpcci.stages.sources import ImageSource
 
 OUTAGE_WINDOW = 60.0  # seconds a login-node pull keeps resuming a broken transfer
 # curl's exit codes for a server that is away or went away mid-transfer: connect failed, partial file, timeout,
@@ -126,6 +133,29 @@ def pull_range(
         )
         time.sleep(min(2.0 * tries, 10.0))
     return out
+
+
+def registry_blobs(
+    pipeline: Pipeline, src: ImageSource, mask: Callable[[str], None]
+) -> tuple[LayerIndex, Callable[[Blob], str]]:
+    """The image's blobs from its registry manifest, and curl's config for each: its URL and the Authorization
+    header the registry granted this deploy for the manifest (on curl's stdin, never on a command line)."""
+    assert src.registry_ref is not None
+    reg = pipeline.publish.registry
+    auth = None
+    if reg is not None and reg.username is not None and reg.password is not None:
+        user = resolve_value(reg.username, "publish.registry.username").strip()
+        password = reg.password.resolve("publish.registry.password").strip()
+        mask(password)
+        auth = RegistryAuth(host="", username=user, password=password)
+    dest, digest = registry_blob_source(src.registry_ref, insecure=bool(reg and reg.insecure))
+    with RegistryClient(dest, auth) as client:
+        index = index_from_manifest(client.get(digest))
+        authz = client._authz  # a Basic or Bearer header value (RegistryClient has no public accessor yet)
+    if authz:
+        mask(authz.split(" ", 1)[-1])
+    base = f"{dest.api}/v2/{dest.repository}/blobs"
+    return index, lambda b: blob_curl_config(f"{base}/{b.digest}", authz)
 
 
 class LayerStager:
