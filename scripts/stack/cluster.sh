@@ -2,8 +2,9 @@
 # A real Slurm 22.05 cluster on this machine: munged, MariaDB (unix socket only), slurmdbd and slurmctld on the host
 # at 10.77.0.1 (Linux bridge hpcci-br0), compute nodes node1, node2 ... (one slurmd each, in its own network
 # namespace hpcci-nodeN at 10.77.0.(10+N) and its own UTS namespace, so jobs see hostname nodeN), and an SSH login
-# node: sshd inside network namespace hpcci-login at 10.77.0.2:2222 (key-only, user hpcci). All share the file
-# system (one machine), so jobs see the same paths, modules and stand-ins as the login node.
+# node: sshd inside network namespace hpcci-login at 10.77.0.2:2222 (key-only, users hpcci and hpcci-user2, both in
+# group hpcci-users). All share the file system (one machine), so jobs see the same paths, modules and stand-ins as
+# the login node. Two module systems, as at sites: Lmod (the default `module`) and Tcl environment-modules.
 # Container runtimes on the "cluster": podman, charliecloud, and an `apptainer`/`singularity` STAND-IN
 # (the Python package scripts/stack/cluster/apptainer_standin; the real Apptainer is not packaged for this machine),
 # reached with `module load apptainer` like on a real site.
@@ -19,13 +20,25 @@ CLUSTER_LOGIN_IP=10.77.0.2
 CLUSTER_NODES=(node1 node2)
 CLUSTER_SSH_PORT=2222
 CLUSTER_USER=hpcci
+# A second user of the cluster (the users a release is installed for), its key pair in ssh/user2/.
+CLUSTER_USER2=hpcci-user2
+# The unix group of both users, owner of the shared project space project/ ($PROJECT in their login environment).
+CLUSTER_GROUP=hpcci-users
 CLUSTER_ACCOUNT=hpcci
 CLUSTER_DIR=$STACK_DIR/cluster
 CLUSTER_SRC=$STACK_SRC/cluster
 # Local-stack services the login node reaches at the same address as the host (127.0.0.1:PORT): registry, S3.
 CLUSTER_FORWARD_PORTS=(5000 8080)
 CLUSTER_PKGS=(slurm-wlm slurmdbd munge mariadb-server openssh-server podman charliecloud skopeo umoci
-  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 iptables uidmap busybox-static socat)
+  squashfs-tools environment-modules openmpi-bin curl python3 iproute2 iptables uidmap busybox-static socat
+  lua5.3 lua-posix lua-filesystem lua-json lua-term tcl)   # the last line: what Debian's lmod depends on
+
+# Lmod next to environment-modules, both Debian's. Debian's lmod package declares "Conflicts: environment-modules"
+# (each gives the shell a `module`), so apt will not install both: the lmod .deb is fetched with `apt-get download`
+# and unpacked at its own paths (it shares no file with environment-modules; its dependencies are in CLUSTER_PKGS).
+# Its /etc/profile.d/lmod.sh is left out: the site profile login-env.sh makes Lmod the default `module` (why: there).
+CLUSTER_LMOD_PKG=lmod
+CLUSTER_LMOD_STAMP=/usr/share/lmod/.hpcci-unpacked
 
 # _cl_node_ip NODE: nodeN's address, 10.77.0.(10+N).
 _cl_node_ip() { echo "${CLUSTER_HOST_IP%.*}.$((10 + ${1##*[!0-9]}))"; }
@@ -37,13 +50,14 @@ _cl_node_lines() {
   printf '%s' "$out"
 }
 
-# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @HOST@ (slurmctld's host), @NODES@,
-# @NODE_LINES@; a changed file is listed in _CL_CHANGED so `up` restarts the daemon that reads it.
+# _cl_render SRC DST [MODE]: copy a template, filling in @STATE@, @LOG@, @HOST@ (slurmctld's host), @USERS@,
+# @GROUP@, @NODES@, @NODE_LINES@; a changed file is listed in _CL_CHANGED so `up` restarts the daemon that reads it.
 _CL_CHANGED=""
 _cl_render() {
   local nodes
   nodes=$(IFS=,; echo "${CLUSTER_NODES[*]}")
   sed -e "s|@STATE@|$CLUSTER_DIR|g" -e "s|@LOG@|$STACK_DIR/log|g" -e "s|@HOST@|$(hostname -s)|g" \
+    -e "s|@USERS@|$CLUSTER_USER $CLUSTER_USER2|g" -e "s|@GROUP@|$CLUSTER_GROUP|g" \
     -e "s|@NODES@|$nodes|g" -e "s|@NODE_LINES@|$(_cl_node_lines)|" "$1" >"$2.tmp"
   chmod "${3:-644}" "$2.tmp"
   cmp -s "$2.tmp" "$2" || _CL_CHANGED="$_CL_CHANGED $(basename "$2")"
@@ -113,10 +127,45 @@ _cl_apptainer() {
   ln -sfn ../../apptainer/bin/apptainer "$CLUSTER_DIR/sw/singularity/bin/singularity"
 }
 
+# _cl_lmod: unpack Debian's lmod .deb into / once (the stamp names the .deb unpacked; a new one replaces it).
+_cl_lmod() {
+  [ -s "$CLUSTER_LMOD_STAMP" ] && return 0
+  local d=$CLUSTER_DIR/pkgs deb
+  rm -rf "$d" && mkdir -p "$d/root"
+  apt_update_once
+  say "cluster: unpacking Debian's $CLUSTER_LMOD_PKG next to environment-modules"
+  ( cd "$d" && apt-get download -qq -o APT::Sandbox::User=root "$CLUSTER_LMOD_PKG" ) >>"$STACK_DIR/log/apt.log" 2>&1 \
+    || die 3 "apt-get download $CLUSTER_LMOD_PKG failed: see $STACK_DIR/log/apt.log"
+  deb=$(echo "$d"/"$CLUSTER_LMOD_PKG"_*.deb)
+  dpkg-deb -x "$deb" "$d/root"
+  rm -f "$d/root/etc/profile.d/lmod.sh"
+  tar -C "$d/root" -cf - . | tar -C / -xf - --no-overwrite-dir
+  /usr/share/lmod/lmod/libexec/lmod --version >/dev/null 2>&1 || die 3 "Lmod from $(basename "$deb") does not run"
+  basename "$deb" >"$CLUSTER_LMOD_STAMP"
+  rm -rf "$d"
+}
+
+# _cl_user: both users, their group and its shared project space (setgid: what is made there belongs to the group).
 _cl_user() {
-  local u=$CLUSTER_USER home
-  id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -c "hpcci local cluster user" "$u"
+  getent group "$CLUSTER_GROUP" >/dev/null || groupadd "$CLUSTER_GROUP"
+  local s=$CLUSTER_DIR/ssh
+  [ -s "$s/host/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "hpcci-login host key" -f "$s/host/ssh_host_ed25519_key"
+  chmod 600 "$s/host/ssh_host_ed25519_key"
+  printf '[%s]:%s %s\n' "$CLUSTER_LOGIN_IP" "$CLUSTER_SSH_PORT" "$(cut -d' ' -f1,2 "$s/host/ssh_host_ed25519_key.pub")" >"$s/known_hosts"
+  chmod 600 "$s/known_hosts"
+  _cl_account "$CLUSTER_USER" "$s" "hpcci local cluster user"
+  install -d -m 700 "$s/user2"
+  _cl_account "$CLUSTER_USER2" "$s/user2" "hpcci local cluster second user"
+  install -d -m 2770 -o root -g "$CLUSTER_GROUP" "$CLUSTER_DIR/project"
+}
+
+# _cl_account USER KEYDIR COMMENT: a key-only login user in $CLUSTER_GROUP with its scratch, and the kit's client key
+# pair for it in KEYDIR/id_ed25519 (root-only).
+_cl_account() {
+  local u=$1 k=$2 home
+  id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash -c "$3" "$u"
   usermod -p '*' "$u"   # unlocked for key-only sshd without PAM ('!' would be refused)
+  id -nG "$u" | tr ' ' '\n' | grep -qx "$CLUSTER_GROUP" || usermod -aG "$CLUSTER_GROUP" "$u"
   home=$(getent passwd "$u" | cut -d: -f6)
   if ! grep -q "^$u:" /etc/subuid; then   # rootless podman needs subordinate ids (useradd usually adds them)
     local next
@@ -125,16 +174,11 @@ _cl_user() {
   fi
   mkdir -p "$CLUSTER_DIR/scratch/$u"
   chown "$u:$u" "$CLUSTER_DIR/scratch/$u"; chmod 700 "$CLUSTER_DIR/scratch/$u"
-  # Client key pair and known_hosts for the kit (root-only), server host key, authorized_keys.
-  local s=$CLUSTER_DIR/ssh
-  [ -s "$s/host/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "hpcci-login host key" -f "$s/host/ssh_host_ed25519_key"
-  [ -s "$s/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "hpcci local-stack client" -f "$s/id_ed25519"
-  chmod 600 "$s/id_ed25519" "$s/id_ed25519.pub" "$s/host/ssh_host_ed25519_key"
-  printf '[%s]:%s %s\n' "$CLUSTER_LOGIN_IP" "$CLUSTER_SSH_PORT" "$(cut -d' ' -f1,2 "$s/host/ssh_host_ed25519_key.pub")" >"$s/known_hosts"
-  chmod 600 "$s/known_hosts"
+  [ -s "$k/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "hpcci local-stack client ($u)" -f "$k/id_ed25519"
+  chmod 600 "$k/id_ed25519" "$k/id_ed25519.pub"
   install -d -m 700 -o "$u" -g "$u" "$home/.ssh"
-  if ! grep -qF "$(cut -d' ' -f2 "$s/id_ed25519.pub")" "$home/.ssh/authorized_keys" 2>/dev/null; then
-    cat "$s/id_ed25519.pub" >>"$home/.ssh/authorized_keys"
+  if ! grep -qF "$(cut -d' ' -f2 "$k/id_ed25519.pub")" "$home/.ssh/authorized_keys" 2>/dev/null; then
+    cat "$k/id_ed25519.pub" >>"$home/.ssh/authorized_keys"
   fi
   chown "$u:$u" "$home/.ssh/authorized_keys"; chmod 600 "$home/.ssh/authorized_keys"
   # bash run by sshd for `ssh host cmd` reads ~/.bashrc (not BASH_ENV): site environment first, before the
@@ -267,8 +311,11 @@ _cl_slurm() {
   for n in "${CLUSTER_NODES[@]}"; do _cl_slurmd "$n"; done
   sacctmgr -n -P show account "$CLUSTER_ACCOUNT" format=account | grep -qx "$CLUSTER_ACCOUNT" \
     || sacctmgr -i add account "$CLUSTER_ACCOUNT" Cluster=local Description="hpcci CI" Organization=hpcci >/dev/null
-  sacctmgr -n -P show assoc where user="$CLUSTER_USER" account="$CLUSTER_ACCOUNT" format=user | grep -qx "$CLUSTER_USER" \
-    || sacctmgr -i add user "$CLUSTER_USER" Account="$CLUSTER_ACCOUNT" DefaultAccount="$CLUSTER_ACCOUNT" >/dev/null
+  local u
+  for u in "$CLUSTER_USER" "$CLUSTER_USER2"; do
+    sacctmgr -n -P show assoc where user="$u" account="$CLUSTER_ACCOUNT" format=user | grep -qx "$u" \
+      || sacctmgr -i add user "$u" Account="$CLUSTER_ACCOUNT" DefaultAccount="$CLUSTER_ACCOUNT" >/dev/null
+  done
   WAIT_PIDS="${CLUSTER_NODES[*]/#/cluster-slurmd-}" wait_for "Slurm nodes ${CLUSTER_NODES[*]} (idle)" 30 _cl_nodes_ready
 }
 
@@ -297,10 +344,19 @@ _cl_nodes_ready() {
   return $ok
 }
 
+# A changed sshd_config is reloaded with SIGHUP (sshd re-executes itself, same pid): no stop and start, so the
+# login node refuses new connections for a moment only, and open sessions (other tests' jobs) go on.
 _cl_sshd() {
-  pid_alive cluster-sshd && return 0
   install -d -m 755 /run/sshd
   /usr/sbin/sshd -t -f "$CLUSTER_DIR/etc/sshd_config" || die 4 "sshd config invalid: $CLUSTER_DIR/etc/sshd_config"
+  if pid_alive cluster-sshd; then
+    case " $_CL_CHANGED " in *" sshd_config "*) ;; *) return 0 ;; esac
+    say "cluster: sshd_config changed, reloading sshd"
+    kill -HUP "$(cat "$STACK_DIR/run/cluster-sshd.pid")"
+    sleep 0.5
+    wait_for "sshd on $CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT" 15 _cl_ssh_answers
+    return 0
+  fi
   # nsenter --net, not `ip netns exec`: the latter also remounts /sys, which hides /sys/fs/cgroup from login
   # sessions and breaks rootless podman (and its long-lived pause process) for the user.
   start_bg cluster-sshd "$STACK_DIR/log/cluster-sshd.log" \
@@ -336,6 +392,7 @@ _cl_forward_in() {
 
 cluster_up() {
   apt_install "${CLUSTER_PKGS[@]}"
+  _cl_lmod
   _cl_migrate
   _cl_files
   local nodes=() n
@@ -343,7 +400,6 @@ cluster_up() {
   _cl_restart_if_changed slurmdbd.conf cluster-slurmdbd
   _cl_restart_if_changed slurm.conf "${nodes[@]}" cluster-slurmctld
   _cl_restart_if_changed gres.conf "${nodes[@]}" cluster-slurmctld
-  _cl_restart_if_changed sshd_config cluster-sshd
   _cl_user
   _cl_netns
   _cl_hosts
@@ -414,7 +470,10 @@ cluster_status() {
   done
   [ -z "$bad" ] || { echo "slurm nodes not all usable: $nodes (run: scripts/local-stack up cluster)"; return 1; }
   _cl_ssh_answers || { echo "sshd does not answer on $CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT"; return 1; }
-  echo "slurm nodes $nodes, ssh $CLUSTER_USER@$CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT"
+  local lmod
+  lmod=$(/usr/share/lmod/lmod/libexec/lmod --version 2>&1 | sed -n 's/.*Version \([0-9.]*\).*/\1/p')
+  [ -n "$lmod" ] || { echo "Lmod is not installed (run: scripts/local-stack up cluster)"; return 1; }
+  echo "slurm nodes $nodes, ssh $CLUSTER_USER@$CLUSTER_LOGIN_IP:$CLUSTER_SSH_PORT (and $CLUSTER_USER2), Lmod $lmod"
 }
 
 cluster_env() {
@@ -423,4 +482,8 @@ cluster_env() {
   echo "export HPCCI_LOCAL_SSH_USER=$CLUSTER_USER"
   echo "export HPCCI_LOCAL_SSH_KEY_FILE=$(printf %q "$CLUSTER_DIR/ssh/id_ed25519")"
   echo "export HPCCI_LOCAL_KNOWN_HOSTS=$(printf %q "$CLUSTER_DIR/ssh/known_hosts")"
+  echo "export HPCCI_LOCAL_SSH_USER2=$CLUSTER_USER2"
+  echo "export HPCCI_LOCAL_SSH_USER2_KEY_FILE=$(printf %q "$CLUSTER_DIR/ssh/user2/id_ed25519")"
+  echo "export HPCCI_LOCAL_RELEASE_GROUP=$CLUSTER_GROUP"
+  echo "export HPCCI_LOCAL_PROJECT_DIR=$(printf %q "$CLUSTER_DIR/project")"
 }

@@ -16,8 +16,15 @@ stack_init() {
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/log"
 }
 
-# apt_install PKG...: install the Debian packages that are not installed yet.
+# apt_update_once: `apt-get update`, once per run of local-stack.
 _apt_updated=""
+apt_update_once() {
+  [ -n "$_apt_updated" ] && return 0
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >>"$STACK_DIR/log/apt.log" 2>&1 || die 3 "apt-get update failed: see $STACK_DIR/log/apt.log"
+  _apt_updated=1
+}
+
+# apt_install PKG...: install the Debian packages that are not installed yet.
 apt_install() {
   local missing=() p
   for p in "$@"; do
@@ -25,10 +32,7 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${missing[*]}"
-  if [ -z "$_apt_updated" ]; then
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >"$STACK_DIR/log/apt.log" 2>&1 || die 3 "apt-get update failed: see $STACK_DIR/log/apt.log"
-    _apt_updated=1
-  fi
+  apt_update_once
   # Packages like memcached, docker.io, mariadb-server and munge start their own daemons on install unless
   # policy-rc.d forbids it; ours must be the only ones. Forbid it for the install when the machine does not.
   local policy=/usr/sbin/policy-rc.d made_policy=""

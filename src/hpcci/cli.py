@@ -20,6 +20,9 @@ COMMANDS = {
     "plan": "print what a run would do (tags, targets, remote commands, sbatch scripts); touches nothing",
     "validate": "check hpcci.yaml and cluster configs; print their JSON schemas",
     "doctor": "check that a cluster is reachable and ready (host key, runtime, scheduler, space)",
+    "trigger": "a maintainer's `/hpcci deploy` PR comment: check the commenter's permission, pin the PR head",
+    "releases": "list the releases installed as modules on a cluster (version, tag, digests, default)",
+    "rollback": "make an installed release the module's default again",
 }
 
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hpcci.records import ClusterResult, Results, TestResult, Verdict
+from hpcci.accounting import hours_text
+from hpcci.records import ClusterResult, Results, TestResult, Usage, Verdict
 
 MAX_OUTPUT_CHARS = 65535  # output.summary and output.text
 MAX_TITLE_CHARS = 255  # annotation title (GitHub's prose limit)
@@ -132,9 +133,17 @@ def elapsed(seconds: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-TABLE_HEADER = (
-    "| Test | Platform | Job | State | Exit code | Elapsed | Verdict |\n|---|---|---|---|---|---|---|"
-)
+TABLE_COLUMNS = ("Test", "Platform", "Job", "State", "Exit code", "Queue wait", "Run time", "Nodes", "Core-h")
+
+
+def _gpus(cr: ClusterResult) -> bool:
+    """Whether the table needs a GPU-hours column: some test was allocated GPUs."""
+    return any(t.usage and t.usage.gpus for t in cr.tests)
+
+
+def table_header(cr: ClusterResult) -> str:
+    columns = [*TABLE_COLUMNS, *(["GPU-h"] if _gpus(cr) else []), "Verdict"]
+    return "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
 
 
 def label(t: TestResult) -> str:
@@ -142,11 +151,37 @@ def label(t: TestResult) -> str:
     return VERDICT_LABEL.get(t.verdict, t.verdict)
 
 
-def table_row(t: TestResult) -> str:
-    verdict = label(t)
+def nodes_text(u: Usage | None) -> str:
+    """'node1', or '2: node[1-2]' for several nodes."""
+    if u is None or not u.nodes:
+        return "-"
+    return f"{u.node_count}: {u.nodes}" if u.node_count and u.node_count > 1 else u.nodes
+
+
+def table_row(t: TestResult, *, gpus: bool = False) -> str:
+    u = t.usage or Usage()
     exit_code = "-" if t.exit_code is None else str(t.exit_code)
-    cells = [t.test, t.platform, t.job_id, t.state, exit_code, elapsed(t.elapsed_s), verdict]
+    usage = [elapsed(u.queue_wait_s), elapsed(t.elapsed_s), nodes_text(t.usage), hours_text(u.core_hours)]
+    if gpus:
+        usage.append(hours_text(u.gpu_hours))
+    cells = [t.test, t.platform, t.job_id, t.state, exit_code, *usage, label(t)]
     return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+
+def usage_line(cr: ClusterResult) -> str:
+    """Where the cluster's time and allocation went: staging, conversion, queue wait, run time, core/GPU-hours."""
+    u = cr.usage
+    waits = [t.usage.queue_wait_s for t in cr.tests if t.usage and t.usage.queue_wait_s is not None]
+    runs = [t.elapsed_s for t in cr.tests if t.elapsed_s is not None]
+    cached = cr.sif_path and cr.error is None  # converted before: nothing staged or converted this time
+    parts = [f"staging {elapsed(u.stage_s)}"] if u.stage_s is not None else ["image cached"] if cached else []
+    parts += [f"conversion {elapsed(u.convert_s)}"] if u.convert_s is not None else []
+    parts += [f"queue wait up to {elapsed(max(waits))}"] if waits else []
+    parts += [f"run time {elapsed(sum(runs))} in all"] if runs else []
+    gpu = f" and {hours_text(u.gpu_hours)} GPU-hours" if u.gpu_hours else ""
+    jobs = "job" if u.jobs == 1 else "jobs"
+    parts += [f"{hours_text(u.core_hours)} core-hours{gpu} allocated to {u.jobs} {jobs}"] if u.jobs else []
+    return "**Time and allocation:** " + ("; ".join(parts) if parts else "nothing ran") + "."
 
 
 def fit_lines(head: str, lines: Sequence[str], tail: str, limit: int, more: str) -> str:
@@ -180,40 +215,67 @@ def truncate(text: str, limit: int = MAX_OUTPUT_CHARS, note: str | None = None) 
     return (cut + note)[:limit]
 
 
-def provenance(cr: ClusterResult, image: str) -> str:
-    """Image digest -> tar sha256 -> SIF path, as far as known."""
-    lines = []
+def image_line(cr: ClusterResult) -> str:
+    """Where the image can be fetched from: a registry reference that pulls, or the S3 object and its sha256."""
+    if cr.image_ref.startswith("s3://"):
+        sha = f" (sha256 `{cr.tar_sha256.removeprefix('sha256:')}`)" if cr.tar_sha256 else ""
+        return f"**Image:** `{cr.image_ref}`{sha}"
+    if cr.image_ref:
+        return f"**Image:** `{cr.image_ref}`"
     if cr.image_digest:
-        ref = f"{image}@{cr.image_digest}" if image else cr.image_digest
-        lines.append(f"**Image:** `{ref}`")
+        return (
+            f"**Image:** a local tar, image id `{cr.image_digest}` (not published: no reference fetches it)"
+        )
+    return ""
+
+
+def provenance(cr: ClusterResult) -> str:
+    """Where the image comes from, then image digest -> tar sha256 -> SIF path and sha256, as far as known."""
     chain = [f"`{cr.image_digest}`" if cr.image_digest else "image digest unknown"]
     chain.append(
         f"tar `sha256:{cr.tar_sha256.removeprefix('sha256:')}`" if cr.tar_sha256 else "no tar (not staged)"
     )
-    chain.append(f"SIF `{cr.sif_path}`" if cr.sif_path else "no SIF")
-    lines.append("**Provenance:** " + " → ".join(chain))
-    return "\n\n".join(lines)
+    sif = f" (sha256 `{cr.sif_sha256}`)" if cr.sif_sha256 else ""
+    chain.append(f"SIF `{cr.sif_path}`{sif}" if cr.sif_path else "no SIF")
+    lines = [image_line(cr), "**Provenance:** " + " → ".join(chain)]
+    return "\n\n".join(line for line in lines if line)
 
 
-def summary(cr: ClusterResult, image: str = "", *, limit: int = MAX_OUTPUT_CHARS) -> str:
-    """The check run's summary: the conclusion in words, the table, reasons for what did not pass, provenance."""
+def release_line(cr: ClusterResult) -> str | None:
+    """'installed as module fibonacci/0.1.0 on frontera (default)', or why not; None when no release was made."""
+    r = cr.release
+    if r is None:
+        return None
+    if r.status not in ("installed", "unchanged"):
+        return f"not installed as module {r.module} on {cr.cluster}: {r.reason}"
+    if r.status == "unchanged":
+        return f"module {r.module} on {cr.cluster}{' (default)' if r.default else ''}: {r.reason}"
+    default = " (default)" if r.default else (f" (not default: {r.reason})" if r.reason else "")
+    removed = f"; removed {', '.join(r.removed)} (retention)" if r.removed else ""
+    return f"installed as module {r.module} on {cr.cluster}{default}{removed}"
+
+
+def summary(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """The check run's summary: the conclusion in words, the table, where the time and allocation went,
+    provenance, and the reasons for what did not pass."""
     c = conclude(cr)
-    head = f"**{c.conclusion.replace('_', ' ')}**: {c.reason}.\n\n{TABLE_HEADER}"
-    rows = [table_row(t) for t in cr.tests]
+    head = f"**{c.conclusion.replace('_', ' ')}**: {c.reason}.\n\n{table_header(cr)}"
+    gpus = _gpus(cr)
+    rows = [table_row(t, gpus=gpus) for t in cr.tests]
     notes = [
         f"- **{cell(t.test)}** ({t.state}): {t.reason}" for t in cr.tests if t.verdict != "pass" and t.reason
     ]
-    tail_parts = []
-    if cr.error:
-        tail_parts.append(f"**Deploy error:** {cr.error}")
+    tail_parts = [f"**Deploy error:** {cr.error}"] if cr.error else []
+    if line := release_line(cr):
+        tail_parts.append(f"**Release:** {line}")
+    tail_parts += [usage_line(cr), provenance(cr)]  # before the notes: a long list of notes is what gets cut
     if notes:
         tail_parts.append(
             "\n".join(notes[:50]) + (f"\n- … and {len(notes) - 50} more" if len(notes) > 50 else "")
         )
-    tail_parts.append(provenance(cr, image))
-    tail = "\n" + "\n\n".join(tail_parts)
-    tail = truncate(tail, limit // 3)  # the table gets the rest
-    return fit_lines(head, rows, tail, limit, "| … | {n} more tests: see the job's step summary | | | | | |")
+    tail = truncate("\n" + "\n\n".join(tail_parts), limit // 3)  # the table gets the rest
+    more = "| … | {n} more tests: see the job's step summary |" + " |" * (len(TABLE_COLUMNS) + gpus - 1)
+    return fit_lines(head, rows, tail, limit, more)
 
 
 def fence(text: str) -> str:
@@ -322,12 +384,19 @@ def missing_annotations(
 def step_summary(
     results: Results, *, check_names: dict[str, str] | None = None, heading: str = "hpcci smoke tests"
 ) -> str:
-    """Markdown for $GITHUB_STEP_SUMMARY and the PR comment: one section per cluster."""
+    """Markdown for $GITHUB_STEP_SUMMARY and the PR comment: the allocation used in all, one section per cluster."""
     parts = [f"## {heading}"]
     if results.sha:
         parts.append(f"Commit `{results.sha[:12]}`" + (f", image `{results.image}`" if results.image else ""))
+    if len(results.clusters) > 1:
+        core = sum(cr.usage.core_hours for cr in results.clusters)
+        gpu = sum(cr.usage.gpu_hours for cr in results.clusters)
+        gpus = f" and {hours_text(gpu)} GPU-hours" if gpu else ""
+        parts.append(
+            f"**Allocation used on {len(results.clusters)} clusters:** {hours_text(core)} core-hours{gpus}."
+        )
     for cr in results.clusters:
         name = (check_names or {}).get(cr.cluster, cr.cluster)
         parts.append(f"### {name}: {title(cr)}")
-        parts.append(summary(cr, results.image, limit=MAX_OUTPUT_CHARS))
+        parts.append(summary(cr, limit=MAX_OUTPUT_CHARS))
     return "\n\n".join(parts)

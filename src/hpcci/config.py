@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import Compression, GpuKind, RuntimeName, Squashfs
 from hpcci.backends.schedulers import SchedulerName
+from hpcci.config_release import ReleaseConfig
 from hpcci.config_staging import StagingConfig
 from hpcci.config_types import (
     ConfigModel,
@@ -365,6 +366,7 @@ class Cluster(ConfigModel):
         default_factory=list,
         description="Modules every remote step loads first (e.g. slurm), before the runtime's",
     )
+    release: ReleaseConfig | None = None  # tested releases installed as modules (config_release.py)
 
     _source: Source | None = PrivateAttr(default=None)
 

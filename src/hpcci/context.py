@@ -56,6 +56,8 @@ class GitEvent:
             return "tag" if self.is_tag else "push"
         if self.event_name in ("pull_request", "pull_request_target"):
             return "pull_request"
+        if self.event_name == "issue_comment":  # a trusted `/hpcci deploy` (hpcci trigger): a manual request
+            return "workflow_dispatch"
         return self.event_name
 
 
@@ -85,6 +87,10 @@ def from_environ(env: dict[str, str] | None = None, **overrides: Any) -> GitEven
         "run_id": env.get("GITHUB_RUN_ID", ""),
         "run_attempt": env.get("GITHUB_RUN_ATTEMPT", "1"),
     }
+    pin = env.get("HPCCI_PIN_SHA")  # a trusted `/hpcci deploy` comment's PR head, pinned by `hpcci trigger`
+    if pin and env.get("HPCCI_PIN_PR", "").isdigit():
+        number = int(env["HPCCI_PIN_PR"])
+        values.update(sha=pin, pr_head_sha=pin, pr_number=number, ref=f"refs/pull/{number}/head")
     values.update({k: v for k, v in overrides.items() if v is not None})
     ref = values["ref"]
     if values["pr_number"] is None and ref.startswith("refs/pull/"):

@@ -125,6 +125,24 @@ class GitHubError(HpcciError):
     exit_code = 80
 
 
+class ReleaseError(HpcciError):
+    """A tested release could not be installed as a module, or was refused (another image under its version)."""
+
+    exit_code = 90
+
+
+class ReleaseNotInstalled(ReleaseError):
+    """`hpcci rollback --to VERSION`: no such version is installed (nothing was changed)."""
+
+    exit_code = 91
+
+
+class ReleaseRefused(ReleaseError):
+    """The release's version is installed already from another image; replacing it needs --replace-release."""
+
+    exit_code = 92
+
+
 INTERNAL_ERROR_EXIT = 99  # a bug in hpcci itself (cli.py prints one line and asks for a report)
 
 

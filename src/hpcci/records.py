@@ -28,7 +28,10 @@ VERDICTS: tuple[Verdict, ...] = typing.get_args(Verdict)
 @dataclass(frozen=True)
 class PlatformImage:
     platform: str  # linux/amd64
-    digest: str  # manifest digest in the registry, or image id when only local
+    # the image id (config digest, as the builder reports it): the content key of the S3 objects and of the
+    # cluster's image cache. It names no manifest, so no registry pulls it: the pushed manifests' digests are in
+    # RegistryPublication.platforms.
+    digest: str
     ref: str  # a local or registry reference to this platform's image
     size: int = 0
 
@@ -61,7 +64,7 @@ class S3Object:
 class RegistryPublication:
     refs: list[str]  # every tag pushed, e.g. 127.0.0.1:5000/org/fib:v1.2.3
     digest: str  # manifest list digest
-    platforms: dict[str, str] = field(default_factory=dict)  # platform -> digest
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> its manifest's digest (pullable)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,31 @@ class PublishRecord:
     registry: RegistryPublication | None = None
     s3: list[S3Object] = field(default_factory=list)
     s3_index_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where one batch job's time and allocation went, from the scheduler's accounting (None: not known)."""
+
+    queue_wait_s: float | None = None  # submit to start (to the cancel, for a job that never started)
+    run_s: float | None = None  # start to end
+    nodes: str = ""  # as the scheduler writes them: node[1-2]
+    node_count: int | None = None
+    cpus: int | None = None  # allocated
+    gpus: int | None = None  # allocated
+    core_hours: float | None = None  # cpus x run time
+    gpu_hours: float | None = None  # gpus x run time
+
+
+@dataclass(frozen=True)
+class ClusterUsage:
+    """Where one cluster's deploy spent its time and allocation."""
+
+    stage_s: float | None = None  # getting the image's tar there and checked (None: the image was cached)
+    convert_s: float | None = None  # converting it: on the login node, or the conversion job's run time
+    core_hours: float = 0.0  # every job of the deploy, the conversion job included
+    gpu_hours: float = 0.0
+    jobs: int = 0  # batch jobs submitted
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,8 @@ class ClusterDeploy:
     cache_hit: bool = False
     jobs: dict[str, str] = field(default_factory=dict)  # test name -> job id
     error: str | None = None
+    image_ref: str = ""  # where the image is fetched from: repo@sha256:<manifest digest>, or s3://bucket/key
+    sif_sha256: str | None = None  # of the converted image on the cluster
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,7 @@ class TestResult:
     output_tail: str = ""
     source_file: str | None = None  # the hpcci.yaml that defines the test
     source_line: int | None = None
+    usage: Usage | None = None  # None: never submitted
 
 
 @dataclass(frozen=True)
@@ -121,6 +152,14 @@ class ClusterResult:
     error: str | None = (
         None  # the cluster failed before or around its tests (unreachable, conversion failed...)
     )
+    release: ReleaseOutcome | None = (
+        None  # a release tag: installed as a module, or why not (stages/promote.py)
+    )
+    image_ref: str = (
+        ""  # a reference that fetches the image: repo@sha256:<manifest digest>, or s3://bucket/key
+    )
+    sif_sha256: str | None = None
+    usage: ClusterUsage = field(default_factory=ClusterUsage)
 
 
 @dataclass(frozen=True)
@@ -202,3 +241,16 @@ RECORD_FILES = {
     DeployRecord: "deploy.json",
     Results: "results.json",
 }
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What became of a release on one cluster: installed as a module, already there, or why not."""
+
+    module: str  # <name>/<version>, e.g. fibonacci/0.1.0
+    status: Literal["installed", "unchanged", "not_installed", "refused", "failed"]
+    reason: str  # one sentence: what happened, or why nothing was installed
+    default: bool = False  # the module's default is this version now
+    removed: list[str] = field(default_factory=list)  # versions the retention removed
+    sif: str | None = None
+    modulefile: str | None = None

@@ -19,7 +19,19 @@ def hpcci(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 def test_help_lists_every_command() -> None:
     out = hpcci("--help").stdout
-    for name in ("build", "publish", "deploy", "report", "run", "plan", "validate", "doctor"):
+    for name in (
+        "build",
+        "publish",
+        "deploy",
+        "report",
+        "run",
+        "plan",
+        "validate",
+        "doctor",
+        "trigger",
+        "releases",
+        "rollback",
+    ):
         assert f"    {name} " in out
 
 

@@ -100,7 +100,16 @@ class UserRepo:
         assert old in text, f"{relpath} has no {old!r}"
         file.write_text(text.replace(old, new, 1), encoding="utf-8")
 
-    def act(self, event_name: str, payload: dict[str, Any]) -> ActRun:
+    def act(
+        self,
+        event_name: str,
+        payload: dict[str, Any],
+        *,
+        workflow: str = WORKFLOW,
+        env: dict[str, str] | None = None,
+    ) -> ActRun:
+        """Run ``workflow`` for the event; ``env`` sets GitHub's run variables (GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT:
+        act takes github.run_id and github.run_attempt from them)."""
         # Read the stack's exports now: a restarted GitHub stand-in has a new token.
         self.stack = self._stack()
         work = self.path.parent
@@ -114,7 +123,7 @@ class UserRepo:
         _write_dotenv(runner_env, {k: self.stack[k] for k in RUNNER_ENV if k in self.stack})
         argv = [
             act_binary(), event_name,
-            "-W", WORKFLOW,
+            "-W", workflow,
             "-e", str(event),
             "-P", "ubuntu-latest=-self-hosted",
             "--pull=false",
@@ -124,10 +133,11 @@ class UserRepo:
             "--secret-file", str(secrets),
             "--env-file", str(runner_env),
             "--var-file", os.devnull,
+            *[f"--env={k}={v}" for k, v in (env or {}).items()],
         ]  # fmt: skip
         done = run(_clean_env_argv(argv), timeout=ACT_TIMEOUT, check=False, cwd=str(self.path))
         output = done.stdout + done.stderr
-        log = work / f"act-{event_name}.log"
+        log = work / f"act-{event_name}-{uuid.uuid4().hex[:6]}.log"
         log.write_text(output, encoding="utf-8")
         for name in SECRET_VALUES:
             leaks = [i + 1 for i, line in enumerate(output.splitlines()) if self.stack[name] in line]
@@ -164,11 +174,30 @@ def make_user_repo(path: Path, stack: Callable[[], dict[str, str]], kit: Path) -
     """examples/fibonacci copied to ``path`` as a git repository on main, one commit, origin on GitHub."""
     shutil.copytree(EXAMPLE, path, symlinks=False)
     _make_self_contained(path)
+    _own_release_space(path)
     repo = UserRepo(path, stack, kit)
     repo.git("init", "-q", "-b", "main")
     repo.git("remote", "add", "origin", f"https://github.com/{repo.repository}.git")
     repo.commit("fibonacci")
     return repo
+
+
+E2E_RELEASES = (
+    "e2e-releases"  # under the cluster's $PROJECT: each user repository installs its releases there
+)
+
+
+def _own_release_space(path: Path) -> None:
+    """Releases go to a folder of this repository's own under $PROJECT, not where the demo installs fibonacci:
+    a tag rebuilt by a later run (another digest under the same version) must not meet an earlier run's install."""
+    config = path / "cluster-configs" / "local.yaml"
+    text = config.read_text(encoding="utf-8")
+    own = f"$PROJECT/{E2E_RELEASES}/{path.name}"
+    for key in ("root: $PROJECT/apps", "modulefiles: $PROJECT/modulefiles"):
+        assert key in text, f"{config}: expected `{key}` in its release section"
+        name, value = key.split(": ")
+        text = text.replace(key, f"{name}: {value.replace('$PROJECT', own)}")
+    config.write_text(text, encoding="utf-8")
 
 
 def _make_self_contained(path: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from act_harness import REPO, UserRepo, make_user_repo
+from act_harness import E2E_RELEASES, REPO, UserRepo, make_user_repo
 
 from hpcci.process import run
 from stack_env import read_env, require_services
@@ -107,7 +107,10 @@ def remove_what_the_session_made(stack_env: dict[str, str]) -> Iterator[None]:
     tools = [t for t in ("docker", "buildah") if shutil.which(t)]
     before = {tool: _image_store(tool) for tool in tools}
     act_runs = set(_act_run_dirs())
+    releases = Path(stack_env["HPCCI_LOCAL_PROJECT_DIR"]) / E2E_RELEASES
+    shutil.rmtree(releases, ignore_errors=True)  # an interrupted session's installs
     yield
+    shutil.rmtree(releases, ignore_errors=True)
     for folder in set(_act_run_dirs()) - act_runs:
         shutil.rmtree(folder, ignore_errors=True)
     try:

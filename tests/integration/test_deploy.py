@@ -401,16 +401,22 @@ prepend-path PATH {bin}
 
 
 def test_sacct_briefly_unavailable_is_tolerated(fib_tar: Path, project: Callable[..., Project]) -> None:
+    # The fault-injection module goes into the site's modulefiles (written here as root, like a site admin would):
+    # Lmod, the local cluster's `module`, loads modules by name from MODULEPATH only, never by file path.
+    name = unique("sacct-flaky")
+    modulefile = Path(os.environ["HPCCI_STACK_DIR"], "cluster", "modulefiles", "hpcci-test", name)
     remote = login()
     try:
-        base = on_login(remote, ["printenv", "SCRATCH"]).stdout.strip() + "/" + unique("flaky")
+        base = on_login(remote, ["printenv", "SCRATCH"]).stdout.strip() + "/" + name
         remote.run(["mkdir", "-p", f"{base}/bin"], check=True)
         remote.write_text(f"{base}/bin/sacct", FLAKY_SACCT.format(state=f"{base}/count"), mode=0o755)
-        remote.write_text(f"{base}/sacct-flaky", FLAKY_MODULE.format(bin=f"{base}/bin"))
-        proj = project([FIB], cluster=cluster_config(modules=[f"{base}/sacct-flaky"]))
+        modulefile.parent.mkdir(exist_ok=True)
+        modulefile.write_text(FLAKY_MODULE.format(bin=f"{base}/bin"))
+        proj = project([FIB], cluster=cluster_config(modules=[f"hpcci-test/{name}"]))
         done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
         calls = int(remote.run(["cat", f"{base}/count"], check=True).stdout)
     finally:
+        modulefile.unlink(missing_ok=True)
         remote.close()
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Problem talking to the database" in done.stderr and "tolerated" in done.stderr

@@ -293,7 +293,8 @@ def test_sshd_stopped_mid_upload_resumes_or_fails_cleanly_never_using_a_partial_
         assert proj.deploy_record()["clusters"][0]["tar_sha256"] == tar_sha
         assert (t["state"], t["verdict"]) == ("COMPLETED", "pass"), t
         assert t["output_tail"].strip() == blob_sha
-        assert left.split() == [f"{key}.sif"]  # the tar was converted and removed, no temporary left
+        # converted (its sha256 kept beside it), the tar removed, no temporary left
+        assert left.split() == [f"{key}.sif", f"{key}.sif.sha256"]
     else:
         # failed: one line saying what failed, nothing submitted, nothing under the final names
         assert rc == TransferError.exit_code, out[-3000:]

@@ -177,7 +177,9 @@ def test_one_completed_check_run_per_cluster_with_the_right_conclusion(
     p = runs["hpcci / perlmutter"]
     assert p["head_sha"] == SHA
     assert p["output"]["title"] == "1/2 smoke tests passed on perlmutter (linux/amd64)"
-    assert "| fib-big | linux/amd64 | 5150 | FAILED | 1 | 2.0s | ❌ fail |" in p["output"]["summary"]
+    assert (
+        "| fib-big | linux/amd64 | 5150 | FAILED | 1 | - | 2.0s | - | - | ❌ fail |" in p["output"]["summary"]
+    )
     assert "SIF `/scratch/hpcci/images/fib-perlmutter.sif`" in p["output"]["summary"]
     assert "```text\nTraceback\nValueError\n```" in p["output"]["text"]
     assert [(a["path"], a["start_line"]) for a in p["annotations"]] == [("examples/fibonacci/hpcci.yaml", 36)]

@@ -15,8 +15,9 @@ from hpcci.process import Completed
 from hpcci.records import S3Object
 from hpcci.stages.execute import Deployer
 from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
+from hpcci.stages.provenance import read_sif_checksums
 from hpcci.stages.sources import ImageSource
-from hpcci.stages.steps import Command, Submit, Upload
+from hpcci.stages.steps import Command, Submit, Upload, WriteFile
 
 TRANSPORT = ("paramiko", "hpcci.backends.remote", "hpcci.process", "subprocess", "socket")
 SHA = "ef" * 32
@@ -77,7 +78,7 @@ class RecordingRemote:
         self.done.append(["run", *argv])
         if argv[:2] == ["test", "-s"]:
             return Completed(tuple(argv), 1, "", "")  # no image cached
-        uploaded = argv[0] == "sha256sum" and argv[-1].endswith(".tar.part")
+        uploaded = argv[0] == "sha256sum" and argv[-1].endswith((".tar.part", ".sif"))
         pulled = "curl" in argv[-1]  # curl | tee | sha256sum
         out = f"{SHA}  -\n" if uploaded or pulled else "4242\n" if "sbatch" in argv[-1] else ""
         return Completed(tuple(argv), 0, out, "")
@@ -100,6 +101,8 @@ def expected(plan: ClusterPlan) -> list[list[str]]:
         elif isinstance(step, Submit):
             after = ["4242"] if step.after else []  # the conversion job's id, known once it is submitted
             out += [["write", step.script.path, step.script.text], ["run", *step.argv(after)]]
+        elif isinstance(step, WriteFile):  # the converted image's sha256, known once computed
+            out.append(["write", step.path, step.text.replace("SHA256", SHA)])
     return out
 
 
@@ -129,6 +132,7 @@ def test_deploy_runs_exactly_the_steps_plan_prints(source: ImageSource, settings
     staged = {p: deployer.stage_image(image) for p, image in plan.images.items()}
     jobs, refused = deployer.submit_tests(plan, staged)
     assert jobs == {0: "4242", 1: "4242"} and not refused
+    assert read_sif_checksums(remote, plan, staged) == {"linux/amd64": SHA}  # once the jobs ended
     assert remote.done == expected(plan)  # nothing cached: the deploy takes every step, in the plan's order
     printed = "\n".join(plan_lines(plan))
     for step in plan.steps():

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.backends.github import app_jwt, is_rate_limited, retry_after
+from hpcci.backends.github import app_jwt
+from hpcci.backends.github_errors import is_rate_limited, retry_after
 from hpcci.commands import common
 from hpcci.commands.report import locate_tests, plan_section, workspace_path
 from hpcci.config_load import load_pipeline

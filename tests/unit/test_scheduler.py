@@ -115,11 +115,12 @@ def test_sbatch_refusing_a_time_says_what_to_fix() -> None:
 
 def test_argv_builders_poll_all_jobs_in_one_call() -> None:
     assert slurm.queue_argv(["1", "2"]) == [
-        "squeue", "--noheader", "--states=all", "--jobs=1,2", "--format=%i|%T|%r|%M|%N",
+        "squeue", "--noheader", "--states=all", "--jobs=1,2", "--format=%i|%T|%r|%M|%N|%V|%S|%D|%C|%b",
     ]  # fmt: skip
     assert slurm.history_argv(["3"])[-2:] == [
         "--jobs=3",
-        "--format=JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList",
+        "--format=JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList,Submit,Start,End,ElapsedRaw,AllocTRES,NNodes,"
+        "AllocCPUS",
     ]
     assert slurm.cancel_argv(["1", "2"]) == ["scancel", "1", "2"]
     assert slurm.submit_argv("/s/x.sbatch") == ["sbatch", "--parsable", "/s/x.sbatch"]

@@ -32,11 +32,14 @@ ONLY_USES = {
     "actions/setup/cache/action.yml",
     ".github/workflows/build-and-publish.yml",
     ".github/workflows/deploy.yml",
+    ".github/workflows/trigger.yml",
     "examples/fibonacci/.github/workflows/hpcci.yml",
+    "examples/fibonacci/.github/workflows/hpcci-comment.yml",
 }
-# Files that reference no part of the kit: the remote-action wrappers and the project's own CI.
+# Files that reference no part of the kit: the remote-action wrappers, the pinned checkout and the project's CI.
 NO_KIT_REFERENCES = {
     "actions/build/buildx/action.yml",
+    "actions/trigger/checkout/action.yml",
     "actions/setup/cache/action.yml",
     ".github/workflows/ci.yml",
 }
@@ -148,9 +151,9 @@ def test_workflow_sets_least_permissions(path: Path) -> None:
     ]
     for scope in scopes:
         for name, level in scope.items():
-            # checks: write is what reporting needs, statuses: write its fallback when check runs are refused;
-            # nothing here uses OIDC, so no id-token.
-            allowed = {"read", "none"} | ({"write"} if name in ("checks", "statuses") else set())
+            # checks: write is what reporting needs, statuses: write its fallback when check runs are refused,
+            # issues: write the `/hpcci deploy` trigger's reaction and reply comment; nothing uses OIDC (id-token).
+            allowed = {"read", "none"} | ({"write"} if name in ("checks", "statuses", "issues") else set())
             assert level in allowed, f"{rel(path)}: permission {name}: {level} is more than the kit needs"
     for job_id, job in doc["jobs"].items():
         assert job.get("permissions") != "write-all", f"{rel(path)}: jobs.{job_id} asks for write-all"

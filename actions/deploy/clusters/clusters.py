@@ -3,8 +3,10 @@
   clusters.py CONFIG [CLUSTERS]
 
 CLUSTERS (comma or space separated) overrides deploy.clusters from CONFIG. The list is empty when the event's
-trigger (tag, push, pull_request, workflow_dispatch) is not in deploy.triggers, so the deploy matrix is skipped.
-Each named cluster config must load: a typo fails here, before anything is deployed.
+trigger (tag, push, pull_request, workflow_dispatch; a trusted `/hpcci deploy` comment counts as workflow_dispatch)
+is not in deploy.triggers, so the deploy matrix is skipped. Each named cluster config must load: a typo fails here,
+before anything is deployed. On a re-run (GITHUB_RUN_ATTEMPT > 1) the list keeps only the clusters whose check run
+of this workflow run did not succeed in an earlier attempt (hpcci.stages.rerun; needs GITHUB_TOKEN, checks: read).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from hpcci.config_load import load_clusters, load_pipeline
-from hpcci.context import from_environ
+from hpcci.context import GitEvent, from_environ
 from hpcci.errors import HpcciError
 
 
@@ -33,11 +35,39 @@ def deploy_clusters(config: Path, override: str, trigger: str) -> tuple[list[str
     return names, f"a {trigger} event deploys to {', '.join(names) or 'no cluster'}"
 
 
+def not_yet_succeeded(config: Path, names: list[str], event: GitEvent) -> tuple[list[str], str]:
+    """On a re-run: the clusters whose check run of this workflow run did not succeed, and why."""
+    from hpcci.backends.github import RestGitHub, TokenAuth
+    from hpcci.stages.report_outputs import Target
+    from hpcci.stages.rerun import still_needed
+
+    token = os.environ.get("GITHUB_TOKEN", "")
+    if not token or not event.head_sha or not event.repository:
+        return names, f"re-run (attempt {event.run_attempt}): no GITHUB_TOKEN or commit; deploying all"
+    pipe = load_pipeline(config)
+    api = RestGitHub(
+        api_url=os.environ.get("GITHUB_API_URL") or "https://api.github.com",
+        repository=event.repository,
+        auth=TokenAuth(token),
+    )
+    try:
+        target = Target(sha=event.head_sha, run_key=event.run_id, check_name=pipe.report.check_name)
+        selection = still_needed(api, target, names)
+    finally:
+        api.close()
+    return selection.deploy, selection.why(event.run_attempt)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) not in (1, 2):
         sys.exit(__doc__)
+    event = from_environ()
+    config = Path(argv[0])
     try:
-        names, why = deploy_clusters(Path(argv[0]), argv[1] if len(argv) == 2 else "", from_environ().trigger)
+        names, why = deploy_clusters(config, argv[1] if len(argv) == 2 else "", event.trigger)
+        if names and event.run_attempt not in ("", "1"):
+            print(f"hpcci: {why}")
+            names, why = not_yet_succeeded(config, names, event)
     except HpcciError as e:
         print(f"::error title=hpcci deploy::{e}", flush=True)
         return e.exit_code

@@ -22,6 +22,7 @@ GROUPS = {
     "transfer": {"scp", "rsync"},
     "file": {
         "cat",
+        "chgrp",
         "chmod",
         "cp",
         "df",

@@ -1,4 +1,5 @@
-"""GitHub seam: check runs, commit statuses and PR comments over GitHub's REST API (plain httpx).
+"""GitHub seam: check runs, commit statuses, PR comments and what a maintainer's `/hpcci deploy` comment needs
+(a collaborator's permission, a pull request's head, a reaction) over GitHub's REST API (plain httpx).
 
 Every request has a timeout. Retries are ours and bounded: 5xx and dropped connections (backoff), secondary rate
 limits (403/429 with Retry-After, capped), an exhausted primary limit (until x-ratelimit-reset, within the bound).
@@ -17,10 +18,10 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from hpcci.backends.github_errors import hint, is_rate_limited, message_of, retry_after
 from hpcci.errors import GitHubError
 
 if TYPE_CHECKING:
@@ -64,6 +65,16 @@ class GitHub(Protocol):
     def update_comment(self, comment_id: int, body: str) -> JSON: ...
 
 
+class Maintainers(GitHub, Protocol):
+    """What the comment trigger needs besides the report's operations."""
+
+    def permission(self, username: str) -> str: ...
+
+    def pull(self, number: int) -> JSON: ...
+
+    def react(self, comment_id: int, content: str) -> JSON: ...
+
+
 # -- retry policy --------------------------------------------------------------------------------------------------
 
 
@@ -74,50 +85,6 @@ class RetryPolicy:
     max_pause: float = 60.0  # longest pause; a Retry-After beyond it is not waited for (the request fails)
     max_total_wait: float = 180.0  # cap on all pauses of one request together
     timeout: float = 30.0  # per request (connect, read, write, pool)
-
-
-def retry_after(headers: Any, now: float) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date) or x-ratelimit-reset (when remaining is 0)."""
-    value = headers.get("retry-after")
-    if value is not None:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError):
-                return None
-    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
-        try:
-            return max(0.0, float(headers["x-ratelimit-reset"]) - now)
-        except ValueError:
-            return None
-    return None
-
-
-def is_rate_limited(status: int, headers: Any, message: str) -> bool:
-    """GitHub answers rate limits with 429, or with 403 plus Retry-After / remaining=0 / a 'rate limit' message."""
-    if status == 429:
-        return True
-    if status != 403:
-        return False
-    return (
-        headers.get("retry-after") is not None
-        or headers.get("x-ratelimit-remaining") == "0"
-        or "rate limit" in message.lower()
-    )
-
-
-def _hint(status: int, message: str) -> str:
-    if status == 401:
-        return "check GITHUB_TOKEN (or the GitHub App's id and key)"
-    if status == 403 and "rate limit" not in message.lower():
-        return "the token may not do this: give the workflow `permissions: checks: write` (fork PRs get a read-only token)"
-    if status == 404:
-        return "check GITHUB_REPOSITORY and that the token can see the repository"
-    if status == 422:
-        return "GitHub refused the request body"
-    return "GitHub may be having trouble; re-run the job"
 
 
 # -- auth ----------------------------------------------------------------------------------------------------------
@@ -279,7 +246,7 @@ class RestGitHub:
                 continue
             if r.status_code < 400:
                 return r
-            message = _message(r)
+            message = message_of(r)
             if is_rate_limited(r.status_code, r.headers, message):
                 pause = retry_after(r.headers, time.time())
                 # GitHub: with no Retry-After, wait at least a minute before retrying a secondary rate limit.
@@ -298,7 +265,7 @@ class RestGitHub:
                 waited = self._pause(what, f"HTTP {r.status_code}", self._backoff(attempt), waited, None)
                 continue
             raise GitHubRequestError(
-                f"{what} failed: HTTP {r.status_code} {message}; {_hint(r.status_code, message)}",
+                f"{what} failed: HTTP {r.status_code} {message}; {hint(r.status_code, message)}",
                 status=r.status_code,
                 transient=r.status_code >= 500 or r.status_code == 429,
             )
@@ -374,11 +341,22 @@ class RestGitHub:
         result: JSON = self.call("PATCH", self._repo(f"/issues/comments/{comment_id}"), body={"body": body})
         return result
 
+    def permission(self, username: str) -> str:
+        """admin | maintain | write | triage | read | none; a login GitHub does not know (404) is 'none'."""
+        try:
+            data = self.call("GET", self._repo(f"/collaborators/{quote(username, safe='')}/permission"))
+        except GitHubRequestError as e:
+            if e.status != 404:
+                raise
+            return "none"
+        return str(data.get("permission") or "none")
 
-def _message(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return (r.text or r.reason_phrase or "").strip().splitlines()[0][:300] if r.text else r.reason_phrase
-    msg = str(data.get("message", "")) if isinstance(data, dict) else ""
-    return (msg or r.reason_phrase)[:500]
+    def pull(self, number: int) -> JSON:
+        result: JSON = self.call("GET", self._repo(f"/pulls/{number}"))
+        return result
+
+    def react(self, comment_id: int, content: str) -> JSON:
+        """Reacting twice the same way is harmless (GitHub answers the existing reaction), so retries are safe."""
+        path = self._repo(f"/issues/comments/{comment_id}/reactions")
+        result: JSON = self.call("POST", path, body={"content": content})
+        return result

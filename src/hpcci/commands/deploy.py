@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hpcci.config import Cluster, Pipeline
     from hpcci.records import PublishRecord, Results, S3Object
     from hpcci.stages.outcomes import Outcome
+    from hpcci.stages.release import ReleaseRequest
     from hpcci.stages.sources import ImageSource
 
 
@@ -41,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--run-id", metavar="ID", help="names this deploy's folder on the cluster (default: CI run id)"
     )
     p.add_argument("--deadline", metavar="TIME", help="Slurm time (e.g. 00:20:00) overriding deploy.deadline")
+    p.add_argument(
+        "--replace-release",
+        action="store_true",
+        help="a release tag: install over the same version installed from another image (also: HPCCI_REPLACE_RELEASE=1)",
+    )
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
@@ -102,6 +108,7 @@ def deploy_cluster(
     deadline_text: str,
     stop: threading.Event,
     log: Log,
+    release: ReleaseRequest | None = None,
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
     from hpcci.backends.remote import SSHRemote
@@ -118,7 +125,7 @@ def deploy_cluster(
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
             run_id=run_id, deadline=deadline,
-            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask,
+            deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, release=release,
         )  # fmt: skip
     finally:
         remote.close()
@@ -149,6 +156,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.backends.schedulers.slurm import slurm_time_seconds
     from hpcci.stages import deploy as stage
+    from hpcci.stages.release import release_request
 
     pipe = common.pipeline(args)
     clusters = common.clusters(args, pipe)
@@ -162,6 +170,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     if seconds is None:
         raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00")
     deadline = time.monotonic() + seconds
+    replace = args.replace_release or os.environ.get("HPCCI_REPLACE_RELEASE", "") in ("1", "true", "yes")
+    release = release_request(common.event(args), image, run_id, replace=replace)
     _mask_secrets(pipe, log)
     stop = threading.Event()
     outcomes: dict[str, Outcome] = {}
@@ -177,6 +187,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
                 deadline_text=deadline_text,
                 stop=stop,
                 log=log,
+                release=release,
             )
         except Exception as e:  # e.g. its SSH user/key secret is not set: that cluster's error, no traceback
             outcomes[name] = stage.failed_outcome(pipe, clusters[name], sources, stage.cluster_error(name, e))

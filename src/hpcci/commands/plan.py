@@ -8,7 +8,8 @@ import importlib
 from hpcci.commands import common
 from hpcci.log import Log
 
-SECTIONS = ("build", "publish", "deploy", "report")
+SECTIONS = ("build", "publish", "deploy", "release", "report")
+MODULES = {"release": "releases"}  # a section printed by another command's module
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         f"# hpcci plan for {pipe.image.name}: event {ev.event_name}, ref {ev.ref or '(none)'}, sha {ev.sha or '(none)'}"
     )
     for name in args.only or SECTIONS:
-        module = importlib.import_module(f"hpcci.commands.{name}")
+        module = importlib.import_module(f"hpcci.commands.{MODULES.get(name, name)}")
         print(f"\n## {name}")
         print(module.plan_section(ctx).rstrip("\n"))
     return 0

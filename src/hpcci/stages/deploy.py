@@ -22,6 +22,9 @@ from hpcci.stages import smoke
 from hpcci.stages.execute import Deployer, Presign, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.outcomes import Outcome, Progress, outcome
+from hpcci.stages.promote import promote
+from hpcci.stages.provenance import read_sif_checksums
+from hpcci.stages.release import ReleaseRequest
 from hpcci.stages.sources import ImageSource
 
 
@@ -39,8 +42,10 @@ def deploy_cluster(
     stop: threading.Event,
     info: Callable[[str], None],
     mask: Callable[[str], None] = lambda _secret: None,
+    release: ReleaseRequest | None = None,
 ) -> Outcome:
-    """Stage, convert, submit, follow and judge on one cluster. Never raises: errors become its result."""
+    """Stage, convert, submit, follow and judge on one cluster, then install a release whose tests all passed
+    (stages/promote.py). Never raises: errors become its result."""
     deployer = Deployer(
         pipe, cluster, remote, scheduler, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask
     )
@@ -49,7 +54,7 @@ def deploy_cluster(
         _deploy(deployer, sources, done, deadline=deadline, deadline_text=deadline_text)
     except Exception as e:  # a bug or an unexpected library error must not hide the other clusters
         done.error = cluster_error(cluster.name, e)
-    return outcome(pipe, cluster, sources, done)
+    return promote(outcome(pipe, cluster, sources, done), cluster, remote, release, info)
 
 
 def _deploy(
@@ -89,6 +94,7 @@ def _deploy(
             done.outputs[job.index] = _tail(remote, job.output_path, info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
+    done.sif_sha256 = read_sif_checksums(remote, plan, [p for p, s in done.staged.items() if not s.cache_hit])
 
 
 def cluster_error(name: str, e: BaseException) -> HpcciError:

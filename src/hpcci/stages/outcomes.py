@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hpcci.accounting import cluster_usage, job_usage
 from hpcci.backends.schedulers.model import JobState, unknown
 from hpcci.config import Cluster, Pipeline
 from hpcci.errors import HpcciError
-from hpcci.records import ClusterDeploy, ClusterResult, TestResult
+from hpcci.records import ClusterDeploy, ClusterResult, ClusterUsage, TestResult
 from hpcci.stages import smoke
 from hpcci.stages.execute import Staged
 from hpcci.stages.plan import ClusterPlan, TestJob, tests_for
@@ -34,6 +35,7 @@ class Progress:
     followed: smoke.Followed | None = None
     outputs: dict[int, str] = field(default_factory=dict)  # test index -> tail of its output
     error: HpcciError | None = None
+    sif_sha256: dict[str, str] = field(default_factory=dict)  # platform -> sha256 of its converted image
 
 
 def test_result(
@@ -63,6 +65,30 @@ def test_result(
         output_tail=smoke.bounded_tail(done.outputs.get(index, "")),
         source_file=pipe.source.file,
         source_line=pipe.test_line(index),
+        usage=job_usage(st) if st else None,
+    )
+
+
+def image_ref(source: ImageSource | None) -> str:
+    """A reference that fetches the image: the registry's platform manifest (pullable), else the S3 object."""
+    if source is None:
+        return ""
+    if source.registry_ref:
+        return source.registry_ref
+    return f"s3://{source.s3.bucket}/{source.s3.key}" if source.s3 else ""
+
+
+def usage(done: Progress, tests: list[TestResult]) -> ClusterUsage:
+    """The cluster's totals: every test job and conversion job, and the staging and conversion times."""
+    staged = list(done.staged.values())
+    states = done.followed.states if done.followed else {}
+    converts = [states[s.convert_job] for s in staged if s.convert_job and s.convert_job in states]
+    jobs = [*(t.usage for t in tests if t.usage), *map(job_usage, converts)]
+    stage = [s.seconds["stage"] for s in staged if "stage" in s.seconds]
+    convert = [s.seconds["convert"] for s in staged if "convert" in s.seconds and not s.convert_job]
+    convert += [st.elapsed_s for st in converts if st.elapsed_s is not None]
+    return cluster_usage(
+        jobs, stage_s=sum(stage) if stage else None, convert_s=sum(convert) if convert else None
     )
 
 
@@ -96,6 +122,8 @@ def outcome(pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], d
         cache_hit=bool(staged) and all(s.cache_hit for s in staged),
         jobs={by_index[i].test.name if i in by_index else str(i): j for i, j in done.jobs.items()},
         error=error,
+        image_ref=image_ref(source),
+        sif_sha256=done.sif_sha256.get(platform),
     )
     result = ClusterResult(
         cluster=cluster.name,
@@ -105,5 +133,8 @@ def outcome(pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], d
         tar_sha256=deploy.tar_sha256,
         sif_path=deploy.sif_path or None,
         error=error,
+        image_ref=deploy.image_ref,
+        sif_sha256=deploy.sif_sha256,
+        usage=usage(done, tests),
     )
     return Outcome(deploy, result, done.error)

@@ -19,6 +19,7 @@ from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
 from hpcci.stages.image_plan import ImagePlan, plan_image, runtime, setup_steps, shell_modules, template
 from hpcci.stages.paths import Paths
+from hpcci.stages.provenance import sif_checksums
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Step, Submit, WriteFile
 
@@ -57,7 +58,8 @@ class ClusterPlan:
     def steps(self) -> list[Step]:
         """Every step in the order a deploy that stages every image runs them."""
         images = [s for i in self.images.values() for s in i.steps()]
-        return [*self.setup, *images, *(t.submit for t in self.tests)]
+        checksums = [s for c in sif_checksums(self).values() for s in c.steps()]
+        return [*self.setup, *images, *(t.submit for t in self.tests), *checksums]
 
 
 def tests_for(pipeline: Pipeline, cluster: str) -> list[tuple[int, SmokeTest]]:
@@ -234,4 +236,5 @@ def plan_lines(plan: ClusterPlan) -> list[str]:
     for job in plan.tests:
         out.append(f"\ntest {job.test.name} ({job.platform}, partition {job.partition}):")
         out += job.submit.lines()
+    out += [line for c in sif_checksums(plan).values() for step in c.steps() for line in step.lines()]
     return out

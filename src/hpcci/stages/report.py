@@ -120,7 +120,7 @@ class Reporter:
         if self._fork_pr():
             return self.outcome
         for cr in results.clusters:
-            self._complete(cr, results.image, default_file)
+            self._complete(cr, default_file)
         have = {cr.cluster for cr in results.clusters}
         missing = [c for c in planned if c not in have]
         if missing:
@@ -128,10 +128,10 @@ class Reporter:
         write_pr_comment(self.api, self.t, self.log, results)
         return self.outcome
 
-    def _complete(self, cr: ClusterResult, image: str, default_file: str | None) -> None:
+    def _complete(self, cr: ClusterResult, default_file: str | None) -> None:
         c = C.conclude(cr)
         self.outcome.conclusions[cr.cluster] = c.conclusion
-        output: JSON = {"title": C.title(cr), "summary": C.summary(cr, image)}
+        output: JSON = {"title": C.title(cr), "summary": C.summary(cr)}
         text = C.text(cr)
         if text:
             output["text"] = text
@@ -171,7 +171,7 @@ class Reporter:
                 self.log.info(f"{self.t.name(cluster)}: already completed ({run.get('conclusion')})")
                 continue
             if cluster in known:
-                self._complete(known[cluster], results.image if results else "", default_file)
+                self._complete(known[cluster], default_file)
                 continue
             if run is None and self.outcome.fallback is None:
                 self.log.info(f"{self.t.name(cluster)}: no check run was started; nothing to complete")

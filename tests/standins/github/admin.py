@@ -1,4 +1,5 @@
-"""The stand-in's own side under /_standin/ (not GitHub's API): health, state, reset, faults, permissions, apps."""
+"""The stand-in's own side under /_standin/ (not GitHub's API): health, state, reset, faults, permissions, apps,
+and what a maintainer-triggered deploy needs set up: collaborators, pull requests, comments by a user."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 from werkzeug.wrappers import Request, Response
 
+from .checks import SHA_RE
 from .faults import FAULTS
-from .replies import JSON, GitHubError, json_response
+from .maintainers import PERMISSIONS as PERMISSION_LEVELS
+from .replies import JSON, GitHubError, json_response, timestamp
 from .state import WRITE_SCOPES, State
 from .views import INSTALLATION_ID
 
@@ -79,6 +82,55 @@ def admin_apps(state: State, request: Request) -> Response:
     with state.lock:
         state.apps[app_id] = {"public_key": pem}
     return json_response({"app_id": app_id, "installation_id": INSTALLATION_ID}, 201)
+
+
+def admin_collaborators(state: State, request: Request) -> Response:
+    """{"repo": "octo-org/fibonacci", "user": "mona", "permission": "write"}: what
+    collaborators/{user}/permission answers (admin, maintain, write, triage, read, none)."""
+    body = _admin_body(request)
+    repo, login, level = _repo(body), str(body.get("user", "")), str(body.get("permission", ""))
+    if not login or level not in PERMISSION_LEVELS:
+        raise GitHubError(422, f"user and a permission in {list(PERMISSION_LEVELS)} are required")
+    with state.lock:
+        state.collaborators.setdefault(repo, {})[login.lower()] = level
+    return json_response({"repo": repo, "user": login, "permission": level}, 201)
+
+
+def admin_pulls(state: State, request: Request) -> Response:
+    """{"repo": ..., "number": 7, "head_sha": SHA, "head_ref": "feature", "head_repo": "someone/fork",
+    "base_sha": SHA}: create or move a pull request (a push to its branch moves head_sha)."""
+    body = _admin_body(request)
+    repo, number = _repo(body), int(body.get("number", 0))
+    if number < 1 or not SHA_RE.match(str(body.get("head_sha", ""))):
+        raise GitHubError(422, "number and a 40-hex head_sha are required")
+    keys = ("head_sha", "head_ref", "head_repo", "base_sha", "base_ref", "title", "state")
+    with state.lock:
+        pr = state.pulls.setdefault(repo, {}).setdefault(number, {"number": number})
+        pr.update({k: str(body[k]) for k in keys if k in body}, updated_at=timestamp())
+        return json_response(dict(pr), 201)
+
+
+def admin_comments(state: State, request: Request) -> Response:
+    """{"repo": ..., "issue": 7, "user": "mona", "body": "/hpcci deploy"}: a comment someone made (the API's
+    create-comment always writes as the token's bot)."""
+    body = _admin_body(request)
+    repo, issue, login = _repo(body), int(body.get("issue", 0)), str(body.get("user", ""))
+    if issue < 1 or not login:
+        raise GitHubError(422, "issue and user are required")
+    now, cid = timestamp(), state.next_id()
+    c: JSON = {"id": cid, "repo": repo, "issue_number": issue, "body": str(body.get("body", "")),
+         "user": login, "author_association": str(body.get("author_association", "NONE")),
+         "created_at": now, "updated_at": now}  # fmt: skip
+    with state.lock:
+        state.comments[cid] = c
+    return json_response(c, 201)
+
+
+def _repo(body: JSON) -> str:
+    repo = str(body.get("repo", ""))
+    if repo.count("/") != 1:
+        raise GitHubError(422, "repo must be owner/name")
+    return repo
 
 
 def _admin_body(request: Request) -> JSON:

@@ -1,7 +1,8 @@
-"""A GitHub REST API stand-in: the check-runs / statuses / comments / app-installation subset hpcci uses.
+"""A GitHub REST API stand-in: the check-runs / statuses / comments / app-installation subset hpcci uses, and the
+maintainer-trigger subset (collaborator permission, pulls/get, get-comment, reactions, rerequest).
 
-It is a stand-in, not GitHub: state lives in memory, and only the 13 operations of github-checks-subset.json
-exist. What makes it worth testing against:
+It is a stand-in, not GitHub: state lives in memory, and only the operations of github-checks-subset.json and
+github-maintainers-subset.json exist. What makes it worth testing against:
 - every request is validated against GitHub's own OpenAPI description (openapi-core); a request GitHub would
   refuse is refused here (422 with the validation message, 400 for unparsable JSON, 404 for unknown paths);
 - every response is validated too: a response that breaks GitHub's schema is a stand-in bug and becomes a 500;
@@ -12,7 +13,8 @@ exist. What makes it worth testing against:
   permissions (a fork PR's read-only token) and injects faults (5xx, secondary rate limits, 422).
 
 This module is the WSGI application: routing, authentication, faults and validation around each handler. The
-handlers live by resource: checks.py, statuses.py (with comments), auth.py (app installations), admin.py.
+handlers live by resource: checks.py, statuses.py (with comments), auth.py (app installations), maintainers.py
+(permission, pull requests, reactions, rerequest), admin.py.
 Only werkzeug, openapi-core and cryptography are needed: it runs in its own small venv (scripts/stack/github.sh).
 """
 
@@ -28,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import admin, auth, checks, statuses
+from . import admin, auth, checks, maintainers, statuses
 from .faults import fault_response, take_fault
 from .replies import JSON, GitHubError
 from .spec import Validator, load_spec
@@ -50,6 +52,11 @@ API: dict[str, Handler] = {
     "list_comments": statuses.list_comments,
     "create_comment": statuses.create_comment,
     "update_comment": statuses.update_comment,
+    "get_comment": maintainers.get_comment,
+    "create_reaction": maintainers.create_reaction,
+    "get_permission": maintainers.get_permission,
+    "get_pull": maintainers.get_pull,
+    "rerequest_run": maintainers.rerequest_run,
 }
 ADMIN: dict[str, Callable[[State, Request], Response]] = {
     "admin_health": admin.admin_health,
@@ -58,6 +65,9 @@ ADMIN: dict[str, Callable[[State, Request], Response]] = {
     "admin_faults": admin.admin_faults,
     "admin_permissions": admin.admin_permissions,
     "admin_apps": admin.admin_apps,
+    "admin_collaborators": admin.admin_collaborators,
+    "admin_pulls": admin.admin_pulls,
+    "admin_comments": admin.admin_comments,
 }
 APP_ENDPOINTS = ("create_token", "get_installation")  # authenticated by an app's JWT
 
@@ -81,6 +91,21 @@ API_RULES = [
     Rule(
         "/repos/<owner>/<repo>/issues/comments/<int:comment_id>", methods=["PATCH"], endpoint="update_comment"
     ),
+    Rule("/repos/<owner>/<repo>/issues/comments/<int:comment_id>", methods=["GET"], endpoint="get_comment"),
+    Rule(
+        "/repos/<owner>/<repo>/issues/comments/<int:comment_id>/reactions",
+        methods=["POST"],
+        endpoint="create_reaction",
+    ),
+    Rule(
+        "/repos/<owner>/<repo>/collaborators/<username>/permission",
+        methods=["GET"],
+        endpoint="get_permission",
+    ),
+    Rule("/repos/<owner>/<repo>/pulls/<int:pull_number>", methods=["GET"], endpoint="get_pull"),
+    Rule(
+        "/repos/<owner>/<repo>/check-runs/<int:run_id>/rerequest", methods=["POST"], endpoint="rerequest_run"
+    ),
 ]
 ADMIN_RULES = [
     Rule("/_standin/health", methods=["GET"], endpoint="admin_health"),
@@ -89,6 +114,9 @@ ADMIN_RULES = [
     Rule("/_standin/faults", methods=["POST"], endpoint="admin_faults"),
     Rule("/_standin/permissions", methods=["POST"], endpoint="admin_permissions"),
     Rule("/_standin/apps", methods=["POST"], endpoint="admin_apps"),
+    Rule("/_standin/collaborators", methods=["POST"], endpoint="admin_collaborators"),
+    Rule("/_standin/pulls", methods=["POST"], endpoint="admin_pulls"),
+    Rule("/_standin/comments", methods=["POST"], endpoint="admin_comments"),
 ]
 OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -104,7 +132,7 @@ class StandIn:
         self.validator = Validator(spec or load_spec())
         self.validate_responses = validate_responses
         self.state = State()
-        self.url_map = Map(API_RULES + ADMIN_RULES, strict_slashes=False)
+        self.url_map = Map([r.empty() for r in API_RULES + ADMIN_RULES], strict_slashes=False)  # one per app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)

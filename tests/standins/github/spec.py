@@ -1,7 +1,9 @@
-"""The OpenAPI description (github-checks-subset.json), fixed in memory, and request/response validation."""
+"""The OpenAPI description (github-checks-subset.json + github-maintainers-subset.json, merged and fixed in
+memory) and request/response validation."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -11,15 +13,44 @@ from werkzeug.wrappers import Request, Response
 from .replies import JSON
 
 SPEC_PATH = Path(__file__).with_name("github-checks-subset.json")
+MAINTAINERS_PATH = Path(__file__).with_name("github-maintainers-subset.json")
+_EXAMPLES: dict[str, JSON] = {}
 
 
-def load_spec(path: Path = SPEC_PATH) -> JSON:
-    """GitHub's description with the two changes openapi-core needs (see SOURCE.md); the file stays untouched."""
+def load_spec(path: Path = SPEC_PATH, more: Path | None = MAINTAINERS_PATH) -> JSON:
+    """GitHub's description with the two changes openapi-core needs (see SOURCE.md); the files stay untouched.
+    ``more``: a second subset cut from the same description, merged in (paths by method, components by name)."""
     spec: JSON = json.loads(path.read_text(encoding="utf-8"))
+    if more is not None:
+        merge(spec, json.loads(more.read_text(encoding="utf-8")))
     _fix_schemas(spec)
     # Match requests on any host: the stand-in answers on 127.0.0.1, not api.github.com.
     spec["servers"] = [{"url": "/"}]
     return spec
+
+
+def merge(spec: JSON, other: JSON) -> None:
+    """Both subsets come from one description: a name they share means the same thing (checked, not assumed)."""
+    for path, methods in other["paths"].items():
+        mine = spec["paths"].setdefault(path, {})
+        for method, operation in methods.items():
+            if mine.setdefault(method, operation) != operation:
+                raise ValueError(f"the subsets disagree on {method.upper()} {path}")
+    for section, entries in other.get("components", {}).items():
+        target = spec.setdefault("components", {}).setdefault(section, {})
+        for name, value in entries.items():
+            if target.setdefault(name, value) != value:
+                raise ValueError(f"the subsets disagree on components/{section}/{name}")
+
+
+def example(name: str) -> JSON:
+    """A fresh copy of one of GitHub's own examples (components/examples of the maintainers subset): the template
+    a stand-in view starts from, so every field GitHub's schema requires is there."""
+    if name not in _EXAMPLES:
+        spec = json.loads(MAINTAINERS_PATH.read_text(encoding="utf-8"))
+        _EXAMPLES[name] = spec["components"]["examples"][name]["value"]
+    value: JSON = copy.deepcopy(_EXAMPLES[name])
+    return value
 
 
 def _fix_schemas(node: Any) -> None:

@@ -1,4 +1,5 @@
-"""What the stand-in remembers (check runs, statuses, comments, tokens, apps, permissions, faults, requests)."""
+"""What the stand-in remembers (check runs, statuses, comments, tokens, apps, permissions, collaborators, pull
+requests, faults, requests)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class State:
             self.tokens: dict[str, JSON] = {}  # installation token -> {"expires_at", "installation_id"}
             self.apps: dict[str, JSON] = {}  # app id -> {"public_key": PEM, "installation_id"}
             self.permissions: dict[str, dict[str, str]] = {}  # "owner/repo" -> {"checks": "read", ...}
+            self.collaborators: dict[str, dict[str, str]] = {}  # "owner/repo" -> {login (lower case): level}
+            self.pulls: dict[str, dict[int, JSON]] = {}  # "owner/repo" -> {number: {"head_sha", ...}}
             self.faults: list[JSON] = []
             self.requests: list[JSON] = []  # method, path, status of every API request (not admin ones)
 
@@ -51,6 +54,8 @@ class State:
                     "installation_tokens": len(self.tokens),
                     "apps": sorted(self.apps),
                     "permissions": self.permissions,
+                    "collaborators": self.collaborators,
+                    "pulls": {repo: list(prs.values()) for repo, prs in self.pulls.items()},
                     "faults": self.faults,
                     "requests": self.requests,
                 }

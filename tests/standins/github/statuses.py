@@ -6,9 +6,9 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Request, Response
 
-from .replies import JSON, GitHubError, json_response, timestamp
+from .replies import JSON, json_response, timestamp
 from .state import State
-from .views import base, comment_view, paginate, repository, status_view
+from .views import base, comment_view, find_comment, paginate, repository, status_view
 
 
 def create_status(state: State, request: Request, *, who: JSON, owner: str, repo: str, sha: str) -> Response:
@@ -101,9 +101,7 @@ def update_comment(
     state.require(owner, repo, "issues")
     body = request.get_json()
     with state.lock:
-        c = state.comments.get(comment_id)
-        if c is None or c["repo"] != f"{owner}/{repo}":
-            raise GitHubError(404, "Not Found")
+        c = find_comment(state, owner, repo, comment_id)
         c["body"] = body["body"]
         c["updated_at"] = timestamp()
         return json_response(comment_view(request, c))

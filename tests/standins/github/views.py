@@ -8,7 +8,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
-from .replies import JSON
+from .replies import JSON, GitHubError
+from .state import State
 
 INSTALLATION_ID = 4242
 PERMISSIONS = {"checks": "write", "statuses": "write", "issues": "write", "metadata": "read"}
@@ -131,9 +132,19 @@ def comment_view(request: Request, c: JSON) -> JSON:
     return {
         "id": c["id"], "node_id": f"IC_standin{c['id']}", "url": f"{b}/repos/{repo}/issues/comments/{c['id']}",
         "html_url": f"{b}/{repo}/issues/{c['issue_number']}#issuecomment-{c['id']}", "body": c["body"],
-        "user": user(request), "created_at": c["created_at"], "updated_at": c["updated_at"],
-        "issue_url": f"{b}/repos/{repo}/issues/{c['issue_number']}", "author_association": "NONE",
+        "user": {**user(request, c["user"], 5000 + len(c["user"])), "type": "User"} if c.get("user") else user(request),
+        "created_at": c["created_at"], "updated_at": c["updated_at"],
+        "issue_url": f"{b}/repos/{repo}/issues/{c['issue_number']}",
+        "author_association": c.get("author_association", "NONE"),
     }  # fmt: skip
+
+
+def find_comment(state: State, owner: str, repo: str, comment_id: int) -> JSON:
+    """A stored comment of this repository (call with the state's lock held), else 404."""
+    c = state.comments.get(comment_id)
+    if c is None or c["repo"] != f"{owner}/{repo}":
+        raise GitHubError(404, "Not Found")
+    return c
 
 
 def repository(request: Request, owner: str, repo: str) -> JSON:

@@ -36,8 +36,13 @@ class JobState:
     signal: int | None = None
     elapsed_s: float | None = None
     reason: str = ""  # the scheduler's pending reason, '' when none
-    nodes: str = ""
+    nodes: str = ""  # the nodes it ran on, as the scheduler writes them: node[1-2]
     cancelled_by: str = ""  # who cancelled it (a uid), when the scheduler says
+    # the scheduler's accounting: submit to start (to the cancel, for a job that never started), and the allocation
+    queue_wait_s: float | None = None
+    node_count: int | None = None
+    cpus: int | None = None  # allocated CPUs (cores or hardware threads, as the site counts them)
+    gpus: int | None = None  # allocated GPUs
     hopeless: bool = False  # pending on a reason that never clears by waiting
     needs_fix: bool = False  # ... and only a change of the cluster config (account, QOS, limits) clears it
 

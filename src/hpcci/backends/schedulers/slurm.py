@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hpcci.backends.schedulers.model import JobSpec, JobState, Status, packaged_template, render_template
+from hpcci.backends.schedulers.slurm_accounting import NO_NODES, history_usage, queue_usage
 from hpcci.backends.schedulers.slurm_directives import directives
 from hpcci.errors import SchedulerError
 
@@ -216,26 +217,36 @@ def _exit_pair(raw: str) -> tuple[int | None, int | None]:
     return (int(m.group(1)), int(m.group(2))) if m else (None, None)
 
 
-SQUEUE_FORMAT = "%i|%T|%r|%M|%N"
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList"
+# The accounting columns come after the first ones (their parsing: slurm_accounting.py). squeue: %V submit,
+# %S start, %D nodes, %C CPUs, %b GRES per node; sacct: Submit, Start, End, ElapsedRaw, AllocTRES, NNodes, AllocCPUS.
+SQUEUE_FORMAT = "%i|%T|%r|%M|%N|%V|%S|%D|%C|%b"
+SACCT_FIELDS = (
+    "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList,Submit,Start,End,ElapsedRaw,AllocTRES,NNodes,AllocCPUS"
+)
+
+
+def _row(names: str, sep: str, line: str) -> dict[str, str]:
+    """One output line as {column name: value}; columns the line lacks are missing (an older format)."""
+    return dict(zip(names.split(sep), (c.strip() for c in line.strip().split("|")), strict=False))
 
 
 def parse_queue(text: str) -> dict[str, JobState]:
     """Parse `squeue --noheader --format=SQUEUE_FORMAT` output."""
     jobs: dict[str, JobState] = {}
     for line in text.splitlines():
-        cols = line.strip().split("|")
-        if len(cols) < 3 or not cols[0]:
+        row = _row(SQUEUE_FORMAT, "|", line)
+        job_id = row.get("%i", "")
+        if len(row) < 3 or not job_id:
             continue
-        job_id = cols[0].strip()
-        state, _ = _state_word(cols[1])
-        reason = cols[2].strip()
+        state, _ = _state_word(row["%T"])
+        reason = row["%r"]
         jobs[job_id] = job(
             job_id,
             state,
             reason="" if reason in ("None", "(null)") else reason,
-            elapsed_s=slurm_time_seconds(cols[3]) if len(cols) > 3 else None,
-            nodes=cols[4].strip() if len(cols) > 4 else "",
+            elapsed_s=slurm_time_seconds(row["%M"]) if "%M" in row else None,
+            nodes=row.get("%N", ""),
+            **(queue_usage(row) if status(state) != "pending" else {}),  # %S of a pending job is a guess
         )
     return jobs
 
@@ -244,23 +255,27 @@ def parse_history(text: str) -> dict[str, JobState]:
     """Parse `sacct -X -n -P -o SACCT_FIELDS` output (allocations only: job steps are left out)."""
     jobs: dict[str, JobState] = {}
     for line in text.splitlines():
-        cols = line.strip().split("|")
-        if len(cols) < 3 or not cols[0] or "." in cols[0]:
+        row = _row(SACCT_FIELDS, ",", line)
+        job_id = row.get("JobIDRaw", "")
+        if len(row) < 3 or not job_id or "." in job_id:
             continue
-        job_id = cols[0].strip()
-        state, by = _state_word(cols[1])
-        code, sig = _exit_pair(cols[2])
-        reason = cols[4].strip() if len(cols) > 4 else ""
+        state, by = _state_word(row["State"])
+        code, sig = _exit_pair(row["ExitCode"])
+        reason = row.get("Reason", "")
         ran = status(state) in ("completed", "failed")  # only then is the exit code the program's own
+        seen: dict[str, Any] = {
+            "elapsed_s": slurm_time_seconds(row["Elapsed"]) if "Elapsed" in row else None,
+            **history_usage(row),
+        }
         jobs[job_id] = job(
             job_id,
             state,
             exit_code=code if ran else None,
             signal=(sig or None) if ran else None,
-            elapsed_s=slurm_time_seconds(cols[3]) if len(cols) > 3 else None,
             reason="" if reason in ("None", "(null)") else reason,
-            nodes=cols[5].strip() if len(cols) > 5 and cols[5].strip() != "None assigned" else "",
+            nodes="" if row.get("NodeList") == NO_NODES else row.get("NodeList", ""),
             cancelled_by=by,
+            **seen,
         )
     return jobs
 

@@ -1,0 +1,40 @@
+"""`hpcci rollback --cluster NAME --to VERSION`: make an installed version the module's default again.
+
+Moves only the default pointer (and the manifest's record of it), atomically; a version that is not installed is
+refused with one line and exit 91, changing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from hpcci.commands import releases
+from hpcci.errors import UsageError
+from hpcci.log import Log
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    releases.add_cluster_arguments(p)
+    p.add_argument("--to", required=True, metavar="VERSION", help="the installed version to make the default")
+
+
+def main(args: argparse.Namespace, log: Log) -> int:
+    if not releases.VERSION.match(args.to):
+        raise UsageError(
+            f"--to {args.to!r} is not a module version (e.g. 0.1.0): letters, digits, '.', '_', '+', '-'"
+        )
+    cluster, name = releases.target(args)
+    remote, installed = releases.connect(cluster, name, log)
+    try:
+        before = installed.manifest().default
+        if before == args.to:
+            print(f"{name}/{args.to} is the default on {cluster.name} already; nothing changed")
+            return 0
+        run_id = f"rollback-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+        installed.rollback(args.to, run_id)
+    finally:
+        remote.close()
+    print(f"{name}/{args.to} is the default on {cluster.name} now (was {before or 'none'})")
+    return 0

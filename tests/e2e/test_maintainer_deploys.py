@@ -1,0 +1,216 @@
+"""Maintainers in control from the pull request, run by act against the local stack:
+
+- a `/hpcci deploy local` comment by a user with write permission (examples/fibonacci/.github/workflows/
+  hpcci-comment.yml, a real issue_comment.created payload) builds, publishes and deploys the pull request's head -
+  a fork's - pinned when the trigger job ran, reacts to the comment and lists the check run in a reply;
+- the same comment by a user with read permission triggers nothing (no build, no deploy, no check run, no reaction,
+  no reply) and the log says why;
+- a workflow re-run (github.run_attempt 2, same run id) deploys again only the cluster whose check run of that
+  workflow run did not succeed, and adds no check run for the one that did.
+
+GitHub is this checkout's stand-in (tests/standins/github, with the maintainers subset), started here on a free
+port, so the tests do not depend on which stand-in version the shared stack runs. Every event payload validates
+against GitHub's webhook schemas (github_events).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from act_harness import REPO, UserRepo, make_user_repo
+
+from github_events import event, issue_comment_created, repository
+from stack_env import read_env
+
+COMMENT_WORKFLOW = ".github/workflows/hpcci-comment.yml"
+STANDIN = REPO / "tests" / "standins" / "github" / "serve.py"
+
+
+class GitHub:
+    """This checkout's GitHub stand-in, served for the test session; its admin side sets up users and PRs."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def admin(self, what: str, **body: Any) -> dict[str, Any]:
+        r = self.http.post(f"/_standin/{what}", json=body)
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+    def state(self, repo: str) -> dict[str, Any]:
+        r = self.http.get("/_standin/state", params={"repo": repo})
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+    def runs(self, repo: str, sha: str) -> list[dict[str, Any]]:
+        return [r for r in self.state(repo)["check_runs"] if r["head_sha"] == sha]
+
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """The comments on pull request ``number`` (the stand-in serves every test of the module)."""
+        return [c for c in self.state(repo)["comments"] if c["issue_number"] == number]
+
+
+@pytest.fixture(scope="module")
+def github(tmp_path_factory: pytest.TempPathFactory, stack: dict[str, str]) -> Iterator[GitHub]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token_file = tmp_path_factory.mktemp("github") / "token"
+    token = f"ghs_e2e{uuid.uuid4().hex}"
+    token_file.write_text(token, encoding="utf-8")
+    argv = [sys.executable, str(STANDIN), "--port", str(port), "--token-file", str(token_file)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gh = GitHub(f"http://127.0.0.1:{port}", token)
+    try:
+        for _ in range(100):
+            try:
+                if gh.http.get("/_standin/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"the GitHub stand-in did not start on port {port}")
+        yield gh
+    finally:
+        gh.http.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(token_file.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def repo(github: GitHub, kit: Path, tmp_path: Path) -> UserRepo:
+    """The user's repository, its workflows talking to this module's stand-in."""
+
+    def stack() -> dict[str, str]:
+        return {**read_env(check=True), "GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token}
+
+    return make_user_repo(tmp_path / "fibonacci", stack, kit)
+
+
+def open_fork_pr(repo: UserRepo, github: GitHub) -> tuple[int, str]:
+    """A pull request from someone's fork, its head checked out (act runs the working tree); (number, head)."""
+    repo.git("checkout", "-q", "-b", "fast-fib")
+    repo.edit("fib.py", "fib_num = int(sys.argv[1])", "fib_num = int(sys.argv[1])  # from a fork")
+    head = repo.commit("a contribution from a fork")
+    number = 5000 + int(head[:3], 16)  # its own pr-N image tag
+    pr = {"repo": repo.repository, "number": number, "head_sha": head, "head_repo": "someone/fibonacci"}
+    github.admin("pulls", **pr, head_ref="fast-fib")
+    return number, head
+
+
+def comment(repo: UserRepo, github: GitHub, number: int, user: str, body: str) -> dict[str, Any]:
+    """The comment in the stand-in and GitHub's issue_comment.created payload for it."""
+    made = github.admin("comments", repo=repo.repository, issue=number, user=user, body=body)
+    return issue_comment_created(repo.repository, number, made["id"], body, user)
+
+
+def run_env() -> dict[str, str]:
+    return {"GITHUB_RUN_ID": str(7_000_000 + uuid.uuid4().int % 1_000_000), "GITHUB_RUN_ATTEMPT": "1"}
+
+
+def test_a_maintainers_comment_deploys_the_fork_prs_pinned_head(repo: UserRepo, github: GitHub) -> None:
+    number, head = open_fork_pr(repo, github)
+    github.admin("collaborators", repo=repo.repository, user="mona", permission="write")
+    payload = comment(repo, github, number, "mona", "/hpcci deploy local")
+    env = run_env()
+
+    result = repo.act("issue_comment", payload, workflow=COMMENT_WORKFLOW, env=env)
+
+    assert result.ok, result.tail()
+    assert {"Build", "Publish", "Deploy and smoke-test"} <= result.steps_run(), result.steps_run()
+    (run,) = github.runs(repo.repository, head)
+    assert (run["name"], run["status"], run["conclusion"]) == ("hpcci / local", "completed", "success"), run
+    assert run["external_id"] == f"hpcci:local@{env['GITHUB_RUN_ID']}"
+    comments = github.comments(repo.repository, number)
+    (asked,) = [c for c in comments if c["id"] == payload["comment"]["id"]]
+    assert [r["content"] for r in asked.get("reactions", [])] == ["rocket"]
+    (answer,) = [c for c in comments if "hpcci-trigger" in c["body"]]
+    assert f"sha={head}" in answer["body"] and "| local | [success](" in answer["body"], answer["body"]
+
+
+def test_anyone_elses_comment_triggers_nothing(repo: UserRepo, github: GitHub) -> None:
+    number, head = open_fork_pr(repo, github)
+    github.admin("collaborators", repo=repo.repository, user="eve", permission="read")
+    payload = comment(repo, github, number, "eve", "/hpcci deploy")
+
+    result = repo.act("issue_comment", payload, workflow=COMMENT_WORKFLOW, env=run_env())
+
+    assert result.ok, result.tail()
+    assert "@eve has 'read' permission" in result.output and "nothing deploys" in result.output
+    ran = result.steps_run()
+    assert not {"Build", "Publish", "Deploy and smoke-test"} & ran, ran
+    assert github.runs(repo.repository, head) == []
+    comments = github.comments(repo.repository, number)
+    assert len(comments) == 1, comments
+    assert [c for c in comments if c.get("reactions") or "hpcci-trigger" in c["body"]] == []
+
+
+def test_a_rerun_deploys_again_only_the_cluster_that_did_not_succeed(repo: UserRepo, github: GitHub) -> None:
+    # Two clusters: the second is the local one again, but its SSH key is found only where the runner says
+    # (HPCCI_COPY_SSH): attempt 1 runs on a runner without it, and fails there; the maintainer presses Re-run.
+    configs = repo.path / "cluster-configs"
+    local = (configs / "local.yaml").read_text(encoding="utf-8")
+    copy_config = local.replace("name: local\n", "name: local-copy\n", 1).replace(
+        '{file: "${HPCCI_STACK_DIR}/cluster/ssh/id_ed25519"}', '{file: "${HPCCI_COPY_SSH}/id_ed25519"}', 1
+    )
+    assert "HPCCI_COPY_SSH" in copy_config
+    (configs / "local-copy.yaml").write_text(copy_config, encoding="utf-8")
+    repo.edit("hpcci.yaml", "clusters: [local]", "clusters: [local, local-copy]")
+    repo.edit(
+        "hpcci.yaml", "triggers: [tag, workflow_dispatch]", "triggers: [tag, workflow_dispatch, pull_request]"
+    )
+    base = repo.commit("deploy pull requests to two clusters")
+    repo.git("checkout", "-q", "-b", "feature")
+    head = repo.commit("a change")
+    payload = pull_request_synchronize(repo, 7, head, base)
+    env = run_env()
+
+    first = repo.act("pull_request", payload, env=env)
+    after_first = {r["id"]: r for r in github.runs(repo.repository, head)}
+    key_dir = str(Path(repo.stack["HPCCI_STACK_DIR"]) / "cluster" / "ssh")
+    again = repo.act(
+        "pull_request", payload, env={**env, "GITHUB_RUN_ATTEMPT": "2", "HPCCI_COPY_SSH": key_dir}
+    )
+
+    assert not first.ok, "attempt 1 passed although local-copy's key was missing"
+    conclusions = {r["name"]: r["conclusion"] for r in after_first.values()}
+    assert conclusions == {"hpcci / local": "success", "hpcci / local-copy": "failure"}, after_first
+    assert again.ok, again.tail()
+    assert "already succeeded: local (check run" in again.output, again.tail()
+    runs = github.runs(repo.repository, head)
+    (local_run,) = [r for r in runs if r["name"] == "hpcci / local"]
+    assert local_run == after_first[local_run["id"]], "the cluster that succeeded was touched again"
+    copies = sorted((r for r in runs if r["name"] == "hpcci / local-copy"), key=lambda r: r["id"])
+    assert [r["conclusion"] for r in copies] == ["failure", "success"], copies
+
+
+def pull_request_synchronize(repo: UserRepo, number: int, head: str, base: str) -> dict[str, Any]:
+    same = repository(repo.repository)
+    values = {
+        "action": "synchronize",
+        "number": number,
+        "before": base,
+        "after": head,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head, "ref": "feature", "repo": same},
+            "base": {"sha": base, "ref": "main", "repo": same},
+        },
+        "repository": same,
+    }
+    return event("webhook-pull-request-synchronize", values)

@@ -1,0 +1,124 @@
+"""The text a release installs: Lmod and Tcl modulefiles, the default-version file and the wrapper commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcci.config import Cluster
+from hpcci.config_load import load_cluster
+from hpcci.errors import ConfigError
+from hpcci.stages.release_modulefile import (
+    ModuleInfo,
+    lua_modulefile,
+    lua_string,
+    modulefile_name,
+    tcl_modulefile,
+    tcl_string,
+    version_file,
+    wrappers,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGEST = "sha256:" + "ab" * 32
+
+
+def local(**runtime: object) -> Cluster:
+    cluster = load_cluster(ROOT / "cluster-configs" / "local.yaml")
+    return cluster.model_copy(update={"runtime": cluster.runtime.model_copy(update=runtime)})
+
+
+def info(**changes: object) -> ModuleInfo:
+    values: dict[str, object] = dict(
+        name="fibonacci", version="0.1.0", tag="v0.1.0", commit="c0ffee" * 6 + "abcd",
+        image="127.0.0.1:5000/octo-org/fibonacci", digest=DIGEST, sif="/p/apps/fibonacci/0.1.0/fibonacci.sif",
+        bin_dir="/p/apps/fibonacci/0.1.0/bin", modules=("apptainer",),
+        tested="smoke tests passed on cluster local (linux/amd64): fib (job 7)", run_url="https://gh/runs/1",
+    )  # fmt: skip
+    values.update(changes)
+    return ModuleInfo(**values)  # type: ignore[arg-type]
+
+
+def test_lua_modulefile_loads_the_runtime_puts_the_wrappers_on_path_and_sets_sif_and_version() -> None:
+    text = lua_modulefile(info(), "apptainer")
+    assert 'load("apptainer")' in text.splitlines()
+    assert 'prepend_path("PATH", "/p/apps/fibonacci/0.1.0/bin")' in text
+    assert 'setenv("FIBONACCI_SIF", "/p/apps/fibonacci/0.1.0/fibonacci.sif")' in text
+    assert 'setenv("FIBONACCI_VERSION", "0.1.0")' in text
+
+
+def test_help_and_whatis_name_tag_commit_digest_and_where_the_tests_ran() -> None:
+    for text in (lua_modulefile(info(), "apptainer"), tcl_modulefile(info(), "apptainer")):
+        assert "tag v0.1.0" in text and "c0ffee" in text and DIGEST in text
+        assert "smoke tests passed on cluster local (linux/amd64): fib (job 7)" in text
+        assert "fibonacci-run" in text and "https://gh/runs/1" in text
+
+
+def test_tcl_modulefile_has_the_magic_cookie_and_the_same_environment() -> None:
+    lines = tcl_modulefile(info(), "apptainer").splitlines()
+    assert lines[0] == "#%Module1.0"
+    assert 'module load "apptainer"' in lines
+    assert 'prepend-path PATH "/p/apps/fibonacci/0.1.0/bin"' in lines
+    assert 'setenv "FIBONACCI_SIF" "/p/apps/fibonacci/0.1.0/fibonacci.sif"' in lines
+
+
+def test_modulefile_names_lua_for_lmod_and_plain_for_tcl() -> None:
+    assert modulefile_name("lmod", "0.1.0") == "0.1.0.lua"
+    assert modulefile_name("tcl", "0.1.0") == "0.1.0"
+
+
+def test_values_are_quoted_for_the_language_they_land_in() -> None:
+    hostile = 'a"b\\c$(rm -rf ~)[exec x]{y}\nz'
+    assert lua_string(hostile) == '"a\\"b\\\\c$(rm -rf ~)[exec x]{y}\\nz"'
+    assert tcl_string(hostile) == '"a\\"b\\\\c\\$(rm -rf ~)\\[exec x\\]\\{y\\}\\nz"'
+    tcl = tcl_modulefile(info(sif=hostile), "apptainer")
+    assert "\\[exec x\\]" in tcl and "[exec x]" not in tcl.replace("\\[exec x\\]", "")
+
+
+def test_the_default_file_for_tcl_sets_modules_version() -> None:
+    assert version_file("0.2.0") == '#%Module1.0\nset ModulesVersion "0.2.0"\n'
+
+
+def test_environment_names_are_variable_names() -> None:
+    assert info(name="my-app.v2").env_prefix == "MY_APP_V2"
+    assert info(name="3d").env_prefix == "_3D"
+
+
+def test_apptainer_wrappers_run_exec_and_shell_with_the_gpu_flag_and_binds_but_the_users_environment() -> (
+    None
+):
+    scripts = wrappers(local(binds=["/data:/data"]), info())
+    assert set(scripts) == {"fibonacci-run", "fibonacci-exec", "fibonacci-shell"}
+    sif = "/p/apps/fibonacci/0.1.0/fibonacci.sif"
+    last = {name: text.splitlines()[-1] for name, text in scripts.items()}
+    assert last["fibonacci-run"] == f'exec apptainer run --nv --bind /data:/data {sif} "$@"'
+    assert last["fibonacci-exec"] == f'exec apptainer exec --nv --bind /data:/data {sif} "$@"'
+    assert last["fibonacci-shell"] == f"exec apptainer shell --nv --bind /data:/data {sif}"
+    assert all(text.startswith("#!/bin/sh\n") and "--cleanenv" not in text for text in scripts.values())
+
+
+def test_no_gpu_flag_where_the_cluster_has_no_gpu_partition() -> None:
+    cluster = local()
+    parts = {k: v for k, v in cluster.scheduler.partitions.items() if k != "gpu"}
+    cluster = cluster.model_copy(
+        update={"scheduler": cluster.scheduler.model_copy(update={"partitions": parts})}
+    )
+    assert "--nv" not in wrappers(cluster, info())["fibonacci-run"]
+
+
+def test_charliecloud_has_no_runscript_or_shell_subcommand() -> None:
+    scripts = wrappers(local(type="charliecloud"), info(sif="/p/x.sqfs"))
+    assert scripts["fibonacci-run"].splitlines()[-1] == 'exec ch-run /p/x.sqfs -- "$@"'
+    assert scripts["fibonacci-shell"].splitlines()[-1] == "exec ch-run /p/x.sqfs -- /bin/sh"
+
+
+def test_podman_images_cannot_be_released_and_the_error_names_the_section() -> None:
+    with pytest.raises(ConfigError, match=r"local\.yaml:\d+:\d+: release: runtime podman keeps images"):
+        wrappers(local(type="podman"), info())
+
+
+def test_a_path_with_spaces_and_quotes_stays_one_word_in_the_wrapper() -> None:
+    odd = "/p/it's a dir/fib.sif"
+    line = wrappers(local(), info(sif=odd))["fibonacci-exec"].splitlines()[-1]
+    assert line.endswith("'/p/it'\"'\"'s a dir/fib.sif' \"$@\"")
