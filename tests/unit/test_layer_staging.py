@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -261,3 +262,21 @@ def test_for_sftp_plain_layers_are_named_by_their_diff_ids_unread_and_compressed
         _add(t, "manifest.json", json.dumps([{"Config": "c.json", "Layers": ["l/layer.tar"]}]).encode())
     assert index_archive(lying, trust_diff_ids=True).layers[0].digest == f"sha256:{H}"
     assert index_archive(lying).layers[0].digest == f"sha256:{hashlib.sha256(b'plain').hexdigest()}"
+
+
+# -- the apptainer stand-in reads the assembled layout as Apptainer does: oci:DIR[:TAG] ---------------------------
+
+
+def test_the_standin_takes_an_oci_layout_with_or_without_a_tag(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "stack" / "cluster"))
+    from apptainer_standin.console import Fatal
+    from apptainer_standin.fetch import oci_layout
+
+    layout = tmp_path / "lay:out"  # a ':' in the folder name: the whole name is tried first, as a folder
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text("{}")
+    assert oci_layout(f"oci:{layout}:image", "build") == f"oci:{layout}:image"
+    assert oci_layout(f"oci:{layout}", "build") == f"oci:{layout}"
+    with pytest.raises(Fatal, match="not an OCI image layout"):
+        oci_layout(f"oci:{tmp_path}:image", "build")
