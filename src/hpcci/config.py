@@ -13,6 +13,7 @@ from hpcci.backends.launchers import LauncherName
 from hpcci.backends.runtime import Compression, GpuKind, RuntimeName, Squashfs
 from hpcci.backends.schedulers import SchedulerName
 from hpcci.config_release import ReleaseConfig
+from hpcci.config_staging import StagingConfig
 from hpcci.config_types import (
     ConfigModel,
     Memory,
@@ -354,16 +355,6 @@ class MpiConfig(ConfigModel):
         if self.plugin and self.launcher != "srun":
             raise ValueError(f"plugin {self.plugin!r} is srun's option; remove it or set launcher: srun")
         return self
-
-
-class StagingConfig(ConfigModel):
-    method: Literal["auto", "s3", "sftp", "registry"] = "auto"
-    streams: int = Field(4, ge=1, le=32)
-    s3_endpoint_url: str | None = Field(
-        None,
-        description="The S3 endpoint as the login node reaches it, when it differs from publish.s3.endpoint_url "
-        "(presigned URLs are signed for this host)",
-    )
 
 
 class Cluster(ConfigModel):

@@ -24,6 +24,7 @@ from hpcci.stages import journal as jn
 from hpcci.stages.execute import Deployer
 from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, choose, reattach, run_identity
 from hpcci.stages.plan import plan_cluster
+from hpcci.stages.reattach import find_reattached
 from hpcci.stages.smoke import Circumstances, follow, judge
 from hpcci.stages.sources import ImageSource
 
@@ -215,7 +216,7 @@ def test_a_rerun_follows_the_live_job_from_the_journal_and_submits_the_rest(tmp_
     Journal(tmp_path, RUN).add(entry("500"))
     remote = Cluster("500|RUNNING|None|0:05|node1\n")  # squeue by job id
     d, plan = deployer(tmp_path, remote)
-    attached = d.reattach(plan)
+    attached = find_reattached(d, plan)
     assert attached.where == "the journal" and {i: f.job_id for i, f in attached.tests.items()} == {0: "500"}
     jobs, _ = d.submit_tests(plan, {}, attached)
     assert jobs == {0: "500", 1: "4242"}
@@ -226,7 +227,7 @@ def test_without_a_journal_the_jobs_are_found_by_name_and_journaled_again(tmp_pa
     name = RUN.test_job_name("local", "two")
     remote = Cluster(f"600|{name}|PENDING|/s/runs/gh-77-1\n")
     d, plan = deployer(tmp_path, remote)
-    attached = d.reattach(plan)
+    attached = find_reattached(d, plan)
     assert attached.where == "the cluster" and {i: f.job_id for i, f in attached.tests.items()} == {1: "600"}
     asked = next(c for c in remote.done if "squeue" in c[-1])
     assert f"--name={RUN.test_job_name('local', 'fib')},{name}" in asked[-1] and "--user=" in asked[-1]
@@ -263,7 +264,7 @@ def test_a_made_up_run_id_looks_for_nothing_on_the_cluster(tmp_path: Path) -> No
     d = Deployer(pipe, local_cluster(), remote, slurm, run_id="r1", info=lambda _m: None, journal=fresh)  # type: ignore[arg-type]
     source = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/t.tar")
     plan = plan_cluster(pipe, d.cluster, {"linux/amd64": source}, PATHS, "r1", slurm)
-    assert d.reattach(plan).tests == {} and remote.done == []
+    assert find_reattached(d, plan).tests == {} and remote.done == []
 
 
 def test_the_deploy_action_cancels_the_run_s_jobs_after_a_failure_or_cancel_unless_told_to_leave_them() -> (

@@ -1,7 +1,7 @@
 """`hpcci doctor --cluster NAME`: is the cluster reachable and ready, and if not, what to fix.
 
 Checks, in order: SSH (reachability, host key, key), the login environment (paths), the container runtime after
-its module loads, Slurm (partitions, GPU gres, account), MPI, curl for S3 staging, free space on scratch.
+its module loads, Slurm (partitions, GPU gres, account), MPI, curl for S3 staging, free space on scratch, the size of the layer blob store.
 """
 
 from __future__ import annotations
@@ -242,7 +242,30 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
         checks.append(_s3_reachable(remote, cluster.staging.s3_endpoint_url, base))
     if paths is not None:
         checks.append(_space(remote, paths.scratch, base))
+        checks.append(_blob_store(remote, cluster, paths.cache, base))
     return checks
+
+
+def _blob_store(remote: SSHRemote, cluster: Cluster, cache: str, modules: list[str]) -> Check:
+    """The size of the layer blob store (staging.layers) against its limit."""
+    from hpcci.stages import blobstore as bs
+
+    store = bs.store_for(cache)
+    limit = int(cluster.staging.blob_store_gib * bs.GiB)
+    state = "" if cluster.staging.layers else " (staging.layers is off)"
+    ok, out = _run(remote, [["test", "-d", store.dir]], modules)
+    if not ok:
+        return Check("blob store", "ok", f"{store.dir}: empty{state}")
+    ok, out = _run(remote, [bs.listing_argv(store)], modules, timeout=120)
+    if not ok:
+        return Check("blob store", "warn", f"cannot list {store.dir}: {_last_line(out)}")
+    entries = bs.parse_listing(out)
+    over = sum(e.size for e in entries) > limit
+    detail = f"{store.dir}: {bs.describe(entries, limit)}{state}"
+    if over:
+        return Check("blob store", "warn", detail, "the kept and the last deployed images' blobs alone exceed "
+                     "staging.blob_store_gib: raise it or shorten the keep-list (blobs/keep)")  # fmt: skip
+    return Check("blob store", "ok", detail)
 
 
 def _partitions(cluster: Cluster, sinfo: dict[str, dict[str, str]]) -> list[Check]:

@@ -20,13 +20,14 @@ from hpcci.config import Cluster, Pipeline
 from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, SchedulerError
 from hpcci.process import tail
 from hpcci.stages import smoke
-from hpcci.stages.execute import Deployer, Presign, Reattached, Staged
+from hpcci.stages.execute import Deployer, Presign, Staged
 from hpcci.stages.image_plan import remove_argv, shell_modules
 from hpcci.stages.journal import Journal, moved
 from hpcci.stages.outcomes import Outcome, Progress, outcome
 from hpcci.stages.plan import ClusterPlan, TestJob
 from hpcci.stages.promote import promote
 from hpcci.stages.provenance import read_sif_checksums
+from hpcci.stages.reattach import Reattached, find_reattached
 from hpcci.stages.release import ReleaseRequest
 from hpcci.stages.sources import ImageSource
 
@@ -73,7 +74,7 @@ def _deploy(
     cluster, remote, info = deployer.cluster, deployer.remote, deployer.info
     plan = done.plan = deployer.plan(sources)
     deployer.setup(plan)
-    attached = deployer.reattach(plan)
+    attached = find_reattached(deployer, plan)
     for platform, image in plan.images.items():
         convert = attached.converts.get(platform)
         if convert is not None or not _needs_image(plan, platform, attached):

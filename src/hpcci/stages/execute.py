@@ -18,11 +18,9 @@ from typing import Literal
 
 from hpcci.backends.remote import Remote
 from hpcci.backends.schedulers import Scheduler
-from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.config import Cluster, Pipeline, resolve_value
 from hpcci.digests import file_sha256, parse_sha256sum
 from hpcci.errors import (
-    ConfigError,
     HpcciError,
     Interrupted,
     RuntimeConvertError,
@@ -32,28 +30,32 @@ from hpcci.errors import (
 )
 from hpcci.process import Completed, tail
 from hpcci.records import S3Object
-from hpcci.shell import login_argv, parse_env0, path_variables
-from hpcci.stages.image_plan import ImagePlan, automation, curl_config, remove_argv, runtime, shell_modules
-from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, journaled, moved, reattach
-from hpcci.stages.paths import needed_variables, resolve_paths
+from hpcci.shell import login_argv, parse_env0
+from hpcci.stages.blobstore import fetch_step
+from hpcci.stages.image_plan import (
+    ImagePlan,
+    automation,
+    curl_config,
+    remove_argv,
+    runtime,
+    s3_curl_argv,
+)
+from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity
+from hpcci.stages.layers import index_archive
+from hpcci.stages.paths import needed_variables, require_absolute_paths, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
+from hpcci.stages.reattach import Reattached
 from hpcci.stages.sources import ImageSource
+from hpcci.stages.stage_layers import (
+    LayerResult,
+    LayerStager,
+    Target,
+    fetch_index,
+    pull_range,
+    registry_blobs,
+    transient,
+)
 from hpcci.stages.steps import Command, Submit, Upload
-
-
-def _require_absolute_paths(cluster: Cluster) -> None:
-    """login.mode automation has no login shell to resolve $VARS in: the paths must be written out."""
-    p = cluster.paths
-    for name, value in (("scratch", p.scratch), ("image_cache", p.image_cache), ("tmpdir", p.tmpdir or "/")):
-        used = path_variables([value])
-        if used or not value.startswith("/"):
-            why = f"uses ${used[0]}" if used else "is relative"
-            raise ConfigError(
-                f"{cluster.source.where(('paths', name))}: paths.{name} {why}, but login.mode automation has no "
-                f"login shell to resolve it in; write the absolute path (e.g. ask `echo ${used[0] if used else 'HOME'}` "
-                "on a regular login node once)"
-            )
-
 
 Presign = Callable[[S3Object, str | None], str]  # (object, endpoint as the cluster reaches it) -> URL
 
@@ -68,15 +70,7 @@ class Staged:
     transferred: bool = False
     convert_job: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Reattached:
-    """Jobs of this run found still alive (or completed): followed instead of submitted again."""
-
-    tests: dict[int, Found] = field(default_factory=dict)  # test index -> job
-    converts: dict[str, Found] = field(default_factory=dict)  # platform -> live conversion job
-    where: str = ""  # "the journal" or "the cluster"
+    layers: LayerResult | None = None  # staging.layers: which blobs were reused, fetched, evicted
 
 
 class Deployer:
@@ -131,7 +125,7 @@ class Deployer:
     def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
         env = {} if automation(self.cluster) else self.remote_env()
         if automation(self.cluster):
-            _require_absolute_paths(self.cluster)
+            require_absolute_paths(self.cluster)
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
         labelled = Labelled(self.scheduler, self.identity, self.cluster.name)
@@ -154,6 +148,9 @@ class Deployer:
         t0 = time.monotonic()
         if image.checksum_file is not None:
             staged.transferred = self._stage_for_job(image, staged)
+        elif image.layers is not None:
+            staged.layers = self._stage_layers(image)
+            staged.transferred = bool(staged.layers.fetched)
         elif image.fetch is not None:
             staged.transferred = self._stage_tar(image, staged)
         staged.seconds["stage"] = time.monotonic() - t0
@@ -164,7 +161,9 @@ class Deployer:
         try:
             if image.convert_job is not None:
                 out = image.convert_job.script.path.rsplit(".", 1)[0] + ".out"
-                entry = self._entry("convert", image.source.platform, "", image.source.platform, out, image)
+                entry = self.job_entry(
+                    "convert", image.source.platform, "", image.source.platform, out, image
+                )
                 staged.convert_job = self.submit(
                     image.convert_job, [], what="the conversion job", entry=entry
                 )
@@ -209,6 +208,35 @@ class Deployer:
             raise
         return True
 
+    def _stage_layers(self, image: ImagePlan) -> LayerResult:
+        """Only the blobs the cluster's store lacks; the layout the conversion reads is assembled from the store."""
+        assert image.layers is not None
+        src = image.source
+        if image.layers.via == "sftp":
+            assert src.local_tar is not None
+            index = index_archive(Path(src.local_tar), trust_diff_ids=True)  # the cluster hashes what it gets
+            stager = LayerStager(self.remote, self.cluster.name, self.info, local_tar=Path(src.local_tar))
+        elif image.layers.via == "registry":
+            index, config = registry_blobs(self.pipeline, src, self.mask)
+            stager = LayerStager(self.remote, self.cluster.name, self.info, curl_config=config)
+        else:
+            obj = src.s3
+            assert obj is not None and self.presign is not None
+            index = fetch_index(obj, self.presign)
+            url = self._presign(obj)  # one URL for every blob: each is a byte range of the tar
+            stager = LayerStager(
+                self.remote, self.cluster.name, self.info, curl_config=lambda _b: curl_config(url)
+            )
+        try:
+            return stager.stage(image.layers, index)
+        except BaseException:
+            self._remove_tree(image.layers.layout)
+            raise
+
+    def _remove_tree(self, path: str) -> None:
+        with contextlib.suppress(HpcciError):
+            self.remote.run(["rm", "-rf", "--", path], timeout=120, interruptible=False)
+
     def _sha256(self, step: Command) -> str | None:
         done = self._run(step)
         return parse_sha256sum(done.stdout) if done.ok else None
@@ -251,14 +279,30 @@ class Deployer:
         self.info(f"login node pulls s3://{obj.bucket}/{obj.key} ({obj.size} bytes)")
         echo = f"curl <presigned URL> | tee {image.tar_tmp} | sha256sum"
         done = self._run(image.fetch, stdin=curl_config(url), echo=echo)
-        if not done.ok:
-            err = (done.stderr or done.stdout).strip().splitlines()
+        if done.ok:
+            return parse_sha256sum(done.stdout)
+        # a broken pull resumes by range where its bytes end (RHEL 8's curl 7.61 has no --retry-all-errors), then
+        # the whole file is hashed on its own
+        size = self.remote.run(["stat", "-c", "%s", "--", image.tar_tmp], timeout=60)
+        have = int(size.stdout.strip()) if size.ok and size.stdout.strip().isdigit() else 0
+        err = ((done.stderr or done.stdout).strip().splitlines() or [f"curl exit code {done.returncode}"])[-1]
+        if not transient(done.returncode, done.stderr):
             raise TransferError(
                 f"cluster {self.cluster.name}: the login node could not download s3://{obj.bucket}/{obj.key} "
-                f"from {endpoint}: {err[-1] if err else f'curl exit code {done.returncode}'}; check that the login "
-                "node reaches the S3 endpoint (staging.s3_endpoint_url) or use staging.method: sftp"
+                f"from {endpoint}: {err}; check that the login node reaches the S3 endpoint (staging.s3_endpoint_url) "
+                "or use staging.method: sftp"
             )
-        return parse_sha256sum(done.stdout)
+        self.info(f"pull of s3://{obj.bucket}/{obj.key} broke at {have}/{obj.size} bytes ({err}); resuming")
+        curl = s3_curl_argv(
+            "-", max_time=int(image.fetch.timeout) - 30
+        )  # as planned: the step allows 30 s more
+        target = Target(self.cluster.name, image.tar_tmp, obj.size, f"s3://{obj.bucket}/{obj.key}")
+        pull_range(
+            self.remote,
+            lambda start: login_argv([fetch_step(curl, start, obj.size - 1, image.tar_tmp)], modules=self.cluster.modules),
+            curl_config(url), target, self.info, have=have,
+        )  # fmt: skip
+        return self._sha256(Command(["sha256sum", "--", image.tar_tmp], timeout=900))
 
     def _presign(self, obj: S3Object) -> str:
         """A presigned GET URL as the cluster reaches the endpoint; its signature is masked at once."""
@@ -279,6 +323,8 @@ class Deployer:
         if not done.ok:
             if image.image_tmp != image.image:
                 self._remove(image.image_tmp)
+            if image.layers is not None:
+                self._remove_tree(image.layers.layout)
             raise RuntimeConvertError(
                 f"cluster {self.cluster.name}: {self.cluster.runtime.type} could not convert the image "
                 f"(exit code {done.returncode}): {tail(done.stdout + done.stderr)}; check the runtime modules "
@@ -304,7 +350,7 @@ class Deployer:
             self.journal.add(replace(entry, job_id=job_id, submitted_at=time.time()))
         return job_id
 
-    def _entry(self, kind: Literal["test", "convert"], key: str, name: str, platform: str, output: str,
+    def job_entry(self, kind: Literal["test", "convert"], key: str, name: str, platform: str, output: str,
                image: ImagePlan) -> Entry:  # fmt: skip
         i = self.identity
         return Entry(self.cluster.name, kind, key, "", name, platform, image.source.digest, output,
@@ -312,38 +358,6 @@ class Deployer:
 
     def test_job_name(self, test: str) -> str:
         return self.identity.test_job_name(self.cluster.name, test)
-
-    def reattach(self, plan: ClusterPlan) -> Reattached:
-        """This run's jobs that still live (or completed), from the journal, else found on the cluster by name."""
-        if self.journal is None or (self.identity.fresh and not self.journal.entries(self.cluster.name)):
-            return Reattached()
-        names = {self.test_job_name(j.test.name): j.index for j in plan.tests}
-        entries = self.journal.entries(self.cluster.name)
-        jobs = RemoteJobs(self.remote, self.scheduler, shell_modules(self.cluster), self.info)
-        converts: dict[str, Found] = {}
-        if entries:
-            found = journaled(entries, jobs.query([e.job_id for e in entries]))
-            where = "the journal"
-            for e in entries:
-                live = [f for f in found if f.job_id == e.job_id and f.live]
-                if e.kind == "convert" and live:
-                    converts[e.key] = live[0]
-        else:
-            user = resolve_value(self.cluster.login.user, f"cluster {self.cluster.name}: login.user")
-            found = jobs.find(user, list(names))
-            where = "the cluster"
-        tests = {names[n]: f for n, f in reattach(list(names), found).items()}
-        for platform, f in converts.items():
-            self.info(f"re-attached to the conversion job {f.job_id} ({platform}, {f.status}) from {where}")
-        for j in plan.tests:
-            if j.index in tests:
-                f = tests[j.index]
-                self.info(f"re-attached to job {f.job_id} ({f.status}) of test {j.test.name} from {where}")
-                if not entries:  # the journal was gone: it knows the job again (a crash report must find it)
-                    out = moved(j.output_path, plan.paths.run_dir, f.workdir)
-                    entry = self._entry("test", j.test.name, f.name, j.platform, out, plan.images[j.platform])
-                    self.journal.add(replace(entry, job_id=f.job_id, submitted_at=time.time()))
-        return Reattached(tests, converts, where)
 
     def submit_tests(
         self, plan: ClusterPlan, staged: dict[str, Staged], attached: Reattached | None = None
@@ -358,7 +372,7 @@ class Deployer:
             after = staged.get(job.submit.after or "")
             dependency = [after.convert_job] if after is not None and after.convert_job else []
             try:
-                entry = self._entry("test", job.test.name, self.test_job_name(job.test.name), job.platform,
+                entry = self.job_entry("test", job.test.name, self.test_job_name(job.test.name), job.platform,
                                     job.output_path, plan.images[job.platform])  # fmt: skip
                 jobs[job.index] = self.submit(
                     job.submit, dependency, what=f"test {job.test.name}", entry=entry

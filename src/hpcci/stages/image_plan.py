@@ -16,6 +16,8 @@ from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config import Cluster, Pipeline
 from hpcci.errors import ConfigError, UsageError
 from hpcci.shell import Pipe, command_line, login_argv, with_env
+from hpcci.stages.blobstore import GiB, LayerPlan, store_for
+from hpcci.stages.layers import LAYOUT_TAG
 from hpcci.stages.paths import Paths
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Step, Submit, Upload, WriteFile
@@ -41,17 +43,13 @@ class ImagePlan:
     registry_creds_file: str | None = None  # written (mode 600) just before a registry pull, deleted by it
     checksum_file: str | None = None  # login.mode automation: "SHA  TAR_TMP", checked by the conversion job
     url_file: str | None = None  # login.mode automation + S3: curl config with the presigned URL (mode 600)
+    layers: LayerPlan | None = None  # staging.layers: only missing blobs, into the cluster's blob store
 
     def steps(self) -> list[Step]:
-        order = [
-            self.cached,
-            self.tar_cached,
-            self.fetch,
-            self.verify,
-            self.commit,
-            self.convert,
-            self.convert_job,
-        ]
+        staging = (
+            self.layers.steps() if self.layers else [self.tar_cached, self.fetch, self.verify, self.commit]
+        )
+        order = [self.cached, *staging, self.convert, self.convert_job]
         return [s for s in order if s is not None]
 
 
@@ -155,7 +153,9 @@ def plan_image(
     image_tmp = f"{paths.cache}/.{key}.{run_id}.part{rt.suffix}" if rt.is_file() else image
     modules = [*cluster.modules, *cluster.runtime.modules]
     exists = rt.exists(image) if rt.is_file() else login_argv([rt.exists(image)], modules=modules)
-    creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if _registry_login(pipeline, staging) else None
+    layers = _layer_plan(cluster, source, staging, paths, run_id)
+    login = _registry_login(pipeline, staging) and layers is None  # with layers, curl fetches the blobs
+    creds_file = f"{paths.run_dir}/.registry-{key[:12]}.env" if login else None
     checksum = f"{tar_tmp}.sha256" if robot and staging != "registry" else None
     url_file = f"{paths.run_dir}/.s3-{key[:12]}.curl" if checksum and staging == "s3" else None
     # login.mode automation: the job converts straight from the temporary tar and keeps its inputs until its last
@@ -168,6 +168,7 @@ def plan_image(
         (tar_tmp if checksum else tar, image_tmp, image),
         paths.tmpdir,
         creds_file,
+        layers.layout if layers else None,
     )
     if checksum:  # fetched (S3) and verified by the job, not on the login node
         body = [*_job_fetch(source, tar_tmp, url_file), ["sha256sum", "--check", "--strict", "--quiet", "--", checksum],
@@ -206,11 +207,50 @@ def plan_image(
         )
         staged: tuple[Command | None, Command | Upload | None, Command | None, Command | None] = (
             None, upload, None, None)  # fmt: skip
+    elif layers:
+        staged = (None, None, None, None)
     else:
         staged = _tar_steps(source, staging, tar, tar_tmp, cluster, list(cluster.modules))
     return ImagePlan(source, staging, tar, tar_tmp, image, image_tmp,
                      Command(exists, note="cached already? then skip to the tests"), *staged,
-                     convert, convert_job, creds_file, checksum, url_file)  # fmt: skip
+                     convert, convert_job, creds_file, checksum, url_file, layers)  # fmt: skip
+
+
+LAYOUT_RUNTIMES = (
+    "apptainer",
+    "singularity",
+)  # build from `oci:<layout>:<tag>` (containers/image's OCI layout)
+
+
+def _layer_plan(
+    cluster: Cluster, source: ImageSource, staging: str, paths: Paths, run_id: str
+) -> LayerPlan | None:
+    """staging.layers where it applies: a runtime that builds from an OCI layout, a login shell to run the store's
+    commands in (not login.mode automation); elsewhere the whole tar or the runtime's own pull, as before."""
+    on = cluster.staging.layers and cluster.runtime.type in LAYOUT_RUNTIMES
+    if not on or automation(cluster):
+        return None
+    max_time = max(600, (source.s3.size if source.s3 else source.size) // (5 << 20))  # at least 5 MiB/s
+    return LayerPlan(
+        store=store_for(paths.cache),
+        layout=f"{paths.cache}/.layout-{source.key[:12]}.{run_id}",
+        cache=paths.cache,
+        limit=int(cluster.staging.blob_store_gib * GiB),
+        run_id=run_id,
+        via=staging,
+        curl=tuple(s3_curl_argv("-", max_time=max_time)),
+        modules=tuple(cluster.modules),
+        local_tar=source.local_tar,
+        streams=cluster.staging.streams,
+    )
+
+
+def layout_convert(rt: Runtime, layout: str, image: str) -> list[list[str]]:
+    """The runtime's own build command with the assembled OCI layout as its source instead of a tar."""
+    (argv,) = rt.convert(layout, image)
+    if argv[-1] != f"docker-archive://{layout}":
+        raise ValueError(f"{rt.executable}: no build-from-source command to adapt: {argv}")
+    return [[*argv[:-1], f"oci:{layout}:{LAYOUT_TAG}"]]
 
 
 def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:
@@ -245,12 +285,15 @@ def _convert_body(
     files: tuple[str, str, str],
     tmpdir: str,
     creds_file: str | None,
+    layout: str | None = None,
 ) -> list[list[str]]:
     """Conversion (or a registry pull) to the temporary name, then the rename: the commands, in order."""
     rt = runtime(cluster)
     tar, image_tmp, image = files
     env = rt.tmp_env(tmpdir)
-    if staging == "registry":
+    if layout:
+        steps = [with_env(env, s) for s in layout_convert(rt, layout, image_tmp)]
+    elif staging == "registry":
         assert source.registry_ref is not None
         reg = pipeline.publish.registry
         insecure = bool(reg and reg.insecure)
@@ -261,7 +304,9 @@ def _convert_body(
     else:
         steps = [with_env(env, s) for s in rt.convert(tar, image_tmp)]
     finish = [["mv", "-f", "--", image_tmp, image]] if rt.is_file() else []
-    if staging != "registry":
+    if layout:
+        finish.append(["rm", "-rf", "--", layout])  # hard links: the store keeps the blobs
+    elif staging != "registry":
         finish.append(remove_argv(tar))
     return [["mkdir", "-p", "--", tmpdir, f"{tmpdir}/cache"], *steps, *finish]
 
@@ -280,7 +325,12 @@ def _tar_steps(
         assert source.s3 is not None
         max_time = max(600, source.s3.size // (5 << 20))  # at least 5 MiB/s
         pull = login_argv([stage_s3_step(tar_tmp, max_time=max_time)], modules=modules)
-        fetch = Command(pull, timeout=max_time + 30, note=f"stdin: {curl_config('PRESIGNED-URL').strip()}")
+        fetch = Command(
+            pull,
+            timeout=max_time + 30,
+            note=f"stdin: {curl_config('PRESIGNED-URL').strip()}; a broken "
+            "pull resumes with --range where its bytes end, then sha256sum TMP",
+        )
     else:
         assert source.local_tar is not None
         fetch = Upload(source.local_tar, tar_tmp, cluster.staging.streams)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hpcci.config import Cluster
+from hpcci.errors import ConfigError
 from hpcci.shell import expand, path_variables
 
 
@@ -37,3 +38,17 @@ def unresolved_paths(cluster: Cluster, run_id: str) -> Paths:
 def needed_variables(cluster: Cluster) -> list[str]:
     p = cluster.paths
     return path_variables([p.scratch, p.image_cache, p.tmpdir or ""]) + ["HOME"]
+
+
+def require_absolute_paths(cluster: Cluster) -> None:
+    """login.mode automation has no login shell to resolve $VARS in: the paths must be written out."""
+    p = cluster.paths
+    for name, value in (("scratch", p.scratch), ("image_cache", p.image_cache), ("tmpdir", p.tmpdir or "/")):
+        used = path_variables([value])
+        if used or not value.startswith("/"):
+            why = f"uses ${used[0]}" if used else "is relative"
+            raise ConfigError(
+                f"{cluster.source.where(('paths', name))}: paths.{name} {why}, but login.mode automation has no "
+                f"login shell to resolve it in; write the absolute path (e.g. ask `echo ${used[0] if used else 'HOME'}` "
+                "on a regular login node once)"
+            )

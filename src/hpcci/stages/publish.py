@@ -15,6 +15,7 @@ from hpcci.log import Log
 from hpcci.platforms import platform_key
 from hpcci.records import BuildRecord, PublishRecord, RegistryPublication, S3Object
 from hpcci.references import parse_reference
+from hpcci.stages import layers
 
 if TYPE_CHECKING:
     from hpcci.backends.builders import Builder
@@ -106,14 +107,16 @@ def publish_s3(
     for image in build.platforms:
         key = s3_key(prefix, build.image, image.digest, image.platform)
         existing = store.head(key)
-        if existing and existing.sha256 and existing.metadata.get(IMAGE_META) == image.digest:
+        same = bool(existing and existing.sha256 and existing.metadata.get(IMAGE_META) == image.digest)
+        if existing and existing.sha256 and same and store.head(layers.index_key(key)):
             log.info(
                 f"{image.platform}: s3://{store.bucket}/{key} is already there (sha256 {existing.sha256[:12]})"
             )
             result.skipped.append(key)
             sha, size = existing.sha256, existing.size
         else:
-            with log.step(f"upload {image.platform} -> s3://{store.bucket}/{key}"):
+            what = "index the layers of" if same else "upload"
+            with log.step(f"{what} {image.platform} -> s3://{store.bucket}/{key}"):
                 if not exporter.exists(image.ref):
                     raise UsageError(
                         f"{image.ref} is not in this machine's {exporter.name} image store: run `hpcci build` in "
@@ -130,10 +133,13 @@ def publish_s3(
                         IMAGE_META: image.digest,
                         PLATFORM_META: image.platform,
                     }
-                    store.upload_file(archive.path, key, metadata=meta, log=log)
+                    if not same:
+                        store.upload_file(archive.path, key, metadata=meta, log=log)
+                    # byte ranges of the tar by digest: a cluster pulls only the layers it lacks (staging.layers)
+                    store.put_json(layers.index_key(key), layers.index_archive(archive.path).to_json())
                 finally:
                     archive.path.unlink(missing_ok=True)
-            result.uploaded.append(key)
+            (result.skipped if same else result.uploaded).append(key)
             sha, size = archive.sha256, archive.size
         result.objects.append(
             S3Object(store.bucket, key, size, sha, image.platform, image.digest, endpoint_url, region)

@@ -3,7 +3,7 @@
 It accepts the real command lines the hpcci kit (and a user following a site's documentation) uses, and does the
 real work with real tools:
 
-- build / pull (convert.py, fetch.py): skopeo (docker-archive, oci-archive, docker:// registries) -> umoci unpack
+- build / pull (convert.py, fetch.py): skopeo (docker-archive, oci-archive, oci: layouts, docker:// registries) -> umoci unpack
   -> mksquashfs: the output file is a SquashFS image (a real SIF wraps a SquashFS partition), with the image
   metadata under /.singularity.d like Apptainer's docker conversion (image.py).
 - exec / run / shell (launch.py, environment.py): the program really runs inside the image's root filesystem, as

@@ -23,7 +23,7 @@ hpcci STAND-IN for Apptainer {VERSION.split("+")[0]} (not the real Apptainer): s
 squashfs-tools build SquashFS images, charliecloud's ch-run runs programs in them as your uid.
 
 Available Commands:
-  build       Build an Apptainer image (from docker-archive://, oci-archive://, docker://)
+  build       Build an Apptainer image (from docker-archive://, oci-archive://, oci:, docker://)
   exec        Run a command within a container
   run         Run the user-defined default command within a container
   shell       Run a shell within a container

@@ -107,7 +107,7 @@ def cmd_build(args: list[str]) -> int:
         print(
             f"{usage(BUILD_FORM)}\n\n"
             "Build specs supported by the hpcci stand-in: docker-archive://FILE.tar, oci-archive://FILE.tar, "
-            "docker://REGISTRY/IMAGE:TAG\n\nOptions:\n  -F, --force  overwrite an existing image\n"
+            "oci:DIR[:TAG], docker://REGISTRY/IMAGE:TAG\n\nOptions:\n  -F, --force  overwrite an existing image\n"
             "  -s, --sandbox  build a directory\n      --tmpdir DIR  temporary directory (APPTAINER_TMPDIR)\n"
             "      --arch ARCH  architecture to pull\n      --nohttps  plain http registry\n"
             '      --mksquashfs-args "ARGS"  extra mksquashfs options, e.g. "-comp zstd -processors 4"'

@@ -1,7 +1,7 @@
 """Image sources of the hpcci apptainer STAND-IN (not the real Apptainer): a build spec copied to an OCI layout.
 
-``docker-archive:FILE``, ``oci-archive:FILE`` (with or without ``//``) and ``docker://REGISTRY/IMAGE:TAG`` are copied
-by skopeo into ``TMP/oci:img``. Registry credentials come from APPTAINER_DOCKER_USERNAME/PASSWORD, else from
+``docker-archive:FILE``, ``oci-archive:FILE`` (with or without ``//``), ``oci:DIR[:TAG]`` (an OCI image layout
+directory, as containers/image names it) and ``docker://REGISTRY/IMAGE:TAG`` are copied by skopeo into ``TMP/oci:img``. Registry credentials come from APPTAINER_DOCKER_USERNAME/PASSWORD, else from
 Apptainer's own ~/.apptainer/docker-config.json (`apptainer registry login`), never from another tool's files.
 """
 
@@ -60,6 +60,8 @@ def fetch_oci(source: str, tmp: str, opts: Options, doing: str) -> tuple[str, st
         if not os.path.isfile(path):
             fatal(f"{doing}: conveyor failed to get: could not open {path}: no such file")
         src, what = f"{archive}{path}", archive[:-1]
+    elif source.startswith("oci:"):
+        src, what = oci_layout(source, doing), "oci"
     elif source.startswith("docker://"):
         argv += _registry_options(source[len("docker://") :], tmp, opts)
         src, what = source, "docker"
@@ -67,6 +69,15 @@ def fetch_oci(source: str, tmp: str, opts: Options, doing: str) -> tuple[str, st
         _refuse_source(source, doing)
     run_tool([*argv, src, f"oci:{tmp}/oci:img"], f"{doing}: conveyor failed to get", space_dirs=[tmp])
     return what, src
+
+
+def oci_layout(source: str, doing: str) -> str:
+    """``oci:DIR[:TAG]`` as skopeo reads it, once DIR is an OCI image layout (its oci-layout and index.json)."""
+    rest = strip_scheme(source, "oci:")
+    path, tag = (rest, "") if os.path.isdir(rest) else (rest.rpartition(":")[0] or rest, rest.rpartition(":")[2])
+    if not all(os.path.isfile(os.path.join(path, f)) for f in ("oci-layout", "index.json")):
+        fatal(f"{doing}: conveyor failed to get: {path} is not an OCI image layout (no oci-layout or index.json)")
+    return f"oci:{path}:{tag}" if tag else f"oci:{path}"
 
 
 def _registry_options(ref: str, tmp: str, opts: Options) -> list[str]:
@@ -84,11 +95,11 @@ def _refuse_source(source: str, doing: str) -> NoReturn:
     if source.endswith(".def") or os.path.isfile(source):
         fatal(
             f"{doing}: building from a definition file or local image ({source}) is not "
-            f"supported by the hpcci apptainer stand-in: use docker-archive://, oci-archive:// or docker://"
+            f"supported by the hpcci apptainer stand-in: use docker-archive://, oci-archive://, oci: or docker://"
         )
     fatal(
         f"{doing}: unsupported or unknown image source '{scheme or source}': "
-        f"use docker-archive://FILE.tar, oci-archive://FILE.tar or docker://REGISTRY/IMAGE:TAG"
+        f"use docker-archive://FILE.tar, oci-archive://FILE.tar, oci:DIR[:TAG] or docker://REGISTRY/IMAGE:TAG"
     )
 
 
