@@ -115,6 +115,11 @@ class RegistryClient:
             return resp
         raise RegistryAuthError(self._denied())
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value the registry granted (Basic or Bearer), for a blob fetch elsewhere."""
+        return self._authz
+
     def _denied(self) -> str:
         who = f"user {self.auth.username!r}" if self.auth else "anonymous access"
         return (

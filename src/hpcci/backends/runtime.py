@@ -107,9 +107,13 @@ class Runtime:
 
     def convert(self, tar: str, image: str) -> list[list[str]]:
         """Steps that turn the docker-archive ``tar`` into the image file ``image``."""
+        return self.build(f"docker-archive://{tar}", image)
+
+    def build(self, source: str, image: str) -> list[list[str]]:
+        """`build` of the image file ``image`` from an Apptainer build source (docker-archive://TAR, oci:DIR:TAG)."""
         args = self.squashfs.mksquashfs_args()
         packing = ["--mksquashfs-args", args] if args else []
-        return [[self.executable, "build", "--force", *packing, image, f"docker-archive://{tar}"]]
+        return [[self.executable, "build", "--force", *packing, image, source]]
 
     def pull(self, ref: str, image: str, *, insecure: bool = False) -> list[list[str]]:
         """Steps that pull ``ref`` (a registry reference, no scheme) into the image file ``image``."""
@@ -139,10 +143,10 @@ class Singularity(Runtime):
     name = "singularity"
     env_prefix = "SINGULARITY"
 
-    def convert(self, tar: str, image: str) -> list[list[str]]:
+    def build(self, source: str, image: str) -> list[list[str]]:
         # Singularity (3.x, SingularityCE) has no --mksquashfs-args: gzip, threads as singularity.conf's
         # `mksquashfs procs` says
-        return [[self.executable, "build", "--force", image, f"docker-archive://{tar}"]]
+        return [[self.executable, "build", "--force", image, source]]
 
 
 class Charliecloud(Runtime):

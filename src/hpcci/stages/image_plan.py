@@ -247,10 +247,9 @@ def _layer_plan(
 
 def layout_convert(rt: Runtime, layout: str, image: str) -> list[list[str]]:
     """The runtime's own build command with the assembled OCI layout as its source instead of a tar."""
-    (argv,) = rt.convert(layout, image)
-    if argv[-1] != f"docker-archive://{layout}":
-        raise ValueError(f"{rt.executable}: no build-from-source command to adapt: {argv}")
-    return [[*argv[:-1], f"oci:{layout}:{LAYOUT_TAG}"]]
+    if rt.name not in ("apptainer", "singularity"):  # the others' images are not built from a build source
+        raise ValueError(f"{rt.name}: layer staging needs apptainer or singularity")
+    return rt.build(f"oci:{layout}:{LAYOUT_TAG}", image)
 
 
 def _job_fetch(source: ImageSource, tar_tmp: str, url_file: str | None) -> list[list[str]]:

@@ -151,7 +151,7 @@ def registry_blobs(
     dest, digest = registry_blob_source(src.registry_ref, insecure=bool(reg and reg.insecure))
     with RegistryClient(dest, auth) as client:
         index = index_from_manifest(client.get(digest))
-        authz = client._authz  # a Basic or Bearer header value (RegistryClient has no public accessor yet)
+        authz = client.authorization
     if authz:
         mask(authz.split(" ", 1)[-1])
     base = f"{dest.api}/v2/{dest.repository}/blobs"
