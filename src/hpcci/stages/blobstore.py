@@ -5,8 +5,10 @@ name (``.<hex>.<run>.part``, never counted as present), is hashed, and only then
 deploy uses a blob it hashes it again: a blob whose bytes no longer match its name is deleted and fetched anew.
 Every deploy touches the blobs it uses, so a blob's mtime is when it was last used; beyond the size limit the least
 recently used blobs go, except the image being deployed and every digest listed in ``<image_cache>/blobs/keep``
-(one ``sha256:<hex>`` per line: installed releases). An image is assembled as an OCI layout of hard links to the
-store, so the conversion never copies a layer and an eviction cannot pull a blob from under a running conversion.
+(one ``sha256:<hex>`` per line: installed releases, stages/release_keep.py). Each image staged this way leaves its
+blob list in ``<image_cache>/blobs/images/<hex of its digest>``, so a release installed from it can keep exactly
+those blobs. An image is assembled as an OCI layout of hard links to the store, so the conversion never copies a
+layer and an eviction cannot pull a blob from under a running conversion.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ class Store:
     @property
     def keep(self) -> str:
         return f"{self.root}/keep"
+
+    @property
+    def images(self) -> str:
+        return f"{self.root}/images"
+
+    def image_list(self, image: str) -> str:
+        """The blob list of the image whose deploy digest (the cache key, ``sha256:<hex>``) is ``image``."""
+        return f"{self.images}/{image.removeprefix('sha256:')}"
 
     def path(self, blob: Blob) -> str:
         return f"{self.dir}/{blob.hex}"
@@ -116,6 +126,22 @@ def leftovers_argv(store: Store, cache: str) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def image_list_text(blobs: list[Blob]) -> str:
+    """An image's blob list: config first, then its layers, one ``sha256:<hex>`` a line."""
+    return "".join(f"{b.digest}\n" for b in blobs)
+
+
+def image_list_steps(store: Store, image: str, text: str, run_id: str) -> list[Command | WriteFile]:
+    """The image's blob list written under a temporary name and renamed over the old one, so a release install
+    never reads half a list."""
+    tmp = f"{store.images}/.{image.removeprefix('sha256:')}.{run_id}"
+    return [
+        Command(["mkdir", "-p", "--", store.images]),
+        WriteFile(tmp, text),
+        Command(["mv", "-T", "--", tmp, store.image_list(image)]),
+    ]
+
+
 def remove_argv(store: Store, names: list[str]) -> list[str]:
     return ["rm", "-f", "--", *(f"{store.dir}/{n}" for n in names)]
 
@@ -189,6 +215,7 @@ class LayerPlan:
     """Layer-level staging of one image: the store, the layout assembled for the conversion, the store's bound."""
 
     store: Store
+    image: str  # the deploy's image digest (sha256:..., the cache key): names the image's blob list
     layout: str  # <image_cache>/.layout-<key>.<run>: hard links + index.json, deleted after the conversion
     cache: str  # <image_cache>
     limit: int  # bytes (staging.blob_store_gib)
@@ -228,6 +255,8 @@ class LayerPlan:
             WriteFile(f"{self.layout}/blobs/sha256/MANIFEST", "(the OCI manifest made from the layer index)\n"),
             WriteFile(f"{self.layout}/oci-layout", f"{OCI_LAYOUT}\n"),
             WriteFile(f"{self.layout}/index.json", "(the OCI index: the manifest, named image)\n"),
+            *image_list_steps(self.store, self.image, "(each blob of the image, config first: sha256:<hex> a line;"
+                              " a release installed from it keeps these)\n", self.run_id),
             Command(listing_argv(self.store), note=f"over {self.limit / GiB:g} GiB? then rm -f the least recently "
                     f"used blobs, never this image's or those in {self.store.keep}"),
             *[Command(a, note="leftovers of deploys that never finished") for a in leftovers_argv(self.store, self.cache)],

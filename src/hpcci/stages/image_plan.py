@@ -233,6 +233,7 @@ def _layer_plan(
     max_time = max(600, (source.s3.size if source.s3 else source.size) // (5 << 20))  # at least 5 MiB/s
     return LayerPlan(
         store=store_for(paths.cache),
+        image=source.digest,
         layout=f"{paths.cache}/.layout-{source.key[:12]}.{run_id}",
         cache=paths.cache,
         limit=int(cluster.staging.blob_store_gib * GiB),

@@ -43,6 +43,7 @@ from hpcci.stages.release import (
     require_absolute,
     unlock_step,
 )
+from hpcci.stages.release_keep import keep_release
 from hpcci.stages.release_modulefile import ModuleInfo
 from hpcci.stages.steps import Command, WriteFile
 
@@ -163,6 +164,14 @@ class Releases:
             removed = rm.retention(manifest, self.cfg.keep, protect=keep)
             self._write_manifest(manifest.without(removed), request.run_id)
             self._remove(removed)
+            keep_release(
+                self.remote,
+                self.cluster,
+                result,
+                request,
+                (self.paths.name, manifest.without(removed).versions()),
+                self.info,
+            )
         note = "" if default else f"the default stays {manifest.default or 'unset'}: {why_not}"
         return ReleaseOutcome(
             module, "installed", note, default, removed, self.paths.sif(v), self.paths.modulefile(self.cfg, v)

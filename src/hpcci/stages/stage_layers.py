@@ -39,6 +39,7 @@ from hpcci.stages.layers import (
     text_digest,
 )
 from hpcci.stages.sources import ImageSource
+from hpcci.stages.steps import WriteFile
 
 OUTAGE_WINDOW = 60.0  # seconds a login-node pull keeps resuming a broken transfer
 # curl's exit codes for a server that is away or went away mid-transfer: connect failed, partial file, timeout,
@@ -197,6 +198,7 @@ class LayerStager:
             result.fetched.append(blob.digest)
         self.remote.run(bs.touch_argv(store, blobs), timeout=60, check=True)
         self._assemble(plan, index)
+        self._record(plan, blobs)
         result.evicted = self._evict(plan, {b.hex for b in blobs})
         return result
 
@@ -256,6 +258,14 @@ class LayerStager:
         self.remote.write_text(f"{blobs}/{text_digest(manifest).removeprefix('sha256:')}", manifest)
         self.remote.write_text(f"{plan.layout}/oci-layout", OCI_LAYOUT)
         self.remote.write_text(f"{plan.layout}/index.json", layout_index_json(manifest))
+
+    def _record(self, plan: bs.LayerPlan, blobs: list[Blob]) -> None:
+        """The image's blob list in the store, for a release installed from it (stages/release_keep.py)."""
+        for step in bs.image_list_steps(plan.store, plan.image, bs.image_list_text(blobs), plan.run_id):
+            if isinstance(step, WriteFile):
+                self.remote.write_text(step.path, step.text)
+            else:
+                self.remote.run(step.argv, timeout=step.timeout, check=True)
 
     def _evict(self, plan: bs.LayerPlan, image: set[str]) -> list[str]:
         """Least recently used blobs out while the store is over its limit; this image's and kept ones stay."""
