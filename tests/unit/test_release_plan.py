@@ -282,3 +282,15 @@ def test_the_check_run_summary_carries_the_release_line() -> None:
 
     text = summary(result("pass", release=ReleaseOutcome("fib/0.1.0", "installed", "", True)))
     assert "**Release:** installed as module fib/0.1.0 on local (default)" in text
+
+
+@pytest.mark.parametrize(
+    "image", ["docker.io/org/..", "docker.io/org/x\nos.execute('id')", "docker.io/org/.hidden"]
+)
+def test_a_module_name_from_image_name_that_is_not_a_plain_name_is_refused(image: str) -> None:
+    from hpcci.stages.release import module_name
+
+    cfg = local().release
+    assert cfg is not None
+    with pytest.raises(ConfigError, match=r"set release\.name"):
+        module_name(cfg.model_copy(update={"name": None}), image)

@@ -236,3 +236,12 @@ def test_a_release_whose_install_fails_leaves_no_temporary_files() -> None:
 def test_releases_holds_its_paths_resolved_in_a_login_shell() -> None:
     releases = Releases(local(), FilesRemote(), "fibonacci", print)
     assert releases.paths.app == "/proj/apps/fibonacci"
+
+
+def test_an_image_name_that_would_leave_the_release_root_installs_nothing() -> None:
+    remote = FilesRemote()
+    request = replace(REQUEST, image="docker.io/o/..")
+    done = promote(outcome(), local(name=None), remote, request, lambda _: None)
+    assert done.result.release is not None and done.result.release.status == "failed"
+    assert done.error is not None and "set release.name" in str(done.error)
+    assert remote.ran == []

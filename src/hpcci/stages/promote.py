@@ -18,7 +18,7 @@ from hpcci.backends.remote import Remote
 from hpcci.conclusions import release_line
 from hpcci.config import Cluster
 from hpcci.digests import parse_sha256sum
-from hpcci.errors import HpcciError, ReleaseError, ReleaseNotInstalled, ReleaseRefused
+from hpcci.errors import ConfigError, HpcciError, ReleaseError, ReleaseNotInstalled, ReleaseRefused
 from hpcci.records import ClusterResult, ReleaseOutcome
 from hpcci.shell import login_argv, parse_env0
 from hpcci.stages import release_manifest as rm
@@ -248,10 +248,15 @@ def promote(
     if cluster.release is None or request is None:
         return outcome
     result = outcome.result
-    name = module_name(cluster.release, request.image)
-    module = f"{name}/{request.version}"
     error: HpcciError | None = None
-    if (why := untested(result)) is not None:
+    try:
+        name = module_name(cluster.release, request.image)
+    except ConfigError as e:
+        name, error = "?", _named(cluster.name, e)
+    module = f"{name}/{request.version}"
+    if error is not None:
+        release = ReleaseOutcome(module, "failed", str(error))
+    elif (why := untested(result)) is not None:
         release = ReleaseOutcome(module, "not_installed", why)
     else:
         try:

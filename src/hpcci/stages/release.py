@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hpcci.config import Cluster
 from hpcci.config_release import ReleaseConfig
+from hpcci.config_types import check_name
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
 from hpcci.shell import expand, path_variables
@@ -60,8 +61,17 @@ def release_request(
 
 
 def module_name(cfg: ReleaseConfig, image: str) -> str:
-    """release.name, else the image's last path part without a tag: docker.io/org/fibonacci -> fibonacci."""
-    return cfg.name or image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    """release.name, else the image's last path part without a tag: docker.io/org/fibonacci -> fibonacci.
+
+    The name becomes a folder under the release root and words in modulefiles and wrappers, so one taken from
+    image.name must be a plain name too: `..` would leave the root, a line break would start code."""
+    name = cfg.name or image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    try:
+        return check_name(name)
+    except ValueError as e:
+        raise ConfigError(
+            f"release: the module's name from image.name {image!r}: {e}; set release.name"
+        ) from e
 
 
 # -- where things go ------------------------------------------------------------------------------------------------
