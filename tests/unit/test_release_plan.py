@@ -237,6 +237,23 @@ def test_rollback_refuses_a_version_that_is_not_one_with_exit_2(capsys: pytest.C
     assert capsys.readouterr().err.strip().startswith("hpcci: error: --to '../x' is not a module version")
 
 
+@pytest.mark.parametrize("command", ["releases", "rollback"])
+def test_a_module_name_that_is_not_a_plain_name_is_refused_with_exit_2(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        command,
+        "--cluster",
+        "local",
+        "--name",
+        "../../etc",
+        *(["--to", "0.1.0"] if command == "rollback" else []),
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpcci: error: --name '../../etc' is not a valid name"), err
+
+
 def test_releases_on_a_cluster_without_a_release_section_is_one_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
