@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hpcci import records
 from hpcci.config import Cluster
 from hpcci.config_load import load_cluster
@@ -245,3 +247,14 @@ def test_an_image_name_that_would_leave_the_release_root_installs_nothing() -> N
     assert done.result.release is not None and done.result.release.status == "failed"
     assert done.error is not None and "set release.name" in str(done.error)
     assert remote.ran == []
+
+
+def test_rollback_to_a_version_that_is_not_installed_changes_nothing_on_the_cluster() -> None:
+    from hpcci.errors import ReleaseNotInstalled
+
+    cluster, remote = local(), FilesRemote()  # no manifest: e.g. a mistyped --name
+    releases = Releases(cluster, remote, "fibonaci", lambda _: None)
+    with pytest.raises(ReleaseNotInstalled, match=r"fibonaci/0\.1\.0 is not installed \(installed: none\)"):
+        releases.rollback("0.1.0", "rollback-1")
+    changed = [r for r in remote.ran if r[0] not in ("bash", "cat", "test")]
+    assert changed == []

@@ -214,18 +214,24 @@ class Releases:
     # -- rollback -----------------------------------------------------------------------------------------------
     def rollback(self, version: str, run_id: str) -> rm.Manifest:
         """Move the default to ``version`` (installed), changing nothing else."""
+        self._require_installed(
+            self.manifest(), version
+        )  # before the lock: it makes the folders of a mistyped name
         with self.locked():
             manifest = self.manifest()
-            if manifest.get(version) is None or not self._exists(self.paths.modulefile(self.cfg, version)):
-                have = ", ".join(manifest.versions()) or "none"
-                raise ReleaseNotInstalled(
-                    f"cluster {self.cluster.name}: {self.paths.name}/{version} is not installed (installed: {have}); "
-                    "nothing was changed"
-                )
+            self._require_installed(manifest, version)
             self._move_default(version, run_id)
             manifest = dataclasses.replace(manifest, default=version)
             self._write_manifest(manifest, run_id)
         return manifest
+
+    def _require_installed(self, manifest: rm.Manifest, version: str) -> None:
+        if manifest.get(version) is None or not self._exists(self.paths.modulefile(self.cfg, version)):
+            have = ", ".join(manifest.versions()) or "none"
+            raise ReleaseNotInstalled(
+                f"cluster {self.cluster.name}: {self.paths.name}/{version} is not installed (installed: {have}); "
+                "nothing was changed"
+            )
 
 
 def _named(cluster: str, e: HpcciError) -> ReleaseError:
