@@ -76,6 +76,12 @@ def test_values_are_quoted_for_the_language_they_land_in() -> None:
     assert "\\[exec x\\]" in tcl and "[exec x]" not in tcl.replace("\\[exec x\\]", "")
 
 
+def test_a_control_character_before_a_hex_digit_stays_two_characters_in_tcl() -> None:
+    # Tcl 8.5 (still the tclsh of older environment-modules sites) reads every hex digit after \x: "\x01a" is one
+    # character there; three octal digits are read the same by every Tcl
+    assert tcl_string("\x01a\x7f") == '"\\001a\\177"'
+
+
 def test_the_default_file_for_tcl_sets_modules_version() -> None:
     assert version_file("0.2.0") == '#%Module1.0\nset ModulesVersion "0.2.0"\n'
 

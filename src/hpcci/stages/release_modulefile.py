@@ -99,8 +99,8 @@ def tcl_string(s: str) -> str:
             out.append("\\" + c)
         elif c == "\n":
             out.append("\\n")
-        elif ord(c) < 32 or ord(c) == 127:
-            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) < 32 or ord(c) == 127:  # three octal digits: Tcl 8.5 reads every hex digit after \x
+            out.append(f"\\{ord(c):03o}")
         else:
             out.append(c)
     return '"' + "".join(out) + '"'
