@@ -17,6 +17,7 @@ from hpcci.stages.release_modulefile import (
     tcl_modulefile,
     tcl_string,
     version_file,
+    wrapper_script,
     wrappers,
 )
 
@@ -128,3 +129,14 @@ def test_a_path_with_spaces_and_quotes_stays_one_word_in_the_wrapper() -> None:
     odd = "/p/it's a dir/fib.sif"
     line = wrappers(local(), info(sif=odd))["fibonacci-exec"].splitlines()[-1]
     assert line.endswith("'/p/it'\"'\"'s a dir/fib.sif' \"$@\"")
+
+
+def test_a_line_break_in_a_value_never_ends_a_comment_line() -> None:
+    hostile = info(tag="v1\nos.execute('id')", version="0.1.0\n]] os.execute('id') --")
+    for text in (lua_modulefile(hostile, "apptainer"), tcl_modulefile(hostile, "apptainer")):
+        comment_lines = [line for line in text.splitlines() if line.startswith(("--", "##"))]
+        assert len(comment_lines) == 1 and "os.execute" in comment_lines[0]
+        assert not any(line.startswith(("os.", "]]")) for line in text.splitlines())
+    script = wrapper_script(hostile, "run", ["apptainer", "run", "/x.sif"])
+    assert script.splitlines()[0] == "#!/bin/sh" and len(script.splitlines()) == 4
+    assert script.splitlines()[-1] == 'exec apptainer run /x.sif "$@"'
