@@ -258,3 +258,30 @@ def test_rollback_to_a_version_that_is_not_installed_changes_nothing_on_the_clus
         releases.rollback("0.1.0", "rollback-1")
     changed = [r for r in remote.ran if r[0] not in ("bash", "cat", "test")]
     assert changed == []
+
+
+class NoWriteRemote(FilesRemote):
+    """A release root this user may not write in: the lock's mkdir fails, and no lock exists."""
+
+    def answer(self, argv: list[str]) -> Completed:
+        if argv[0] == "mkdir" and argv[-1].endswith(".hpcci-lock"):
+            self.ran.append(argv)
+            return Completed(tuple(argv), 1, "", "mkdir: cannot create directory: Permission denied")
+        return super().answer(argv)
+
+
+def test_a_lock_that_cannot_be_made_is_said_at_once_not_blamed_on_another_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpcci.errors import ReleaseError
+    from hpcci.stages import promote as promote_module
+
+    monkeypatch.setattr(promote_module, "LOCK_WAIT", 0.0)
+    releases = Releases(local(), NoWriteRemote(manifest="x"), "fibonacci", lambda _: None)
+    with (
+        pytest.raises(
+            ReleaseError, match=r"cannot make the lock .*: Permission denied; check that you may write"
+        ),
+        releases.locked(),
+    ):
+        pass

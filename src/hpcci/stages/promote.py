@@ -112,7 +112,12 @@ class Releases:
         for step in mkdir_steps(self.cfg, self.paths):
             self.run(step)
         end = time.monotonic() + LOCK_WAIT
-        while not self.remote.run(lock_step(self.paths).argv, timeout=60).ok:
+        while not (done := self.remote.run(lock_step(self.paths).argv, timeout=60)).ok:
+            if not self._exists(self.paths.lock):  # not held: mkdir itself failed (permissions, no space)
+                raise ReleaseError(
+                    f"cluster {self.cluster.name}: cannot make the lock {self.paths.lock}: "
+                    f"{done.stderr.strip() or 'mkdir failed'}; check that you may write in {self.paths.app}"
+                )
             if time.monotonic() > end:
                 raise ReleaseError(
                     f"cluster {self.cluster.name}: {self.paths.lock} has been held for over {LOCK_WAIT:.0f} s by "
