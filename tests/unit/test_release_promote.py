@@ -285,3 +285,40 @@ def test_a_lock_that_cannot_be_made_is_said_at_once_not_blamed_on_another_instal
         releases.locked(),
     ):
         pass
+
+
+def test_a_replacement_that_fails_after_moving_the_old_folder_aside_moves_it_back() -> None:
+    v_dir, tmp = "/proj/apps/fibonacci/0.1.0", "/proj/apps/fibonacci/.0.1.0.run-1.part"
+    old = "/proj/apps/fibonacci/.0.1.0.run-1.old"
+
+    class FullDisk(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return (
+                replace(done, returncode=1, stderr="mv: No space left") if argv[-2:] == [tmp, v_dir] else done
+            )
+
+    manifest = installed("0.1.0", default="0.1.0", digest="sha256:" + "0" * 64)
+    remote = FullDisk(manifest, [v_dir, "/proj/modulefiles/fibonacci/0.1.0.lua"])
+    done = promote(outcome(), local(), remote, replace(REQUEST, replace=True), lambda _: None)
+    assert done.result.release is not None and done.result.release.status == "failed"
+    assert ["mv", "-T", "--", v_dir, old] in remote.ran
+    assert remote.ran[-2:] == [
+        ["mv", "-T", "--", old, v_dir],
+        ["rm", "-rf", "--", "/proj/apps/fibonacci/.hpcci-lock"],
+    ]
+
+
+def test_a_failed_fresh_install_moves_nothing_back() -> None:
+    tmp, v_dir = "/proj/apps/fibonacci/.0.1.0.run-1.part", "/proj/apps/fibonacci/0.1.0"
+
+    class FullDisk(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return (
+                replace(done, returncode=1, stderr="mv: No space left") if argv[-2:] == [tmp, v_dir] else done
+            )
+
+    remote = FullDisk()
+    promote(outcome(), local(), remote, REQUEST, lambda _: None)
+    assert not any(r[:4] == ["mv", "-T", "--", "/proj/apps/fibonacci/.0.1.0.run-1.old"] for r in remote.ran)

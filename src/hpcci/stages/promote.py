@@ -183,18 +183,18 @@ class Releases:
         )  # fmt: skip
         assert result.sif_path, "a passing deploy has its SIF"
         plan = plan_install(self.cluster, self.paths, info, result.sif_path, request.run_id)
+        moved_aside = False
         try:
             for step in plan.stage:
                 self.run(step)
             # the deploy hashed this SIF already (stages/provenance.py); a hard link or copy of it is the same bytes
             sha = result.sif_sha256 or parse_sha256sum(self.run(plan.checksum)) or ""
-            self.remote.run(
-                plan.aside.argv, timeout=60
-            )  # fails when there is no older folder: nothing to move
+            # fails when there is no older folder: nothing to move
+            moved_aside = self.remote.run(plan.aside.argv, timeout=60).ok
             for step in plan.commit:
                 self.run(step)
         except BaseException:
-            self._quietly(plan.discard)
+            self._quietly([*plan.discard, *([plan.restore] if moved_aside else [])])
             raise
         self._quietly(plan.cleanup)
         self.info(

@@ -195,6 +195,7 @@ class Install:
     commit: list[Command]  # the folder, then the modulefile, renamed into place
     cleanup: list[Command]  # the old folder removed
     discard: list[Command]  # what a failed install leaves: removed
+    restore: Command  # a failed replacement: the old folder moved back (the modulefile still points into it)
 
     def steps(self) -> list[ReleaseStep]:
         return [*self.stage, self.checksum, self.aside, *self.commit, *self.cleanup]
@@ -236,6 +237,7 @@ def plan_install(
         ],
         cleanup=[Command(["rm", "-rf", "--", old])],
         discard=[Command(["rm", "-rf", "--", tmp]), Command(remove_argv(tmp_module))],
+        restore=Command(["mv", "-T", "--", old, paths.version_dir(v)]),
     )
 
 
