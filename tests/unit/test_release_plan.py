@@ -219,8 +219,10 @@ def config_error(tmp_path: Path, **release: Any) -> str:
         ({"group": "-x"}, "release.group"),
         ({"module_system": "lua"}, "release.module_system"),
         ({"make_defualt": False}, "did you mean 'make_default'?"),
+        ({"root": "/proj/a:b"}, "release.root: '/proj/a:b' holds ':'"),
+        ({"modulefiles": "$WORK/m:x"}, "release.modulefiles: '$WORK/m:x' holds ':'"),
     ],
-    ids=["relative", "trailing-slash", "keep", "group", "system", "typo"],
+    ids=["relative", "trailing-slash", "keep", "group", "system", "typo", "colon-root", "colon-modulefiles"],
 )
 def test_a_bad_release_section_is_one_error_with_file_and_line(
     tmp_path: Path, release: dict[str, Any], expected: str
