@@ -134,6 +134,7 @@ def test_a_fresh_install_runs_exactly_the_planned_steps_in_order() -> None:
         *[s.argv for s in mkdir_steps(cfg, paths)],
         lock_step(paths).argv,
         read_manifest_step(paths).argv,
+        ["test", "-e", paths.manifest],  # cat failed: is there no manifest yet, or an unreadable one?
         *stage,
         plan.checksum.argv,
         plan.aside.argv,
@@ -322,3 +323,31 @@ def test_a_failed_fresh_install_moves_nothing_back() -> None:
     remote = FullDisk()
     promote(outcome(), local(), remote, REQUEST, lambda _: None)
     assert not any(r[:4] == ["mv", "-T", "--", "/proj/apps/fibonacci/.0.1.0.run-1.old"] for r in remote.ran)
+
+
+def test_no_manifest_yet_is_recognised_whatever_language_cat_speaks() -> None:
+    class German(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            if argv[0] == "cat":
+                return replace(done, stderr="cat: releases.json: Datei oder Verzeichnis nicht gefunden")
+            return done
+
+    assert Releases(local(), German(), "fibonacci", lambda _: None).manifest().releases == []
+
+
+def test_a_manifest_that_exists_but_cannot_be_read_is_an_error() -> None:
+    from hpcci.errors import ReleaseError
+
+    manifest = "/proj/apps/fibonacci/releases.json"
+
+    class Unreadable(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return replace(done, returncode=1, stderr="cat: Permission denied") if argv[0] == "cat" else done
+
+    releases = Releases(local(), Unreadable(existing=[manifest]), "fibonacci", lambda _: None)
+    with pytest.raises(
+        ReleaseError, match=r"cannot read /proj/apps/fibonacci/releases\.json: cat: Permission denied"
+    ):
+        releases.manifest()

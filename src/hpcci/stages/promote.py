@@ -131,7 +131,8 @@ class Releases:
 
     def manifest(self) -> rm.Manifest:
         done = self.remote.run(read_manifest_step(self.paths).argv, timeout=60)
-        if not done.ok and "No such file" not in done.stderr:
+        # asked with `test`, not read from cat's message: that is in the login node's language
+        if not done.ok and self._exists(self.paths.manifest):
             raise ReleaseError(
                 f"cluster {self.cluster.name}: cannot read {self.paths.manifest}: {done.stderr.strip()}"
             )
