@@ -313,3 +313,21 @@ def test_a_module_name_from_image_name_that_is_not_a_plain_name_is_refused(image
     assert cfg is not None
     with pytest.raises(ConfigError, match=r"set release\.name"):
         module_name(cfg.model_copy(update={"name": None}), image)
+
+
+def test_a_run_id_with_slashes_keeps_every_temporary_name_inside_the_release_root() -> None:
+    cluster = local(root="/proj/apps", modulefiles="/proj/modulefiles")
+    paths = release_paths(cluster, "fibonacci", {})
+    info = ModuleInfo("fibonacci", "0.1.0", "v0.1.0", "c" * 40, "i", DIGEST, paths.sif("0.1.0"),
+                      f"{paths.version_dir('0.1.0')}/bin", (), "tested")  # fmt: skip
+    run_id = "x/../../../../tmp/evil"
+    install = plan_install(cluster, paths, info, "/cache/x.sif", run_id)
+    assert cluster.release is not None
+    pointer = pointer_steps(cluster.release, paths, "0.1.0", run_id)
+    steps = [*install.steps(), *install.discard, install.restore, *pointer]
+    words = [
+        w
+        for s in steps
+        for w in (s.argv if isinstance(s, Command) else [s.path] if isinstance(s, WriteFile) else s.link.argv)
+    ]
+    assert not any("/.." in w for w in words), [w for w in words if "/.." in w]

@@ -9,6 +9,7 @@ prints them. Imports no transport.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hpcci.config import Cluster
@@ -102,9 +103,10 @@ class ReleasePaths:
     def modulefile(self, cfg: ReleaseConfig, version: str) -> str:
         return f"{self.modules}/{modulefile_name(cfg.module_system, version)}"
 
-    def hidden(self, folder: str, what: str, run_id: str) -> str:
-        """A temporary name in ``folder`` that module systems and users skip (a dot file), unique to the run."""
-        return f"{folder}/.{what}.{run_id}.part"
+    def hidden(self, folder: str, what: str, run_id: str, suffix: str = "part") -> str:
+        """A temporary name in ``folder`` that module systems and users skip (a dot file), unique to the run. The run
+        id (--run-id) is made one name part: a '/' in it would put the temporary folder outside the release root."""
+        return f"{folder}/.{what}.{re.sub(r'[^A-Za-z0-9_.-]', '-', run_id)}.{suffix}"
 
 
 def release_variables(cluster: Cluster) -> list[str]:
@@ -211,7 +213,7 @@ def plan_install(
     tmp = paths.hidden(paths.app, v, run_id)
     tmp_sif = f"{tmp}/{paths.name}.sif"
     tmp_module = paths.hidden(paths.modules, modulefile_name(cfg.module_system, v), run_id)
-    old = f"{paths.app}/.{v}.{run_id}.old"
+    old = paths.hidden(paths.app, v, run_id, "old")
     scripts = [WriteFile(f"{tmp}/bin/{n}", text) for n, text in wrappers(cluster, info).items()]
     stage: list[ReleaseStep] = [
         Command(["mkdir", "-p", "--", f"{tmp}/bin"]),
