@@ -56,4 +56,8 @@ class ReleaseConfig(ConfigModel):
             )
         if v.rstrip("/") != v or "/../" in f"{v}/" or "/./" in f"{v}/":
             raise ValueError(f"{v!r}: write the folder without a trailing '/', '.' or '..' parts")
+        if ":" in v:  # PATH and MODULEPATH are ':'-separated: the rest would be a second, relative, entry
+            raise ValueError(
+                f"{v!r} holds ':', which PATH and MODULEPATH read as a separator; choose another folder"
+            )
         return v

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -43,7 +44,16 @@ def test_no_manifest_yet_is_an_empty_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["{not json", '{"schema": 7, "releases": []}', '{"schema": 1, "releases": [{}]}']
+    "text",
+    [
+        "{not json",
+        '{"schema": 7, "releases": []}',
+        '{"schema": 1, "releases": [{}]}',
+        # retention runs `rm -rf <root>/<name>/<version>`: a version read back must stay one folder name
+        json.dumps({"schema": 1, "releases": [{**asdict(entry("0.1.0")), "version": "../../home"}]}),
+        '{"schema": 1, "default": "../x", "releases": []}',
+        '{"schema": 1, "default": 7, "releases": []}',
+    ],
 )
 def test_a_damaged_manifest_is_one_error_saying_what_to_do(text: str) -> None:
     with pytest.raises(

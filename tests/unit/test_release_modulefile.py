@@ -17,6 +17,7 @@ from hpcci.stages.release_modulefile import (
     tcl_modulefile,
     tcl_string,
     version_file,
+    wrapper_script,
     wrappers,
 )
 
@@ -76,6 +77,12 @@ def test_values_are_quoted_for_the_language_they_land_in() -> None:
     assert "\\[exec x\\]" in tcl and "[exec x]" not in tcl.replace("\\[exec x\\]", "")
 
 
+def test_a_control_character_before_a_hex_digit_stays_two_characters_in_tcl() -> None:
+    # Tcl 8.5 (still the tclsh of older environment-modules sites) reads every hex digit after \x: "\x01a" is one
+    # character there; three octal digits are read the same by every Tcl
+    assert tcl_string("\x01a\x7f") == '"\\001a\\177"'
+
+
 def test_the_default_file_for_tcl_sets_modules_version() -> None:
     assert version_file("0.2.0") == '#%Module1.0\nset ModulesVersion "0.2.0"\n'
 
@@ -122,3 +129,14 @@ def test_a_path_with_spaces_and_quotes_stays_one_word_in_the_wrapper() -> None:
     odd = "/p/it's a dir/fib.sif"
     line = wrappers(local(), info(sif=odd))["fibonacci-exec"].splitlines()[-1]
     assert line.endswith("'/p/it'\"'\"'s a dir/fib.sif' \"$@\"")
+
+
+def test_a_line_break_in_a_value_never_ends_a_comment_line() -> None:
+    hostile = info(tag="v1\nos.execute('id')", version="0.1.0\n]] os.execute('id') --")
+    for text in (lua_modulefile(hostile, "apptainer"), tcl_modulefile(hostile, "apptainer")):
+        comment_lines = [line for line in text.splitlines() if line.startswith(("--", "##"))]
+        assert len(comment_lines) == 1 and "os.execute" in comment_lines[0]
+        assert not any(line.startswith(("os.", "]]")) for line in text.splitlines())
+    script = wrapper_script(hostile, "run", ["apptainer", "run", "/x.sif"])
+    assert script.splitlines()[0] == "#!/bin/sh" and len(script.splitlines()) == 4
+    assert script.splitlines()[-1] == 'exec apptainer run /x.sif "$@"'

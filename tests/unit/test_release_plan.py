@@ -219,8 +219,10 @@ def config_error(tmp_path: Path, **release: Any) -> str:
         ({"group": "-x"}, "release.group"),
         ({"module_system": "lua"}, "release.module_system"),
         ({"make_defualt": False}, "did you mean 'make_default'?"),
+        ({"root": "/proj/a:b"}, "release.root: '/proj/a:b' holds ':'"),
+        ({"modulefiles": "$WORK/m:x"}, "release.modulefiles: '$WORK/m:x' holds ':'"),
     ],
-    ids=["relative", "trailing-slash", "keep", "group", "system", "typo"],
+    ids=["relative", "trailing-slash", "keep", "group", "system", "typo", "colon-root", "colon-modulefiles"],
 )
 def test_a_bad_release_section_is_one_error_with_file_and_line(
     tmp_path: Path, release: dict[str, Any], expected: str
@@ -235,6 +237,23 @@ def test_a_bad_release_section_is_one_error_with_file_and_line(
 def test_rollback_refuses_a_version_that_is_not_one_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rollback", "--cluster", "local", "--to", "../x"]) == 2
     assert capsys.readouterr().err.strip().startswith("hpcci: error: --to '../x' is not a module version")
+
+
+@pytest.mark.parametrize("command", ["releases", "rollback"])
+def test_a_module_name_that_is_not_a_plain_name_is_refused_with_exit_2(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        command,
+        "--cluster",
+        "local",
+        "--name",
+        "../../etc",
+        *(["--to", "0.1.0"] if command == "rollback" else []),
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpcci: error: --name '../../etc' is not a valid name"), err
 
 
 def test_releases_on_a_cluster_without_a_release_section_is_one_error(
@@ -282,3 +301,33 @@ def test_the_check_run_summary_carries_the_release_line() -> None:
 
     text = summary(result("pass", release=ReleaseOutcome("fib/0.1.0", "installed", "", True)))
     assert "**Release:** installed as module fib/0.1.0 on local (default)" in text
+
+
+@pytest.mark.parametrize(
+    "image", ["docker.io/org/..", "docker.io/org/x\nos.execute('id')", "docker.io/org/.hidden"]
+)
+def test_a_module_name_from_image_name_that_is_not_a_plain_name_is_refused(image: str) -> None:
+    from hpcci.stages.release import module_name
+
+    cfg = local().release
+    assert cfg is not None
+    with pytest.raises(ConfigError, match=r"set release\.name"):
+        module_name(cfg.model_copy(update={"name": None}), image)
+
+
+def test_a_run_id_with_slashes_keeps_every_temporary_name_inside_the_release_root() -> None:
+    cluster = local(root="/proj/apps", modulefiles="/proj/modulefiles")
+    paths = release_paths(cluster, "fibonacci", {})
+    info = ModuleInfo("fibonacci", "0.1.0", "v0.1.0", "c" * 40, "i", DIGEST, paths.sif("0.1.0"),
+                      f"{paths.version_dir('0.1.0')}/bin", (), "tested")  # fmt: skip
+    run_id = "x/../../../../tmp/evil"
+    install = plan_install(cluster, paths, info, "/cache/x.sif", run_id)
+    assert cluster.release is not None
+    pointer = pointer_steps(cluster.release, paths, "0.1.0", run_id)
+    steps = [*install.steps(), *install.discard, install.restore, *pointer]
+    words = [
+        w
+        for s in steps
+        for w in (s.argv if isinstance(s, Command) else [s.path] if isinstance(s, WriteFile) else s.link.argv)
+    ]
+    assert not any("/.." in w for w in words), [w for w in words if "/.." in w]

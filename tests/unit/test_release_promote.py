@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hpcci import records
 from hpcci.config import Cluster
 from hpcci.config_load import load_cluster
@@ -132,6 +134,7 @@ def test_a_fresh_install_runs_exactly_the_planned_steps_in_order() -> None:
         *[s.argv for s in mkdir_steps(cfg, paths)],
         lock_step(paths).argv,
         read_manifest_step(paths).argv,
+        ["test", "-e", paths.manifest],  # cat failed: is there no manifest yet, or an unreadable one?
         *stage,
         plan.checksum.argv,
         plan.aside.argv,
@@ -236,3 +239,115 @@ def test_a_release_whose_install_fails_leaves_no_temporary_files() -> None:
 def test_releases_holds_its_paths_resolved_in_a_login_shell() -> None:
     releases = Releases(local(), FilesRemote(), "fibonacci", print)
     assert releases.paths.app == "/proj/apps/fibonacci"
+
+
+def test_an_image_name_that_would_leave_the_release_root_installs_nothing() -> None:
+    remote = FilesRemote()
+    request = replace(REQUEST, image="docker.io/o/..")
+    done = promote(outcome(), local(name=None), remote, request, lambda _: None)
+    assert done.result.release is not None and done.result.release.status == "failed"
+    assert done.error is not None and "set release.name" in str(done.error)
+    assert remote.ran == []
+
+
+def test_rollback_to_a_version_that_is_not_installed_changes_nothing_on_the_cluster() -> None:
+    from hpcci.errors import ReleaseNotInstalled
+
+    cluster, remote = local(), FilesRemote()  # no manifest: e.g. a mistyped --name
+    releases = Releases(cluster, remote, "fibonaci", lambda _: None)
+    with pytest.raises(ReleaseNotInstalled, match=r"fibonaci/0\.1\.0 is not installed \(installed: none\)"):
+        releases.rollback("0.1.0", "rollback-1")
+    changed = [r for r in remote.ran if r[0] not in ("bash", "cat", "test")]
+    assert changed == []
+
+
+class NoWriteRemote(FilesRemote):
+    """A release root this user may not write in: the lock's mkdir fails, and no lock exists."""
+
+    def answer(self, argv: list[str]) -> Completed:
+        if argv[0] == "mkdir" and argv[-1].endswith(".hpcci-lock"):
+            self.ran.append(argv)
+            return Completed(tuple(argv), 1, "", "mkdir: cannot create directory: Permission denied")
+        return super().answer(argv)
+
+
+def test_a_lock_that_cannot_be_made_is_said_at_once_not_blamed_on_another_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpcci.errors import ReleaseError
+    from hpcci.stages import promote as promote_module
+
+    monkeypatch.setattr(promote_module, "LOCK_WAIT", 0.0)
+    releases = Releases(local(), NoWriteRemote(manifest="x"), "fibonacci", lambda _: None)
+    with (
+        pytest.raises(
+            ReleaseError, match=r"cannot make the lock .*: Permission denied; check that you may write"
+        ),
+        releases.locked(),
+    ):
+        pass
+
+
+def test_a_replacement_that_fails_after_moving_the_old_folder_aside_moves_it_back() -> None:
+    v_dir, tmp = "/proj/apps/fibonacci/0.1.0", "/proj/apps/fibonacci/.0.1.0.run-1.part"
+    old = "/proj/apps/fibonacci/.0.1.0.run-1.old"
+
+    class FullDisk(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return (
+                replace(done, returncode=1, stderr="mv: No space left") if argv[-2:] == [tmp, v_dir] else done
+            )
+
+    manifest = installed("0.1.0", default="0.1.0", digest="sha256:" + "0" * 64)
+    remote = FullDisk(manifest, [v_dir, "/proj/modulefiles/fibonacci/0.1.0.lua"])
+    done = promote(outcome(), local(), remote, replace(REQUEST, replace=True), lambda _: None)
+    assert done.result.release is not None and done.result.release.status == "failed"
+    assert ["mv", "-T", "--", v_dir, old] in remote.ran
+    assert remote.ran[-2:] == [
+        ["mv", "-T", "--", old, v_dir],
+        ["rm", "-rf", "--", "/proj/apps/fibonacci/.hpcci-lock"],
+    ]
+
+
+def test_a_failed_fresh_install_moves_nothing_back() -> None:
+    tmp, v_dir = "/proj/apps/fibonacci/.0.1.0.run-1.part", "/proj/apps/fibonacci/0.1.0"
+
+    class FullDisk(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return (
+                replace(done, returncode=1, stderr="mv: No space left") if argv[-2:] == [tmp, v_dir] else done
+            )
+
+    remote = FullDisk()
+    promote(outcome(), local(), remote, REQUEST, lambda _: None)
+    assert not any(r[:4] == ["mv", "-T", "--", "/proj/apps/fibonacci/.0.1.0.run-1.old"] for r in remote.ran)
+
+
+def test_no_manifest_yet_is_recognised_whatever_language_cat_speaks() -> None:
+    class German(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            if argv[0] == "cat":
+                return replace(done, stderr="cat: releases.json: Datei oder Verzeichnis nicht gefunden")
+            return done
+
+    assert Releases(local(), German(), "fibonacci", lambda _: None).manifest().releases == []
+
+
+def test_a_manifest_that_exists_but_cannot_be_read_is_an_error() -> None:
+    from hpcci.errors import ReleaseError
+
+    manifest = "/proj/apps/fibonacci/releases.json"
+
+    class Unreadable(FilesRemote):
+        def answer(self, argv: list[str]) -> Completed:
+            done = super().answer(argv)
+            return replace(done, returncode=1, stderr="cat: Permission denied") if argv[0] == "cat" else done
+
+    releases = Releases(local(), Unreadable(existing=[manifest]), "fibonacci", lambda _: None)
+    with pytest.raises(
+        ReleaseError, match=r"cannot read /proj/apps/fibonacci/releases\.json: cat: Permission denied"
+    ):
+        releases.manifest()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
     from hpcci.config import Cluster
     from hpcci.stages.promote import Releases
     from hpcci.stages.release_manifest import Manifest
-
-VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a module version: one path part, no option
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +47,7 @@ def target(args: argparse.Namespace) -> tuple[Cluster, str]:
     from pathlib import Path
 
     from hpcci.commands.doctor import load_clusters
+    from hpcci.config_types import check_name
     from hpcci.stages.release import module_name
 
     if len(args.clusters) != 1:
@@ -61,7 +59,10 @@ def target(args: argparse.Namespace) -> tuple[Cluster, str]:
             "module; add one (root, modulefiles, module_system)"
         )
     if args.name:
-        return cluster, args.name
+        try:
+            return cluster, check_name(args.name)
+        except ValueError as e:
+            raise UsageError(f"--name {e}") from e
     if cluster.release.name:
         return cluster, cluster.release.name
     if not Path(args.config).exists():

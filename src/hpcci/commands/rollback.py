@@ -13,6 +13,7 @@ import time
 from hpcci.commands import releases
 from hpcci.errors import UsageError
 from hpcci.log import Log
+from hpcci.stages.release_manifest import VERSION
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    if not releases.VERSION.match(args.to):
+    if not VERSION.match(args.to):
         raise UsageError(
             f"--to {args.to!r} is not a module version (e.g. 0.1.0): letters, digits, '.', '_', '+', '-'"
         )

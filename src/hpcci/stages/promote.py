@@ -18,7 +18,7 @@ from hpcci.backends.remote import Remote
 from hpcci.conclusions import release_line
 from hpcci.config import Cluster
 from hpcci.digests import parse_sha256sum
-from hpcci.errors import HpcciError, ReleaseError, ReleaseNotInstalled, ReleaseRefused
+from hpcci.errors import ConfigError, HpcciError, ReleaseError, ReleaseNotInstalled, ReleaseRefused
 from hpcci.records import ClusterResult, ReleaseOutcome
 from hpcci.shell import login_argv, parse_env0
 from hpcci.stages import release_manifest as rm
@@ -113,7 +113,12 @@ class Releases:
         for step in mkdir_steps(self.cfg, self.paths):
             self.run(step)
         end = time.monotonic() + LOCK_WAIT
-        while not self.remote.run(lock_step(self.paths).argv, timeout=60).ok:
+        while not (done := self.remote.run(lock_step(self.paths).argv, timeout=60)).ok:
+            if not self._exists(self.paths.lock):  # not held: mkdir itself failed (permissions, no space)
+                raise ReleaseError(
+                    f"cluster {self.cluster.name}: cannot make the lock {self.paths.lock}: "
+                    f"{done.stderr.strip() or 'mkdir failed'}; check that you may write in {self.paths.app}"
+                )
             if time.monotonic() > end:
                 raise ReleaseError(
                     f"cluster {self.cluster.name}: {self.paths.lock} has been held for over {LOCK_WAIT:.0f} s by "
@@ -127,7 +132,8 @@ class Releases:
 
     def manifest(self) -> rm.Manifest:
         done = self.remote.run(read_manifest_step(self.paths).argv, timeout=60)
-        if not done.ok and "No such file" not in done.stderr:
+        # asked with `test`, not read from cat's message: that is in the login node's language
+        if not done.ok and self._exists(self.paths.manifest):
             raise ReleaseError(
                 f"cluster {self.cluster.name}: cannot read {self.paths.manifest}: {done.stderr.strip()}"
             )
@@ -187,18 +193,18 @@ class Releases:
         )  # fmt: skip
         assert result.sif_path, "a passing deploy has its SIF"
         plan = plan_install(self.cluster, self.paths, info, result.sif_path, request.run_id)
+        moved_aside = False
         try:
             for step in plan.stage:
                 self.run(step)
             # the deploy hashed this SIF already (stages/provenance.py); a hard link or copy of it is the same bytes
             sha = result.sif_sha256 or parse_sha256sum(self.run(plan.checksum)) or ""
-            self.remote.run(
-                plan.aside.argv, timeout=60
-            )  # fails when there is no older folder: nothing to move
+            # fails when there is no older folder: nothing to move
+            moved_aside = self.remote.run(plan.aside.argv, timeout=60).ok
             for step in plan.commit:
                 self.run(step)
         except BaseException:
-            self._quietly(plan.discard)
+            self._quietly([*plan.discard, *([plan.restore] if moved_aside else [])])
             raise
         self._quietly(plan.cleanup)
         self.info(
@@ -223,18 +229,24 @@ class Releases:
     # -- rollback -----------------------------------------------------------------------------------------------
     def rollback(self, version: str, run_id: str) -> rm.Manifest:
         """Move the default to ``version`` (installed), changing nothing else."""
+        self._require_installed(
+            self.manifest(), version
+        )  # before the lock: it makes the folders of a mistyped name
         with self.locked():
             manifest = self.manifest()
-            if manifest.get(version) is None or not self._exists(self.paths.modulefile(self.cfg, version)):
-                have = ", ".join(manifest.versions()) or "none"
-                raise ReleaseNotInstalled(
-                    f"cluster {self.cluster.name}: {self.paths.name}/{version} is not installed (installed: {have}); "
-                    "nothing was changed"
-                )
+            self._require_installed(manifest, version)
             self._move_default(version, run_id)
             manifest = dataclasses.replace(manifest, default=version)
             self._write_manifest(manifest, run_id)
         return manifest
+
+    def _require_installed(self, manifest: rm.Manifest, version: str) -> None:
+        if manifest.get(version) is None or not self._exists(self.paths.modulefile(self.cfg, version)):
+            have = ", ".join(manifest.versions()) or "none"
+            raise ReleaseNotInstalled(
+                f"cluster {self.cluster.name}: {self.paths.name}/{version} is not installed (installed: {have}); "
+                "nothing was changed"
+            )
 
 
 def _named(cluster: str, e: HpcciError) -> ReleaseError:
@@ -257,10 +269,15 @@ def promote(
     if cluster.release is None or request is None:
         return outcome
     result = outcome.result
-    name = module_name(cluster.release, request.image)
-    module = f"{name}/{request.version}"
     error: HpcciError | None = None
-    if (why := untested(result)) is not None:
+    try:
+        name = module_name(cluster.release, request.image)
+    except ConfigError as e:
+        name, error = "?", _named(cluster.name, e)
+    module = f"{name}/{request.version}"
+    if error is not None:
+        release = ReleaseOutcome(module, "failed", str(error))
+    elif (why := untested(result)) is not None:
         release = ReleaseOutcome(module, "not_installed", why)
     else:
         try:

@@ -9,10 +9,12 @@ prints them. Imports no transport.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hpcci.config import Cluster
 from hpcci.config_release import ReleaseConfig
+from hpcci.config_types import check_name
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
 from hpcci.shell import expand, path_variables
@@ -60,8 +62,17 @@ def release_request(
 
 
 def module_name(cfg: ReleaseConfig, image: str) -> str:
-    """release.name, else the image's last path part without a tag: docker.io/org/fibonacci -> fibonacci."""
-    return cfg.name or image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    """release.name, else the image's last path part without a tag: docker.io/org/fibonacci -> fibonacci.
+
+    The name becomes a folder under the release root and words in modulefiles and wrappers, so one taken from
+    image.name must be a plain name too: `..` would leave the root, a line break would start code."""
+    name = cfg.name or image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    try:
+        return check_name(name)
+    except ValueError as e:
+        raise ConfigError(
+            f"release: the module's name from image.name {image!r}: {e}; set release.name"
+        ) from e
 
 
 # -- where things go ------------------------------------------------------------------------------------------------
@@ -92,9 +103,10 @@ class ReleasePaths:
     def modulefile(self, cfg: ReleaseConfig, version: str) -> str:
         return f"{self.modules}/{modulefile_name(cfg.module_system, version)}"
 
-    def hidden(self, folder: str, what: str, run_id: str) -> str:
-        """A temporary name in ``folder`` that module systems and users skip (a dot file), unique to the run."""
-        return f"{folder}/.{what}.{run_id}.part"
+    def hidden(self, folder: str, what: str, run_id: str, suffix: str = "part") -> str:
+        """A temporary name in ``folder`` that module systems and users skip (a dot file), unique to the run. The run
+        id (--run-id) is made one name part: a '/' in it would put the temporary folder outside the release root."""
+        return f"{folder}/.{what}.{re.sub(r'[^A-Za-z0-9_.-]', '-', run_id)}.{suffix}"
 
 
 def release_variables(cluster: Cluster) -> list[str]:
@@ -185,6 +197,7 @@ class Install:
     commit: list[Command]  # the folder, then the modulefile, renamed into place
     cleanup: list[Command]  # the old folder removed
     discard: list[Command]  # what a failed install leaves: removed
+    restore: Command  # a failed replacement: the old folder moved back (the modulefile still points into it)
 
     def steps(self) -> list[ReleaseStep]:
         return [*self.stage, self.checksum, self.aside, *self.commit, *self.cleanup]
@@ -200,7 +213,7 @@ def plan_install(
     tmp = paths.hidden(paths.app, v, run_id)
     tmp_sif = f"{tmp}/{paths.name}.sif"
     tmp_module = paths.hidden(paths.modules, modulefile_name(cfg.module_system, v), run_id)
-    old = f"{paths.app}/.{v}.{run_id}.old"
+    old = paths.hidden(paths.app, v, run_id, "old")
     scripts = [WriteFile(f"{tmp}/bin/{n}", text) for n, text in wrappers(cluster, info).items()]
     stage: list[ReleaseStep] = [
         Command(["mkdir", "-p", "--", f"{tmp}/bin"]),
@@ -226,6 +239,7 @@ def plan_install(
         ],
         cleanup=[Command(["rm", "-rf", "--", old])],
         discard=[Command(["rm", "-rf", "--", tmp]), Command(remove_argv(tmp_module))],
+        restore=Command(["mv", "-T", "--", old, paths.version_dir(v)]),
     )
 
 

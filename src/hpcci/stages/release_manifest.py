@@ -8,6 +8,7 @@ prints it. Everything here is pure: text in, text or decisions out.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,8 @@ from hpcci.errors import ReleaseError, ReleaseRefused
 from hpcci.tags import parse_semver
 
 MANIFEST_SCHEMA = 1
+# a module version: one path part (never '..', never an option); retention removes <root>/<name>/<version>
+VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,11 @@ def parse(text: str, *, source: str, name: str) -> Manifest:
             raise ValueError(f"not a release manifest of schema {MANIFEST_SCHEMA}")
         entries = [Entry(**_fields(Entry, e)) for e in data.get("releases", [])]
         default = data.get("default")
-        if default is not None and not isinstance(default, str):
-            raise ValueError("default is not a version")
+        for v in [*(e.version for e in entries), *([] if default is None else [default])]:
+            if not isinstance(v, str) or not VERSION.match(v):
+                raise ValueError(
+                    f"{v!r} is not a version (one folder name: letters, digits, '.', '_', '+', '-')"
+                )
         return Manifest(str(data.get("name", name)), default, entries)
     except (ValueError, TypeError) as e:
         raise ReleaseError(

@@ -99,18 +99,26 @@ def tcl_string(s: str) -> str:
             out.append("\\" + c)
         elif c == "\n":
             out.append("\\n")
-        elif ord(c) < 32 or ord(c) == 127:
-            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) < 32 or ord(c) == 127:  # three octal digits: Tcl 8.5 reads every hex digit after \x
+            out.append(f"\\{ord(c):03o}")
         else:
             out.append(c)
     return '"' + "".join(out) + '"'
+
+
+def comment(text: str) -> str:
+    """``text`` for a comment line (Lua ``--``, Tcl ``##``, sh ``#``): a line break would end the comment and start
+    code, so every control character becomes '?'."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def lua_modulefile(info: ModuleInfo, runtime_name: str) -> str:
     """Lmod's Lua modulefile (https://lmod.readthedocs.io/en/latest/050_lua_modulefiles.html)."""
     help_text = "\n".join(info.help_lines(runtime_name))
     lines = [
-        f"-- {info.name}/{info.version}: written by hpcci; the release's files are replaced, never edited",
+        comment(
+            f"-- {info.name}/{info.version}: written by hpcci; the release's files are replaced, never edited"
+        ),
         f"help({lua_string(help_text)})",
         f"whatis({lua_string('Name: ' + info.name)})",
         f"whatis({lua_string('Version: ' + info.version)})",
@@ -127,7 +135,9 @@ def tcl_modulefile(info: ModuleInfo, runtime_name: str) -> str:
     help_lines = [f"    puts stderr {tcl_string(line)}" for line in info.help_lines(runtime_name)]
     lines = [
         "#%Module1.0",
-        f"## {info.name}/{info.version}: written by hpcci; the release's files are replaced, never edited",
+        comment(
+            f"## {info.name}/{info.version}: written by hpcci; the release's files are replaced, never edited"
+        ),
         "proc ModulesHelp { } {",
         *help_lines,
         "}",
@@ -193,12 +203,16 @@ def wrapper_argv(rt: Runtime, kind: str, sif: str, opts: ExecOptions) -> list[st
 def wrapper_script(info: ModuleInfo, kind: str, argv: list[str]) -> str:
     """``<name>-<kind>``: a POSIX sh script that becomes the runtime (exec), passing its arguments on."""
     args = "" if kind == "shell" else ' "$@"'
-    return (
-        "#!/bin/sh\n"
-        f"# {info.name}-{kind}: {info.name} {info.version} (tag {info.tag}, image {info.digest}), installed by hpcci.\n"
-        f"# `module load {info.name}/{info.version}` puts this on PATH and loads the runtime it calls.\n"
-        f"exec {command_line(argv)}{args}\n"
-    )
+    what = f"{info.name} {info.version} (tag {info.tag}, image {info.digest})"
+    lines = [
+        "#!/bin/sh",
+        comment(f"# {info.name}-{kind}: {what}, installed by hpcci."),
+        comment(
+            f"# `module load {info.name}/{info.version}` puts this on PATH and loads the runtime it calls."
+        ),
+        f"exec {command_line(argv)}{args}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def wrappers(cluster: Cluster, info: ModuleInfo) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """Slurm's accounting fields, parsed: submit and start times, allocated TRES (CPUs, GPUs, nodes), GRES per node.
 
-Pure text-in functions for slurm.py's squeue and sacct parsers (a row is {column name: value}). What Slurm 22.05 prints: times as
-'2026-11-26T00:44:32' in the cluster's local time (the difference of two is all hpcci uses, so the zone does not
-matter); sacct Start 'Unknown' while a job is pending, and for a job cancelled before it started the cancel time,
-with NodeList 'None assigned' and an empty AllocTRES; AllocTRES 'billing=1,cpu=1,gres/gpu=1,mem=512M,node=1';
-squeue %S is only an estimate while a job is pending, and %b is the GRES per node ('gres:gpu:1').
+Pure text-in functions for slurm.py's squeue and sacct parsers (a row is {column name: value}). What Slurm 22.05
+prints: times as '2026-11-26T00:44:32' in the cluster's local time (the difference of two is all hpcci uses, so the
+zone does not matter); sacct Start 'Unknown' while a job is pending, and for a job cancelled before it started the
+cancel time, with NodeList 'None assigned' and an empty AllocTRES; AllocTRES 'billing=1,cpu=1,gres/gpu=1,mem=512M,
+node=1'; squeue %S is only an estimate while a job is pending, and %b is the GRES per node ('gres:gpu:1').
 """
 
 from __future__ import annotations
