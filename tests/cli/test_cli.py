@@ -89,3 +89,11 @@ def test_unknown_command_is_exit_2() -> None:
     r = hpcci("deploi")
     assert r.returncode == 2
     assert "invalid choice" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["deploy", "report"])
+@pytest.mark.parametrize("run_id", ["../../x", "a/b", ".hidden", "-x", "x y", ""])
+def test_a_run_id_that_is_not_one_folder_name_is_refused(tmp_path: Path, command: str, run_id: str) -> None:
+    r = hpcci(command, f"--run-id={run_id}", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "is not a run id" in r.stderr and "Traceback" not in r.stderr

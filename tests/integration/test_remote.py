@@ -262,3 +262,18 @@ def test_a_private_file_is_created_with_its_mode_not_chmodded_after(
     assert mode == "600"
     remote.write_text(f"{scratch}/creds.env", "PASSWORD=other\n", mode=0o600)  # replaced atomically
     assert remote.read_tail(f"{scratch}/creds.env", 100) == "PASSWORD=other\n"
+
+
+def test_a_write_that_cannot_be_renamed_into_place_leaves_no_temporary_file(
+    remote: SSHRemote, scratch: str
+) -> None:
+    from hpcci.errors import RemoteError
+
+    target = f"{scratch}/taken"
+    remote.run(
+        ["mkdir", "-p", "--", f"{target}/inside"], check=True
+    )  # a non-empty folder: rename onto it fails
+    with pytest.raises(RemoteError, match="cannot write"):
+        remote.write_text(target, "text\n")
+    left = remote.run(["ls", "-A", "--", scratch], check=True).stdout.split()
+    assert left == ["taken"], left

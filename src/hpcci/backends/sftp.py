@@ -76,9 +76,14 @@ class SFTPFiles:
                 except OSError:  # a temporary file left by a killed run with this pid: never reused as is
                     sftp.remove(tmp)
                     f = open_new(sftp, tmp, mode)
-                with f:
-                    f.write(text.encode())
-                sftp.posix_rename(tmp, remote)
+                try:
+                    with f:
+                        f.write(text.encode())
+                    sftp.posix_rename(tmp, remote)
+                except OSError:
+                    with contextlib.suppress(OSError):  # no half-written temporary file stays behind
+                        sftp.remove(tmp)
+                    raise
         except OSError as e:
             raise RemoteError(f"cluster {self.cluster}: cannot write {remote}: {e}") from e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,3 +97,15 @@ class PlanContext:
         self.event = event
         self.base = base
         self.records = records
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def run_id(text: str) -> str:
+    """--run-id: one folder name on the cluster (<scratch>/runs/<ID>), so never a path or a dot-name."""
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a run id: use 1-100 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+        )
+    return text

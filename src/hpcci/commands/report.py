@@ -51,7 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --phase crash: leave the run's queued and running jobs alone (default: cancel them)",
     )
     p.add_argument(
-        "--run-id", metavar="ID", help="with --phase crash: the deploy's --run-id (default: the GitHub run)"
+        "--run-id",
+        metavar="ID",
+        type=common.run_id,
+        help="with --phase crash: the deploy's --run-id (default: the GitHub run)",
     )
     p.add_argument("--api-url", help=f"GitHub API (default: $GITHUB_API_URL or {DEFAULT_API_URL})")
     g = p.add_argument_group("auth (default: $GITHUB_TOKEN)")

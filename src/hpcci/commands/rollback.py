@@ -13,7 +13,6 @@ import time
 from hpcci.commands import releases
 from hpcci.errors import UsageError
 from hpcci.log import Log
-from hpcci.stages.release_manifest import VERSION
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
+    from hpcci.stages.release_manifest import VERSION  # tags -> config -> pydantic: not at --help
+
     if not VERSION.match(args.to):
         raise UsageError(
             f"--to {args.to!r} is not a module version (e.g. 0.1.0): letters, digits, '.', '_', '+', '-'"
