@@ -420,6 +420,18 @@ def test_a_github_app_can_report(
     assert len(state(admin, repo)["check_runs"]) == 2
 
 
+def test_what_a_github_app_writes_is_its_bot_users(
+    env: dict[str, str], repo: str, github_app: GitHubApp
+) -> None:
+    client = RestGitHub(
+        env["GITHUB_API_URL"], repo, AppAuth(github_app.app_id, github_app.private_key_pem), policy=FAST
+    )
+    written = client.create_comment(7, "hello")
+    assert client.bot_login() == "hpcci-standin[bot]" == written["user"]["login"]
+    token = RestGitHub(env["GITHUB_API_URL"], repo, TokenAuth(env["GITHUB_TOKEN"]), policy=FAST)
+    assert token.create_comment(7, "hi")["user"]["login"] == token.bot_login() == "github-actions[bot]"
+
+
 def test_the_command_reports_from_the_results_file(
     env: dict[str, str], repo: str, admin: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

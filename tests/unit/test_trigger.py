@@ -178,6 +178,19 @@ def test_a_pin_written_by_someone_else_is_not_taken(admin: httpx.Client, api: Re
     assert outcome.pin is not None and outcome.pin.sha == HEAD and not outcome.pin.reused
 
 
+def test_a_pin_written_by_another_apps_bot_is_not_taken(admin: httpx.Client, api: RestGitHub) -> None:
+    request = setup_pr(admin, "mona", "write")
+    forged = f"<!-- hpcci-trigger comment={request.comment_id} pr=7 sha={LATER} -->"
+    admin.post(
+        "/_standin/comments", json={"repo": REPO, "issue": 7, "user": "other-app[bot]", "body": forged}
+    )
+    assert any(c["user"]["type"] == "Bot" for c in api.comments(7) if "hpcci-trigger" in c["body"])
+
+    outcome = decide(api, request, log()[0])
+
+    assert outcome.pin is not None and outcome.pin.sha == HEAD and not outcome.pin.reused
+
+
 def test_a_closed_pull_request_does_not_deploy(admin: httpx.Client, api: RestGitHub) -> None:
     request = setup_pr(admin, "mona", "admin")
     admin.post("/_standin/pulls", json={"repo": REPO, "number": 7, "head_sha": HEAD, "state": "closed"})
@@ -202,7 +215,7 @@ def test_the_reply_links_this_runs_check_runs(
 
     link_check_runs(api, request, ["local"], "hpcci / {cluster}", log()[0])
 
-    found = reply_comment(api.comments(7), request.comment_id)
+    found = reply_comment(api.comments(7), request.comment_id, api.bot_login())
     assert found is not None
     assert "| local | [success](" in found[0]["body"] and "[failure]" not in found[0]["body"]
 

@@ -68,6 +68,8 @@ class GitHub(Protocol):
 class Maintainers(GitHub, Protocol):
     """What the comment trigger needs besides the report's operations."""
 
+    def bot_login(self) -> str: ...
+
     def permission(self, username: str) -> str: ...
 
     def pull(self, number: int) -> JSON: ...
@@ -90,12 +92,18 @@ class RetryPolicy:
 # -- auth ----------------------------------------------------------------------------------------------------------
 
 
+ACTIONS_BOT = "github-actions[bot]"  # who writes with a workflow's GITHUB_TOKEN
+
+
 class TokenAuth:
     def __init__(self, token: str) -> None:
         self.token = token
 
     def header(self, client: RestGitHub) -> str:
         return f"Bearer {self.token}"
+
+    def bot_login(self, client: RestGitHub) -> str:
+        return ACTIONS_BOT
 
 
 def app_jwt(app_id: str, private_key_pem: str, now: float | None = None) -> str:
@@ -130,6 +138,7 @@ class AppAuth:
         self.app_id = app_id
         self.private_key_pem = private_key_pem
         self._token: str | None = None
+        self._slug = ""
 
     def header(self, client: RestGitHub) -> str:
         if self._token is None:
@@ -138,10 +147,16 @@ class AppAuth:
             token = client.call(
                 "POST", f"/app/installations/{int(installation['id'])}/access_tokens", auth=jwt_header
             )
+            self._slug = str(installation.get("app_slug") or "")
             self._token = str(token["token"])
             if client.on_secret:
                 client.on_secret(self._token)
         return f"Bearer {self._token}"
+
+    def bot_login(self, client: RestGitHub) -> str:
+        """The App's bot user (`<slug>[bot]`), the author of what it writes."""
+        self.header(client)
+        return f"{self._slug}[bot]"
 
 
 Auth = TokenAuth | AppAuth
@@ -340,6 +355,10 @@ class RestGitHub:
     def update_comment(self, comment_id: int, body: str) -> JSON:
         result: JSON = self.call("PATCH", self._repo(f"/issues/comments/{comment_id}"), body={"body": body})
         return result
+
+    def bot_login(self) -> str:
+        """The login this client writes as: what it wrote can be told from what others wrote."""
+        return self.auth.bot_login(self)
 
     def permission(self, username: str) -> str:
         """admin | maintain | write | triage | read | none; a login GitHub does not know (404) is 'none'."""

@@ -113,12 +113,13 @@ def request_of(event_name: str, payload: JSON) -> Request | str:
     )
 
 
-def reply_comment(comments: list[JSON], comment_id: int) -> tuple[JSON, str] | None:
+def reply_comment(comments: list[JSON], comment_id: int, author: str) -> tuple[JSON, str] | None:
     """The reply comment to ``comment_id`` (by its marker) and the sha it pinned, if an attempt made one. Only a
-    bot's comment counts: anyone can write the marker into a comment of their own to pin a commit of their choice."""
+    comment by ``author`` (the login hpcci writes as) counts: anyone - another App's bot included - can write the
+    marker into a comment of their own to pin a commit of their choice."""
     for c in comments:
         m = MARKER.search(str(c.get("body") or ""))
-        if m and int(m.group("comment")) == comment_id and (c.get("user") or {}).get("type") == "Bot":
+        if m and int(m.group("comment")) == comment_id and (c.get("user") or {}).get("login") == author:
             return c, m.group("sha")
     return None
 
@@ -158,7 +159,7 @@ def decide(api: Maintainers, request: Request, log: Log) -> Outcome:
             f"/hpcci deploy needs one of {', '.join(TRUSTED)}: ignored, nothing deploys"
         )
         return Outcome(reasons=[why])
-    earlier = reply_comment(api.comments(request.pr), request.comment_id)
+    earlier = reply_comment(api.comments(request.pr), request.comment_id, api.bot_login())
     if earlier:
         pin = Pin(request, earlier[1], reused=True)
     else:
@@ -186,7 +187,7 @@ def link_check_runs(api: Maintainers, request: Request, names: list[str], check_
     from hpcci.stages.report_outputs import Target
     from hpcci.stages.rerun import own_run
 
-    found_reply = reply_comment(api.comments(request.pr), request.comment_id)
+    found_reply = reply_comment(api.comments(request.pr), request.comment_id, api.bot_login())
     if found_reply is None:
         log.info(f"trigger: no reply comment for comment {request.comment_id}; nothing to link")
         return

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Request, Response
 
 from .replies import JSON, json_response, timestamp
 from .state import State
-from .views import base, comment_view, find_comment, paginate, repository, status_view
+from .views import APP_SLUG, base, comment_view, find_comment, paginate, repository, status_view
 
 
 def create_status(state: State, request: Request, *, who: JSON, owner: str, repo: str, sha: str) -> Response:
@@ -90,6 +90,10 @@ def create_comment(
     now = timestamp()
     c = {"id": state.next_id(), "repo": f"{owner}/{repo}", "issue_number": number, "body": body["body"],
          "created_at": now, "updated_at": now}  # fmt: skip
+    if (
+        who["kind"] == "installation"
+    ):  # an App writes as its bot user, a workflow token as github-actions[bot]
+        c["bot"] = f"{APP_SLUG}[bot]"
     with state.lock:
         state.comments[c["id"]] = c
     return json_response(comment_view(request, c), 201)

@@ -12,6 +12,7 @@ from .replies import JSON, GitHubError
 from .state import State
 
 INSTALLATION_ID = 4242
+APP_SLUG = "hpcci-standin"  # the installed App's slug: it writes as hpcci-standin[bot]
 PERMISSIONS = {"checks": "write", "statuses": "write", "issues": "write", "metadata": "read"}
 REPOSITORY_URLS = [
     "archive",
@@ -126,13 +127,21 @@ def status_view(request: Request, st: JSON) -> JSON:
     }  # fmt: skip
 
 
+def _author(request: Request, c: JSON) -> JSON:
+    """Who wrote a comment: a person (admin-made), another App's bot (a login ending in [bot]), or the API's caller."""
+    login = c.get("user")
+    if not login:
+        return user(request, c.get("bot", "github-actions[bot]"))
+    return {**user(request, login, 5000 + len(login)), "type": "Bot" if login.endswith("[bot]") else "User"}
+
+
 def comment_view(request: Request, c: JSON) -> JSON:
     b = base(request)
     repo = c["repo"]
     return {
         "id": c["id"], "node_id": f"IC_standin{c['id']}", "url": f"{b}/repos/{repo}/issues/comments/{c['id']}",
         "html_url": f"{b}/{repo}/issues/{c['issue_number']}#issuecomment-{c['id']}", "body": c["body"],
-        "user": {**user(request, c["user"], 5000 + len(c["user"])), "type": "User"} if c.get("user") else user(request),
+        "user": _author(request, c),
         "created_at": c["created_at"], "updated_at": c["updated_at"],
         "issue_url": f"{b}/repos/{repo}/issues/{c['issue_number']}",
         "author_association": c.get("author_association", "NONE"),
@@ -168,7 +177,7 @@ def installation(request: Request, app_id: str) -> JSON:
         "app_id": int(app_id) if app_id.isdigit() else 1, "target_id": 9000, "target_type": "Organization",
         "permissions": dict(PERMISSIONS),
         "events": [], "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
-        "single_file_name": None, "app_slug": "hpcci-standin", "suspended_by": None, "suspended_at": None,
+        "single_file_name": None, "app_slug": APP_SLUG, "suspended_by": None, "suspended_at": None,
     }  # fmt: skip
 
 

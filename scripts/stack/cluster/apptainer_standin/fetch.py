@@ -74,9 +74,13 @@ def fetch_oci(source: str, tmp: str, opts: Options, doing: str) -> tuple[str, st
 def oci_layout(source: str, doing: str) -> str:
     """``oci:DIR[:TAG]`` as skopeo reads it, once DIR is an OCI image layout (its oci-layout and index.json)."""
     rest = strip_scheme(source, "oci:")
-    path, tag = (rest, "") if os.path.isdir(rest) else (rest.rpartition(":")[0] or rest, rest.rpartition(":")[2])
+    path, tag = (
+        (rest, "") if os.path.isdir(rest) else (rest.rpartition(":")[0] or rest, rest.rpartition(":")[2])
+    )
     if not all(os.path.isfile(os.path.join(path, f)) for f in ("oci-layout", "index.json")):
-        fatal(f"{doing}: conveyor failed to get: {path} is not an OCI image layout (no oci-layout or index.json)")
+        fatal(
+            f"{doing}: conveyor failed to get: {path} is not an OCI image layout (no oci-layout or index.json)"
+        )
     return f"oci:{path}:{tag}" if tag else f"oci:{path}"
 
 
