@@ -96,6 +96,16 @@ def test_another_image_under_an_installed_version_is_refused_saying_how_to_repla
         ("0.2.0", "0.1.1", True, False, "the default 0.2.0 is newer"),
         ("0.1.0", "0.2.0-rc.1", True, False, "0.2.0-rc.1 is a pre-release"),
         ("0.1.0", "0.2.0", False, False, "release.make_default is false"),
+        (
+            "0.2.0",
+            "nightly-7",
+            True,
+            False,
+            "nightly-7 is not a semantic version; the default stays the release 0.2.0",
+        ),
+        (None, "nightly-7", True, True, ""),
+        ("nightly-6", "nightly-7", True, True, ""),
+        ("nightly-7", "0.1.0", True, True, ""),
     ],
 )
 def test_which_release_takes_the_default(

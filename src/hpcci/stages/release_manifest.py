@@ -133,13 +133,20 @@ def reinstall(manifest: Manifest, version: str, digest: str, *, replace: bool, h
 
 
 def takes_default(manifest: Manifest, version: str, *, make_default: bool) -> tuple[bool, str]:
-    """Whether a new release becomes the default, and why (not): never a pre-release or one older than the default."""
+    """Whether a new release becomes the default, and why (not): never a pre-release, one older than the default,
+    or a tag that is no version (`nightly-7`) over a default that is one."""
     if not make_default:
         return False, "release.make_default is false"
     if is_prerelease(version):
         return False, f"{version} is a pre-release"
     current = manifest.default
-    if current and current != version and version_key(version) < version_key(current):
+    if not current or current == version:
+        return True, ""
+    new_semver, current_semver = parse_semver(version) is not None, parse_semver(current) is not None
+    if current_semver and not new_semver:
+        return False, f"{version} is not a semantic version; the default stays the release {current}"
+    # versions compare only with versions; a tag that is none (nightly-7) is older than any release that is one
+    if new_semver and current_semver and version_key(version) < version_key(current):
         return False, f"the default {current} is newer"
     return True, ""
 
