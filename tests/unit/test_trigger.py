@@ -97,6 +97,8 @@ def log() -> tuple[Log, io.StringIO]:
         ("/hpcci deploy", ()),
         ("/hpcci deploy local frontera\nplease", ("local", "frontera")),
         ("  /hpcci   deploy local  ", ("local",)),
+        ("/hpcci deploy @1a2b3c4 local", ("local",)),
+        ("/hpcci deploy @xyz local", None),
         ("/hpcci deploy local; rm -rf /", None),
         ("/hpcci deployed", None),
         ("please /hpcci deploy", None),
@@ -166,6 +168,27 @@ def test_a_push_after_the_comment_does_not_change_what_a_rerun_deploys(
     assert first.pin is not None and again.pin is not None
     assert again.pin.sha == HEAD and again.pin.reused
     assert len([c for c in state(admin)["comments"] if "hpcci-trigger" in c["body"]]) == 1
+
+
+def test_a_comment_naming_the_head_deploys_it(admin: httpx.Client, api: RestGitHub) -> None:
+    request = setup_pr(admin, "mona", "write", f"/hpcci deploy @{HEAD[:7]} local")
+    assert request.sha == HEAD[:7] and request.clusters == ("local",)
+    outcome = decide(api, request, log()[0])
+    assert outcome.pin is not None and outcome.pin.sha == HEAD
+
+
+def test_a_push_between_a_comment_naming_the_head_and_the_trigger_deploys_nothing(
+    admin: httpx.Client, api: RestGitHub
+) -> None:
+    request = setup_pr(admin, "mona", "write", f"/hpcci deploy @{HEAD[:7]}")
+    admin.post(
+        "/_standin/pulls", json={"repo": REPO, "number": 7, "head_sha": LATER}
+    )  # pushed before the job ran
+
+    outcome = decide(api, request, log()[0])
+
+    assert outcome.pin is None and "moved since the comment" in outcome.reasons[0]
+    assert writes(admin) == [], "a refused comment made hpcci write to GitHub"
 
 
 def test_a_pin_written_by_someone_else_is_not_taken(admin: httpx.Client, api: RestGitHub) -> None:

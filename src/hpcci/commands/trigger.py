@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 JSON = dict[str, Any]
 TRUSTED = ("admin", "maintain", "write")
-COMMAND = re.compile(r"^/hpcci[ \t]+deploy(?P<clusters>(?:[ \t]+[A-Za-z0-9][A-Za-z0-9_.-]*)*)[ \t]*$")
+# `/hpcci deploy [@COMMIT] [cluster ...]`: @COMMIT (7-40 hex) names the head the maintainer reviewed
+COMMAND = re.compile(
+    r"^/hpcci[ \t]+deploy(?:[ \t]+@(?P<sha>[0-9a-f]{7,40}))?(?P<clusters>(?:[ \t]+[A-Za-z0-9][A-Za-z0-9_.-]*)*)[ \t]*$"
+)
 MARKER = re.compile(
     r"<!-- hpcci-trigger comment=(?P<comment>\d+) pr=(?P<pr>\d+) sha=(?P<sha>[0-9a-f]{40}) -->"
 )
@@ -64,6 +67,7 @@ class Request:
     comment_url: str
     user: str
     clusters: tuple[str, ...] = ()
+    sha: str = ""  # @COMMIT of the comment: deploy only if the head still is that commit
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,22 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)
 
 
-def parse_command(body: str) -> tuple[str, ...] | None:
-    """The cluster names of a `/hpcci deploy [cluster ...]` first line (() = deploy.clusters); None otherwise."""
+def _command(body: str) -> re.Match[str] | None:
     first = (body or "").strip().splitlines()[0] if (body or "").strip() else ""
-    m = COMMAND.match(first.strip())
+    return COMMAND.match(first.strip())
+
+
+def parse_command(body: str) -> tuple[str, ...] | None:
+    """The cluster names of a `/hpcci deploy [@COMMIT] [cluster ...]` first line (() = deploy.clusters); None
+    otherwise."""
+    m = _command(body)
     return tuple(m.group("clusters").split()) if m else None
+
+
+def named_commit(body: str) -> str:
+    """The @COMMIT a `/hpcci deploy` comment names ("" when it names none)."""
+    m = _command(body)
+    return (m.group("sha") or "") if m else ""
 
 
 def request_of(event_name: str, payload: JSON) -> Request | str:
@@ -110,6 +125,7 @@ def request_of(event_name: str, payload: JSON) -> Request | str:
         comment_url=str(comment.get("html_url") or ""),
         user=str(user.get("login") or ""),
         clusters=clusters,
+        sha=named_commit(str(comment.get("body") or "")),
     )
 
 
@@ -166,7 +182,15 @@ def decide(api: Maintainers, request: Request, log: Log) -> Outcome:
         pull = api.pull(request.pr)
         if pull.get("state") != "open":
             return Outcome(reasons=[f"#{request.pr} is {pull.get('state')}: only open pull requests deploy"])
-        pin = Pin(request, str(pull["head"]["sha"]))
+        head = str(pull["head"]["sha"])
+        if request.sha and not head.startswith(request.sha):
+            return Outcome(
+                reasons=[
+                    f"#{request.pr}'s head is {head[:12]}, not {request.sha} that the comment names: it moved "
+                    "since the comment, so nothing deploys; review the new head and comment again"
+                ]
+            )
+        pin = Pin(request, head)
     api.react(request.comment_id, REACTION)
     run_url = _run_url()
     body = reply(pin, run_url)
