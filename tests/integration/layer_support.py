@@ -4,8 +4,7 @@ benchmarks/bench_layers.py.
 - ``write_archive``: a docker-archive tar (the `docker save` format) whose layers each hold one file of
   pseudo-random bytes from a seed, so two images share a layer exactly when they share its seed and size.
 - ``Session``: a Deployer for cluster-configs/local.yaml with staging.layers on and its own image cache (its own
-  blob store), using the apptainer stand-in of this checkout (copied to the login node: the stack's installed one
-  may predate `oci:` sources), and an S3 upload of a tar with its layer index as `hpcci publish` writes it.
+  blob store), and an S3 upload of a tar with its layer index as `hpcci publish` writes it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy_support import REPO, cluster_config, login, make_project, on_login, unique
+from deploy_support import cluster_config, login, make_project, on_login, unique
 
 from hpcci.backends.builders.spec import RegistryAuth
 from hpcci.backends.objectstore import S3Settings, make_store
@@ -44,7 +43,6 @@ from hpcci.stages.sources import ImageSource, docker_archive_info
 
 MiB = 1 << 20
 REGISTRY = os.environ.get("HPCCI_REGISTRY", "127.0.0.1:5000")
-STANDIN = REPO / "scripts" / "stack" / "cluster"
 
 
 def _layer(path: Path, seed: str, size: int) -> str:
@@ -117,11 +115,9 @@ class Session:
         self.remote = login()
         home = on_login(self.remote, ["bash", "-c", 'echo "$SCRATCH"']).stdout.strip()
         self.cache = f"{home}/{self.name}/images"
-        self.standin = f"{home}/{self.name}/standin"
-        self._install_standin()
         cfg = cluster_config(**{
             "paths.image_cache": self.cache, "staging.method": self.via, "staging.layers": self.layers,
-            "staging.blob_store_gib": self.limit_gib, "runtime.executable": f"{self.standin}/apptainer.py",
+            "staging.blob_store_gib": self.limit_gib,
         })  # fmt: skip
         if self.s3_endpoint:
             cfg["staging"]["s3_endpoint_url"] = self.s3_endpoint
@@ -138,14 +134,6 @@ class Session:
         self.log: list[str] = []
         self.runs = 0
         self.s3_keys: list[str] = []  # deleted by close()
-
-    def _install_standin(self) -> None:
-        on_login(self.remote, ["mkdir", "-p", "--", f"{self.standin}/apptainer_standin"])
-        self.remote.write_text(
-            f"{self.standin}/apptainer.py", (STANDIN / "apptainer.py").read_text(), mode=0o755
-        )
-        for f in sorted((STANDIN / "apptainer_standin").glob("*.py")):
-            self.remote.write_text(f"{self.standin}/apptainer_standin/{f.name}", f.read_text())
 
     def store(self) -> str:
         return f"{self.cache}/blobs/sha256"
