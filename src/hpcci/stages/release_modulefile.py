@@ -76,34 +76,31 @@ def modulefile_name(system: ModuleSystem, version: str) -> str:
     return f"{version}.lua" if system == "lmod" else version
 
 
-def lua_string(s: str) -> str:
-    """A Lua string literal holding exactly ``s``."""
+def _quoted(s: str, special: str, control: str) -> str:
+    """``s`` between double quotes: each ``special`` character backslash-escaped, a line break as \\n, other control
+    characters as ``control`` formats their code."""
     out = []
     for c in s:
-        if c in '\\"':
+        if c in special:
             out.append("\\" + c)
         elif c == "\n":
             out.append("\\n")
         elif ord(c) < 32 or ord(c) == 127:
-            out.append(f"\\{ord(c):03d}")
+            out.append(control.format(ord(c)))
         else:
             out.append(c)
     return '"' + "".join(out) + '"'
+
+
+def lua_string(s: str) -> str:
+    """A Lua string literal holding exactly ``s`` (control characters as \\ddd, three decimal digits)."""
+    return _quoted(s, '\\"', "\\{:03d}")
 
 
 def tcl_string(s: str) -> str:
-    """A Tcl double-quoted word holding exactly ``s``: every character Tcl substitutes is backslash-escaped."""
-    out = []
-    for c in s:
-        if c in '\\$[]"{}':
-            out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif ord(c) < 32 or ord(c) == 127:  # three octal digits: Tcl 8.5 reads every hex digit after \x
-            out.append(f"\\{ord(c):03o}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
+    """A Tcl double-quoted word holding exactly ``s``: every character Tcl substitutes is backslash-escaped; control
+    characters as three octal digits (Tcl 8.5 reads every hex digit after \\x)."""
+    return _quoted(s, '\\$[]"{}', "\\{:03o}")
 
 
 def comment(text: str) -> str:
