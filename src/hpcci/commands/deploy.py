@@ -42,10 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a docker-archive tar (from `docker save`) to upload over SFTP when there is no publish record",
     )
     p.add_argument(
-        "--run-id",
-        metavar="ID",
-        type=common.run_id,
-        help="names this deploy's folder on the cluster (default: CI run id)",
+        "--run-id", metavar="ID", type=common.run_id, help="the run's folder on the cluster (default: CI run)"
     )
     p.add_argument("--deadline", metavar="TIME", help="Slurm time (e.g. 00:20:00) overriding deploy.deadline")
     p.add_argument(
