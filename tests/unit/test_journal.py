@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -233,6 +234,20 @@ def test_without_a_journal_the_jobs_are_found_by_name_and_journaled_again(tmp_pa
     assert f"--name={RUN.test_job_name('local', 'fib')},{name}" in asked[-1] and "--user=" in asked[-1]
     (again,) = Journal(tmp_path, RUN).entries("local")
     assert (again.job_id, again.output) == ("600", "/s/runs/gh-77-1/two.out")
+
+
+def test_a_journaled_job_of_another_image_is_not_followed(tmp_path: Path) -> None:
+    Journal(tmp_path, RUN).add(dataclasses.replace(entry("500"), image_digest="sha256:" + "9" * 64))
+    remote = Cluster("500|COMPLETED|None|0:05|node1\n")
+    d, plan = deployer(tmp_path, remote)
+    assert find_reattached(d, plan).tests == {}
+
+
+def test_a_finished_job_found_only_by_name_is_not_followed(tmp_path: Path) -> None:
+    name = RUN.test_job_name("local", "two")
+    remote = Cluster(f"600|{name}|COMPLETED|/s/runs/gh-77-1\n")  # it may have tested another image
+    d, plan = deployer(tmp_path, remote)
+    assert find_reattached(d, plan).tests == {}
 
 
 # -- the queue budget --------------------------------------------------------------------------------------------

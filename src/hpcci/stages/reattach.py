@@ -35,7 +35,10 @@ def find_reattached(d: Deployer, plan: ClusterPlan) -> Reattached:
     if d.journal is None or (d.identity.fresh and not d.journal.entries(d.cluster.name)):
         return Reattached()
     names = {d.test_job_name(j.test.name): j.index for j in plan.tests}
-    entries = d.journal.entries(d.cluster.name)
+    # only jobs of the image deployed now: a reused --run-id (or act's fixed run id) must never pass a new image on
+    # the strength of an old image's jobs
+    digests = {p: image.source.digest for p, image in plan.images.items()}
+    entries = [e for e in d.journal.entries(d.cluster.name) if digests.get(e.platform) == e.image_digest]
     jobs = RemoteJobs(d.remote, d.scheduler, shell_modules(d.cluster), d.info)
     converts: dict[str, Found] = {}
     if entries:
@@ -47,7 +50,9 @@ def find_reattached(d: Deployer, plan: ClusterPlan) -> Reattached:
                 converts[e.key] = live[0]
     else:
         user = resolve_value(d.cluster.login.user, f"cluster {d.cluster.name}: login.user")
-        found = jobs.find(user, list(names))
+        # a name says which run, not which image: only jobs still queued or running (of a deploy just interrupted)
+        # are taken; a finished one may have tested another image under a reused run id, so its test runs again
+        found = [f for f in jobs.find(user, list(names)) if f.live]
         where = "the cluster"
     tests = {names[n]: f for n, f in reattach(list(names), found).items()}
     for platform, f in converts.items():
