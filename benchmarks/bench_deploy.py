@@ -58,7 +58,7 @@ def rate(size: int, seconds: float) -> str:
 def bench_staging(size_mib: int, runs: int, streams: int) -> list[tuple[str, str, str]]:
     from deploy_support import login, on_login
 
-    from hpcci.backends.objectstore import S3Settings, make_store
+    from hpcci.backends.s3.store import S3Settings, make_store
     from hpcci.log import Log
     from hpcci.process import run
 
@@ -172,12 +172,12 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     """Job end (its last act prints time.time()) to hpcci knowing the final state, per job; median."""
     from deploy_support import cluster_config, make_project
 
-    from hpcci.backends.remote import SSHRemote
     from hpcci.backends.schedulers import slurm
     from hpcci.backends.schedulers.jobs import RemoteJobs
-    from hpcci.config_load import load_cluster, load_pipeline
-    from hpcci.stages import smoke
-    from hpcci.stages.execute import Deployer
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.config.load import load_cluster, load_pipeline
+    from hpcci.stages.deploy import smoke
+    from hpcci.stages.deploy.execute import Deployer
     from hpcci.stages.sources import ImageSource, docker_archive_info
 
     tests = [{"name": f"t{i}", "command": ["python3", "-c", f"import time; time.sleep({2 + i}); print(repr(time.time()))"]}

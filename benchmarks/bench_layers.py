@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from layer_support import Session
 
-    from hpcci.stages.execute import Staged
+    from hpcci.stages.deploy.execute import Staged
     from hpcci.stages.sources import ImageSource
 
 REPO = Path(__file__).resolve().parents[1]

@@ -84,7 +84,7 @@ def child_upload(path: str, key: str, sha256: str = "") -> None:
     """What publish does with a tar: (sha256 when not known from the export,) multipart upload, check."""
     import io
 
-    from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.backends.s3.store import S3Settings, S3Store
     from hpcci.digests import hash_file
     from hpcci.log import Log
 
@@ -304,7 +304,7 @@ def outage_rows(workdir: Path, size_mib: int, outage_s: float) -> list[str]:
     import threading
     from urllib.parse import urlsplit
 
-    from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.backends.s3.store import S3Settings, S3Store
     from hpcci.digests import hash_file
     from hpcci.log import Log
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from hpcci.config import ImageConfig, TagRules
+from hpcci.config.models import ImageConfig, TagRules
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError, UsageError
 from hpcci.references import normalize_repository

@@ -16,7 +16,7 @@ from typing import Any
 
 from act_harness import UserRepo
 
-from hpcci.config_load import load_pipeline
+from hpcci.config.load import load_pipeline
 
 PLATFORMS = {"linux/amd64", "linux/arm64"}
 MANIFEST_LISTS = ", ".join(

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from hpcci.backends.remote import SSHRemote
-from hpcci.config import Cluster
-from hpcci.config_load import load_cluster
+from hpcci.backends.ssh.remote import SSHRemote
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
 

@@ -23,16 +23,16 @@ from typing import Any
 from deploy_support import cluster_config, login, make_project, on_login, unique
 
 from hpcci.backends.builders.spec import RegistryAuth
-from hpcci.backends.objectstore import S3Settings, make_store
 from hpcci.backends.registry import RegistryClient
+from hpcci.backends.s3.store import S3Settings, make_store
 from hpcci.backends.schedulers import slurm
-from hpcci.config_load import load_cluster, load_pipeline
+from hpcci.config.load import load_cluster, load_pipeline
 from hpcci.digests import file_sha256
 from hpcci.log import Log
 from hpcci.process import run
 from hpcci.records import S3Object
-from hpcci.stages.execute import Deployer, Staged
-from hpcci.stages.layers import (
+from hpcci.stages.deploy.execute import Deployer, Staged
+from hpcci.stages.layers.index import (
     LayerIndex,
     index_archive,
     index_from_manifest,

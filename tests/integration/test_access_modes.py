@@ -19,8 +19,8 @@ import pytest
 from deploy_support import cluster_config, hpcci, make_project
 
 from hpcci import records as rec
-from hpcci.backends.remote import SSHRemote
-from hpcci.config import LoginConfig
+from hpcci.backends.ssh.remote import SSHRemote
+from hpcci.config.models import LoginConfig
 from hpcci.errors import RemoteAuthError
 from hpcci.process import run
 from stack_env import require_services

@@ -14,8 +14,8 @@ from pathlib import Path
 from deploy_support import Project, hpcci, journaled_job, login, on_login, unique, wait_for
 
 from hpcci import records as rec
-from hpcci.conclusions import conclude
 from hpcci.process import run
+from hpcci.stages.report.text import conclude
 from stack_env import LOCAL_STACK
 
 HOSTNAME = ["python3", "-c", "import socket; print('rank on', socket.gethostname())"]

@@ -172,7 +172,7 @@ def test_comments_are_created_and_updated_in_place(gh: httpx.Client, repo: str) 
 
 
 def test_a_github_app_gets_an_installation_token(gh: httpx.Client, repo: str, github_app: GitHubApp) -> None:
-    from hpcci.backends.github import app_jwt
+    from hpcci.backends.github.client import app_jwt
 
     app_id, pem = github_app.app_id, github_app.private_key_pem
     jwt = {"Authorization": f"Bearer {app_jwt(app_id, pem)}"}

@@ -19,7 +19,7 @@ from deploy_support import hpcci, login, on_login
 from layer_support import MiB, Session, write_archive
 from test_s3_outage import OwnProxy
 
-from hpcci.stages.layers import index_archive
+from hpcci.stages.layers.index import index_archive
 
 BASE = [("base-a", 3 * MiB), ("base-b", 2 * MiB)]
 
@@ -206,9 +206,9 @@ def test_a_published_image_is_deployed_layer_by_layer_and_runs(
 
     from hpcci import records
     from hpcci.backends.builders import get_builder
-    from hpcci.backends.objectstore import make_store
+    from hpcci.backends.s3.store import make_store
     from hpcci.log import Log
-    from hpcci.stages.layers import LayerIndex, index_key
+    from hpcci.stages.layers.index import LayerIndex, index_key
     from hpcci.stages.publish import publish_s3
     from hpcci.stages.sources import docker_archive_info
 

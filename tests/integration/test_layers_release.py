@@ -18,8 +18,8 @@ from layer_support import MiB, Session, write_archive
 from test_release import hpcci as tagged
 from test_release import release_record
 
-from hpcci.config_load import load_cluster
-from hpcci.stages.layers import index_archive
+from hpcci.config.load import load_cluster
+from hpcci.stages.layers.index import index_archive
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip

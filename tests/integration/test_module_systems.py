@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from deploy_support import unique
 
-from hpcci.backends.remote import SSHRemote
-from hpcci.config import LoginConfig
+from hpcci.backends.ssh.remote import SSHRemote
+from hpcci.config.models import LoginConfig
 from hpcci.process import Completed
 from stack_env import skip_or_fail
 

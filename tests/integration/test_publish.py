@@ -139,7 +139,7 @@ def test_index_object_maps_tags_to_digests_and_keys(published: Published) -> Non
 
 
 def test_presigned_url_downloads_the_same_bytes(published: Published) -> None:
-    from hpcci.backends.objectstore import S3Settings, S3Store
+    from hpcci.backends.s3.store import S3Settings, S3Store
 
     obj = published.record.s3[0]
     store = S3Store(
@@ -213,7 +213,7 @@ def test_interrupted_upload_leaves_nothing_under_the_final_key(
     require("s3")
     import io
 
-    from hpcci.backends import objectstore
+    from hpcci.backends.s3 import store as objectstore
     from hpcci.errors import HpcciError
     from hpcci.log import Log
 

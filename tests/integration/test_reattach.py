@@ -26,10 +26,10 @@ import pytest
 from deploy_support import Project, cluster_config, login, on_login, unique, wait_for
 
 from hpcci import records
-from hpcci.backends.remote import SSHRemote
-from hpcci.conclusions import conclude
+from hpcci.backends.ssh.remote import SSHRemote
 from hpcci.process import run
-from hpcci.stages.journal import JOURNAL_FILE, RunIdentity
+from hpcci.stages.deploy.journal import JOURNAL_FILE, RunIdentity
+from hpcci.stages.report.text import conclude
 
 SHA = "c0ffee00" * 5
 

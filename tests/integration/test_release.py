@@ -28,9 +28,9 @@ import pytest
 from deploy_support import Project, cluster_config, login, make_project, unique
 from test_access_modes import automation_cluster
 
-from hpcci.backends.remote import SSHRemote
-from hpcci.config import LoginConfig
-from hpcci.config_types import FromFile
+from hpcci.backends.ssh.remote import SSHRemote
+from hpcci.config.models import LoginConfig
+from hpcci.config.types import FromFile
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
 from stack_env import skip_or_fail

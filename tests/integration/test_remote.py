@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from deploy_support import REPO, unique
 
-from hpcci.backends import sftp
-from hpcci.backends.remote import SSHRemote
-from hpcci.config import Cluster
-from hpcci.config_load import load_cluster
+from hpcci.backends.ssh import sftp
+from hpcci.backends.ssh.remote import SSHRemote
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster
 from hpcci.errors import HostKeyError, RemoteAuthError, RemoteError
 from hpcci.process import run
 from hpcci.shell import login_argv

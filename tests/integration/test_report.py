@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from hpcci import cli, records
-from hpcci.backends.github import AppAuth, RestGitHub, RetryPolicy, TokenAuth
+from hpcci.backends.github.client import AppAuth, RestGitHub, RetryPolicy, TokenAuth
 from hpcci.records import ClusterResult, Results, Verdict
 from hpcci.records import TestResult as SmokeResult
-from hpcci.stages.report import Reporter
-from hpcci.stages.report_outputs import Target
+from hpcci.stages.report.checkruns import Reporter
+from hpcci.stages.report.outputs import Target
 from stack_env import GitHubApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +359,7 @@ def test_secondary_rate_limits_are_waited_out(env: dict[str, str], repo: str, ad
 
 
 def test_retries_are_bounded(env: dict[str, str], repo: str, admin: httpx.Client) -> None:
-    from hpcci.backends.github import GitHubRequestError
+    from hpcci.backends.github.client import GitHubRequestError
 
     admin.post(
         "/_standin/faults", json={"method": "GET", "path": f"/repos/{repo}/*", "status": 503, "count": 50}
@@ -547,7 +547,7 @@ def test_real_results_from_the_local_cluster_complete_with_success(
 def test_a_rate_limit_longer_than_the_bound_fails_at_once_with_what_to_do(
     env: dict[str, str], repo: str, admin: httpx.Client
 ) -> None:
-    from hpcci.backends.github import GitHubRequestError
+    from hpcci.backends.github.client import GitHubRequestError
 
     admin.post("/_standin/faults", json={"path": f"/repos/{repo}/*", "status": 429, "retry_after": 3600})
     with pytest.raises(GitHubRequestError, match=r"GitHub asks to wait 3600s.*re-run the job later"):
@@ -557,7 +557,7 @@ def test_a_rate_limit_longer_than_the_bound_fails_at_once_with_what_to_do(
 def test_a_github_that_does_not_answer_fails_the_request_instead_of_hanging(
     env: dict[str, str], repo: str, admin: httpx.Client
 ) -> None:
-    from hpcci.backends.github import GitHubRequestError
+    from hpcci.backends.github.client import GitHubRequestError
 
     admin.post("/_standin/faults", json={"path": f"/repos/{repo}/*", "status": 200, "delay": 3, "count": 5})
     impatient = RestGitHub(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from test_build import RUN_ID
 
-from hpcci.backends import objectstore
+from hpcci.backends.s3 import store as objectstore
 from hpcci.errors import ObjectStoreError
 from hpcci.log import Log
 

@@ -232,7 +232,7 @@ def test_the_cli_and_the_config_offer_exactly_the_builders_in_the_table() -> Non
 
     from hpcci.backends.builders import BUILDERS
     from hpcci.commands.build import BUILDER_CHOICES
-    from hpcci.config import ImageConfig
+    from hpcci.config.models import ImageConfig
 
     assert ("auto", *BUILDERS) == BUILDER_CHOICES
     assert get_args(ImageConfig.model_fields["builder"].annotation) == BUILDER_CHOICES
@@ -261,7 +261,7 @@ def test_a_base_registry_marked_insecure_needs_no_credentials_and_no_authfile() 
 
 def test_build_registries_come_from_the_pipeline_apart_from_publish(monkeypatch: pytest.MonkeyPatch) -> None:
     from hpcci.commands.build import build_registries
-    from hpcci.config import Pipeline
+    from hpcci.config.models import Pipeline
 
     pipe = Pipeline.model_validate(
         {
@@ -298,7 +298,7 @@ def test_build_registries_come_from_the_pipeline_apart_from_publish(monkeypatch:
 def test_a_build_registry_with_a_username_but_no_password_is_a_config_error() -> None:
     from pydantic import ValidationError
 
-    from hpcci.config import BuildRegistry
+    from hpcci.config.models import BuildRegistry
 
     with pytest.raises(ValidationError, match="set username and password together"):
         BuildRegistry.model_validate({"host": "reg:5000", "username": "u"})

@@ -9,8 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcci import config, config_load, config_types
 from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.config import load as config_load
+from hpcci.config import models as config
+from hpcci.config import types as config_types
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcci import config_load
-from hpcci.config import Cluster, Pipeline
+from hpcci.config import load as config_load
+from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ import pytest
 from hpcci.backends.schedulers import slurm
 from hpcci.backends.schedulers.jobs import RemoteJobs
 from hpcci.backends.schedulers.model import JobState
-from hpcci.config import PollConfig, SmokeTest
+from hpcci.config.models import PollConfig, SmokeTest
 from hpcci.errors import HpcciError, SchedulerError
 from hpcci.process import Completed
-from hpcci.stages.smoke import Circumstances, backoff, follow, judge
+from hpcci.stages.deploy.smoke import Circumstances, backoff, follow, judge
 
 DATA = Path(__file__).parent / "data" / "slurm"
 POLL = PollConfig(initial=1, max=8, max_failures=2)

@@ -11,13 +11,13 @@ import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
-from hpcci.config import Pipeline
+from hpcci.config.models import Pipeline
 from hpcci.digests import parse_sha256sum
 from hpcci.errors import UsageError
 from hpcci.records import PublishRecord, RegistryPublication, S3Object
-from hpcci.stages.image_plan import choose_staging, curl_config, setup_steps, stage_s3_step
-from hpcci.stages.paths import resolve_paths
-from hpcci.stages.plan import plan_cluster
+from hpcci.stages.deploy.image_plan import choose_staging, curl_config, setup_steps, stage_s3_step
+from hpcci.stages.deploy.paths import resolve_paths
+from hpcci.stages.deploy.plan import plan_cluster
 from hpcci.stages.sources import ImageSource, docker_archive_info, sources_from_publish
 
 KEY = "ab" * 32
@@ -221,9 +221,9 @@ def test_the_run_folder_is_created_private_and_the_cache_is_not() -> None:
 
 
 def test_a_gpu_test_on_a_cluster_without_a_gpu_partition_says_how_to_fix_it() -> None:
-    from hpcci.config import Cluster, SmokeTest
+    from hpcci.config.models import Cluster, SmokeTest
     from hpcci.errors import ConfigError
-    from hpcci.stages.plan import partition_key
+    from hpcci.stages.deploy.plan import partition_key
 
     cluster = Cluster.model_validate(
         {

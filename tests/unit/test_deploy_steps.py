@@ -13,15 +13,20 @@ from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 from hpcci.backends.schedulers import slurm
 from hpcci.process import Completed
 from hpcci.records import S3Object
-from hpcci.stages.execute import Deployer
-from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
-from hpcci.stages.provenance import read_sif_checksums
+from hpcci.stages.deploy.execute import Deployer
+from hpcci.stages.deploy.plan import ClusterPlan, plan_cluster, plan_lines
+from hpcci.stages.deploy.provenance import read_sif_checksums
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, Submit, Upload, WriteFile
 
-TRANSPORT = ("paramiko", "hpcci.backends.remote", "hpcci.process", "subprocess", "socket")
+TRANSPORT = ("paramiko", "hpcci.backends.ssh.remote", "hpcci.process", "subprocess", "socket")
 SHA = "ef" * 32
-PLAN_MODULES = ("hpcci.stages.plan", "hpcci.stages.image_plan", "hpcci.stages.steps", "hpcci.stages.paths")
+PLAN_MODULES = (
+    "hpcci.stages.deploy.plan",
+    "hpcci.stages.deploy.image_plan",
+    "hpcci.stages.steps",
+    "hpcci.stages.deploy.paths",
+)
 
 
 def hpcci_imports(module: str) -> set[str]:
@@ -63,7 +68,7 @@ def test_the_deploy_plan_imports_no_transport() -> None:
 
 
 def test_the_import_walk_does_find_a_transport() -> None:  # the test above could not pass by finding nothing
-    assert "hpcci.backends.remote" in hpcci_imports("hpcci.stages.execute")
+    assert "hpcci.backends.ssh.remote" in hpcci_imports("hpcci.stages.deploy.execute")
 
 
 class RecordingRemote:

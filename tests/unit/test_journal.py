@@ -18,15 +18,15 @@ from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 from hpcci.backends.schedulers import slurm, slurm_directives
 from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.backends.schedulers.model import JobSpec
-from hpcci.config import PollConfig, SmokeTest
+from hpcci.config.models import PollConfig, SmokeTest
 from hpcci.errors import ConfigError, SchedulerError, UsageError
 from hpcci.process import Completed
-from hpcci.stages import journal as jn
-from hpcci.stages.execute import Deployer
-from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity, choose, reattach, run_identity
-from hpcci.stages.plan import plan_cluster
-from hpcci.stages.reattach import find_reattached
-from hpcci.stages.smoke import Circumstances, follow, judge
+from hpcci.stages.deploy import journal as jn
+from hpcci.stages.deploy.execute import Deployer
+from hpcci.stages.deploy.journal import Entry, Journal, Labelled, RunIdentity, choose, reattach, run_identity
+from hpcci.stages.deploy.plan import plan_cluster
+from hpcci.stages.deploy.reattach import find_reattached
+from hpcci.stages.deploy.smoke import Circumstances, follow, judge
 from hpcci.stages.sources import ImageSource
 
 RUN = RunIdentity("octo-org/app", "gh-77", "1")

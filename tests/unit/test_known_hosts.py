@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hpcci.backends.known_hosts import check_host_key, parse_known_hosts
+from hpcci.backends.ssh.known_hosts import check_host_key, parse_known_hosts
 from hpcci.errors import ConfigError, HostKeyError
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hpcci.backends.launchers import LAUNCHERS, LauncherName, Layout, launch_argv, probe_argv
 from hpcci.backends.schedulers import SCHEDULERS, SchedulerName
-from hpcci.config import MpiConfig
+from hpcci.config.models import MpiConfig
 
 RUN = ["apptainer", "exec", "/img.sif", "hello"]
 

@@ -14,11 +14,12 @@ import pytest
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
-from hpcci.config import Pipeline
+from hpcci.config.models import Pipeline
 from hpcci.errors import UsageError
-from hpcci.stages import blobstore as bs
-from hpcci.stages.image_plan import ImagePlan, layout_convert, runtime
-from hpcci.stages.layers import (
+from hpcci.stages.deploy.image_plan import ImagePlan, layout_convert, runtime
+from hpcci.stages.deploy.plan import plan_cluster
+from hpcci.stages.layers import store as bs
+from hpcci.stages.layers.index import (
     CONFIG_TYPE,
     PLAIN_LAYER,
     Blob,
@@ -33,9 +34,8 @@ from hpcci.stages.layers import (
     registry_blob_source,
     text_digest,
 )
-from hpcci.stages.plan import plan_cluster
+from hpcci.stages.layers.stage import transient
 from hpcci.stages.sources import ImageSource
-from hpcci.stages.stage_layers import transient
 from hpcci.stages.steps import Command, Upload
 
 H = "ab" * 32

@@ -18,13 +18,13 @@ from paramiko.auth_strategy import AuthFailure, AuthResult, SourceResult
 from test_deploy_steps import SHA, RecordingRemote
 from test_sbatch_scripts import DIGEST, FIB, local_cluster, pipeline
 
-from hpcci.backends import ssh_errors
 from hpcci.backends.schedulers import slurm
-from hpcci.backends.ssh_certs import FOREVER, Certificate, parse_certificate, when
+from hpcci.backends.ssh import errors as ssh_errors
+from hpcci.backends.ssh.certs import FOREVER, Certificate, parse_certificate, when
 from hpcci.errors import ConfigError
 from hpcci.records import S3Object
-from hpcci.stages.execute import Deployer
-from hpcci.stages.image_plan import shell_modules
+from hpcci.stages.deploy.execute import Deployer
+from hpcci.stages.deploy.image_plan import shell_modules
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Submit, WriteFile
 

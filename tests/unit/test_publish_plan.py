@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from hpcci.backends.objectstore import MiB, Progress, part_size_for
 from hpcci.backends.registry import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -17,6 +16,7 @@ from hpcci.backends.registry import (
     digest_of,
     manifest_list,
 )
+from hpcci.backends.s3.store import MiB, Progress, part_size_for
 from hpcci.log import Log
 from hpcci.records import BuildRecord, PlatformImage, PublishRecord, RegistryPublication, S3Object
 from hpcci.stages.publish import merge, s3_index_key, s3_key, update_index
@@ -161,7 +161,7 @@ def test_plan_sections_show_tags_commands_targets_and_keys() -> None:
     from pathlib import Path
 
     from hpcci.commands import build, common, publish
-    from hpcci.config_load import load_pipeline
+    from hpcci.config.load import load_pipeline
     from hpcci.context import GitEvent
 
     example = Path(__file__).resolve().parents[2] / "examples" / "fibonacci"

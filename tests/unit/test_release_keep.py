@@ -6,10 +6,10 @@ from __future__ import annotations
 from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
-from hpcci.stages import blobstore as bs
-from hpcci.stages.layers import PLAIN_LAYER, Blob
-from hpcci.stages.plan import plan_cluster
-from hpcci.stages.release_keep import image_blobs, keep_steps, keep_text, layered
+from hpcci.stages.deploy.plan import plan_cluster
+from hpcci.stages.layers import store as bs
+from hpcci.stages.layers.index import PLAIN_LAYER, Blob
+from hpcci.stages.release.keep import image_blobs, keep_steps, keep_text, layered
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Command, WriteFile
 

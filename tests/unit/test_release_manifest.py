@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from hpcci.errors import ReleaseError, ReleaseRefused
-from hpcci.stages.release_manifest import (
+from hpcci.stages.release.manifest import (
     Entry,
     Manifest,
     parse,

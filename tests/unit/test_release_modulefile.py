@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.config import Cluster
-from hpcci.config_load import load_cluster
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster
 from hpcci.errors import ConfigError
-from hpcci.stages.release_modulefile import (
+from hpcci.stages.release.modulefile import (
     ModuleInfo,
     lua_modulefile,
     lua_string,

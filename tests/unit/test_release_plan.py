@@ -10,14 +10,13 @@ import pytest
 import yaml
 
 from hpcci import cli, records
-from hpcci.conclusions import release_line
-from hpcci.config import Cluster
-from hpcci.config_load import load_cluster
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
 from hpcci.records import ClusterResult, ReleaseOutcome
-from hpcci.stages.promote import untested
-from hpcci.stages.release import (
+from hpcci.stages.release.modulefile import ModuleInfo
+from hpcci.stages.release.plan import (
     LinkOrCopy,
     plan_install,
     pointer_steps,
@@ -26,7 +25,8 @@ from hpcci.stages.release import (
     release_variables,
     require_absolute,
 )
-from hpcci.stages.release_modulefile import ModuleInfo
+from hpcci.stages.release.promote import untested
+from hpcci.stages.report.text import release_line
 from hpcci.stages.steps import Command, WriteFile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,7 +297,7 @@ def test_the_release_outcome_round_trips_through_results_json() -> None:
 
 
 def test_the_check_run_summary_carries_the_release_line() -> None:
-    from hpcci.conclusions import summary
+    from hpcci.stages.report.text import summary
 
     text = summary(result("pass", release=ReleaseOutcome("fib/0.1.0", "installed", "", True)))
     assert "**Release:** installed as module fib/0.1.0 on local (default)" in text
@@ -307,7 +307,7 @@ def test_the_check_run_summary_carries_the_release_line() -> None:
     "image", ["docker.io/org/..", "docker.io/org/x\nos.execute('id')", "docker.io/org/.hidden"]
 )
 def test_a_module_name_from_image_name_that_is_not_a_plain_name_is_refused(image: str) -> None:
-    from hpcci.stages.release import module_name
+    from hpcci.stages.release.plan import module_name
 
     cfg = local().release
     assert cfg is not None

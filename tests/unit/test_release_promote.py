@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from hpcci import records
-from hpcci.config import Cluster
-from hpcci.config_load import load_cluster
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster
 from hpcci.errors import RemoteError
 from hpcci.process import Completed
 from hpcci.records import ClusterDeploy, ClusterResult
-from hpcci.stages.outcomes import Outcome
-from hpcci.stages.promote import Releases, promote, where_tested
-from hpcci.stages.release import (
+from hpcci.stages.deploy.outcome import Outcome
+from hpcci.stages.release.manifest import Entry, Manifest, render
+from hpcci.stages.release.modulefile import ModuleInfo
+from hpcci.stages.release.plan import (
     LinkOrCopy,
     ReleaseRequest,
     ReleaseStep,
@@ -32,8 +33,7 @@ from hpcci.stages.release import (
     release_paths,
     unlock_step,
 )
-from hpcci.stages.release_manifest import Entry, Manifest, render
-from hpcci.stages.release_modulefile import ModuleInfo
+from hpcci.stages.release.promote import Releases, promote, where_tested
 from hpcci.stages.steps import Command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,7 +275,7 @@ def test_a_lock_that_cannot_be_made_is_said_at_once_not_blamed_on_another_instal
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from hpcci.errors import ReleaseError
-    from hpcci.stages import promote as promote_module
+    from hpcci.stages.release import promote as promote_module
 
     monkeypatch.setattr(promote_module, "LOCK_WAIT", 0.0)
     releases = Releases(local(), NoWriteRemote(manifest="x"), "fibonacci", lambda _: None)

@@ -7,7 +7,7 @@ import socket
 
 import paramiko
 
-from hpcci.backends.ssh_errors import command_dropped, command_failed, command_timed_out, connect_error, short
+from hpcci.backends.ssh.errors import command_dropped, command_failed, command_timed_out, connect_error, short
 from hpcci.errors import RemoteError, TransferError
 
 

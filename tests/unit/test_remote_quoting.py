@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcci.config import SmokeTest
+from hpcci.config.models import SmokeTest
 from hpcci.errors import ConfigError
 from hpcci.shell import Pipe, command_line, expand, login_argv, path_variables, script, with_env
 

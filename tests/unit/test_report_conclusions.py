@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hpcci import conclusions as C
 from hpcci import records
 from hpcci.records import ClusterResult, Results, Verdict
 from hpcci.records import TestResult as SmokeResult
+from hpcci.stages.report import text as C
 
 
 def result(

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from hpcci.backends.github import app_jwt
-from hpcci.backends.github_errors import is_rate_limited, retry_after
+from hpcci.backends.github.client import app_jwt
+from hpcci.backends.github.errors import is_rate_limited, retry_after
 from hpcci.commands import common
 from hpcci.commands.report import locate_tests, plan_section, workspace_path
-from hpcci.config_load import load_pipeline
+from hpcci.config.load import load_pipeline
 from hpcci.context import GitEvent
 from hpcci.errors import GitHubError
 from hpcci.records import ClusterResult, Results
 from hpcci.records import TestResult as SmokeResult
-from hpcci.stages.report_outputs import Target, status_body
+from hpcci.stages.report.outputs import Target, status_body
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "fibonacci" / "hpcci.yaml"

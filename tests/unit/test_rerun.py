@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from hpcci.backends.github import RestGitHub, TokenAuth
+from hpcci.backends.github.client import RestGitHub, TokenAuth
 from hpcci.context import from_environ
-from hpcci.stages.report_outputs import Target
-from hpcci.stages.rerun import still_needed
+from hpcci.stages.report.outputs import Target
+from hpcci.stages.report.rerun import still_needed
 from standins.github.app import make_app
 
 REPO = "octo-org/fibonacci"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from hpcci.backends.resumable import Outage, Part, backoff, cause_of, is_transient, plan_parts
+from hpcci.backends.s3.multipart import Outage, Part, backoff, cause_of, is_transient, plan_parts
 from hpcci.commands.publish import outage_window
 from hpcci.errors import ConfigError
 

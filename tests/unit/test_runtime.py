@@ -8,8 +8,8 @@ from typing import get_args
 import pytest
 
 from hpcci.backends.runtime import RUNTIMES, ExecOptions, GpuKind, RuntimeName, Squashfs, runtime_for
-from hpcci.config import RuntimeConfig
-from hpcci.config_load import load_cluster
+from hpcci.config.load import load_cluster
+from hpcci.config.models import RuntimeConfig
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from hpcci.backends.schedulers import slurm
-from hpcci.config import Cluster, Pipeline
-from hpcci.config_load import load_cluster
+from hpcci.config.load import load_cluster
+from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import ConfigError
-from hpcci.stages.paths import resolve_paths
-from hpcci.stages.plan import plan_cluster
+from hpcci.stages.deploy.paths import resolve_paths
+from hpcci.stages.deploy.plan import plan_cluster
 from hpcci.stages.sources import ImageSource
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hpcci.config import ImageConfig, TagRules
+from hpcci.config.models import ImageConfig, TagRules
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError, UsageError
 from hpcci.tags import (

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from github_events import event, issue_comment_created
-from hpcci.backends.github import RestGitHub, TokenAuth
+from hpcci.backends.github.client import RestGitHub, TokenAuth
 from hpcci.commands.trigger import Request, decide, link_check_runs, parse_command, reply_comment, request_of
 from hpcci.log import Log
 from standins.github.app import StandIn, make_app

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import test_sbatch_scripts as T
 
-from hpcci import conclusions as C
 from hpcci.accounting import cluster_usage, hours, hours_text, job_usage
 from hpcci.backends.schedulers import slurm
 from hpcci.backends.schedulers.model import JobState, cancelled_by_hpcci
@@ -17,11 +16,12 @@ from hpcci.backends.schedulers.slurm_accounting import gres_gpus_per_node, parse
 from hpcci.process import Completed
 from hpcci.records import ClusterResult, ClusterUsage, Results, S3Object, Usage
 from hpcci.records import TestResult as SmokeResult
-from hpcci.stages.execute import Staged
-from hpcci.stages.outcomes import Progress, image_ref, usage
-from hpcci.stages.plan import ClusterPlan, plan_cluster, plan_lines
-from hpcci.stages.provenance import read_sif_checksums, sif_checksums
-from hpcci.stages.smoke import Followed
+from hpcci.stages.deploy.execute import Staged
+from hpcci.stages.deploy.outcome import Progress, image_ref, usage
+from hpcci.stages.deploy.plan import ClusterPlan, plan_cluster, plan_lines
+from hpcci.stages.deploy.provenance import read_sif_checksums, sif_checksums
+from hpcci.stages.deploy.smoke import Followed
+from hpcci.stages.report import text as C
 from hpcci.stages.sources import ImageSource
 
 DATA = Path(__file__).parent / "data" / "slurm"

@@ -6,7 +6,7 @@ CLUSTERS (comma or space separated) overrides deploy.clusters from CONFIG. The l
 trigger (tag, push, pull_request, workflow_dispatch; a trusted `/hpcci deploy` comment counts as workflow_dispatch)
 is not in deploy.triggers, so the deploy matrix is skipped. Each named cluster config must load: a typo fails here,
 before anything is deployed. On a re-run (GITHUB_RUN_ATTEMPT > 1) the list keeps only the clusters whose check run
-of this workflow run did not succeed in an earlier attempt (hpcci.stages.rerun; needs GITHUB_TOKEN, checks: read).
+of this workflow run did not succeed in an earlier attempt (hpcci.stages.report.rerun; needs GITHUB_TOKEN, checks: read).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from hpcci.config_load import load_clusters, load_pipeline
+from hpcci.config.load import load_clusters, load_pipeline
 from hpcci.context import GitEvent, from_environ
 from hpcci.errors import HpcciError
 
@@ -37,9 +37,9 @@ def deploy_clusters(config: Path, override: str, trigger: str) -> tuple[list[str
 
 def not_yet_succeeded(config: Path, names: list[str], event: GitEvent) -> tuple[list[str], str]:
     """On a re-run: the clusters whose check run of this workflow run did not succeed, and why."""
-    from hpcci.backends.github import RestGitHub, TokenAuth
-    from hpcci.stages.report_outputs import Target
-    from hpcci.stages.rerun import still_needed
+    from hpcci.backends.github.client import RestGitHub, TokenAuth
+    from hpcci.stages.report.outputs import Target
+    from hpcci.stages.report.rerun import still_needed
 
     token = os.environ.get("GITHUB_TOKEN", "")
     if not token or not event.head_sha or not event.repository:

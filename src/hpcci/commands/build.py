@@ -14,7 +14,7 @@ from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:
     from hpcci.backends.builders.spec import BuildSpec, RegistryAuth
-    from hpcci.config import Pipeline
+    from hpcci.config.models import Pipeline
     from hpcci.context import GitEvent
 
 # The names in hpcci.backends.builders.BUILDERS, spelled out so `hpcci --help` need not import the builders
@@ -81,7 +81,7 @@ def builder_name(args: argparse.Namespace, configured: str) -> str:
 def build_registries(pipe: Pipeline, log: Log | None) -> list[RegistryAuth]:
     """build.registries with their secrets resolved (masked in the log); without ``log``, placeholders for a plan."""
     from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.config import resolve_value
+    from hpcci.config.models import resolve_value
 
     out: list[RegistryAuth] = []
     for i, r in enumerate(pipe.build.registries):
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
 def _overrides(args: argparse.Namespace, spec: BuildSpec) -> BuildSpec:
     import dataclasses
 
-    from hpcci.config_types import check_platform
+    from hpcci.config.types import check_platform
     from hpcci.errors import UsageError
 
     if getattr(args, "platforms", None):

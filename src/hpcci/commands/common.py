@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from hpcci.context import GitEvent, from_environ
 
 if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
-    from hpcci.config import Cluster, Pipeline
+    from hpcci.config.models import Cluster, Pipeline
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, required: bool = False)
 
 
 def pipeline(args: argparse.Namespace) -> Pipeline:
-    from hpcci.config_load import load_pipeline
+    from hpcci.config.load import load_pipeline
 
     return load_pipeline(Path(args.config))
 
@@ -60,7 +60,7 @@ def base_dir(args: argparse.Namespace) -> Path:
 
 
 def clusters(args: argparse.Namespace, pipe: Pipeline) -> dict[str, Cluster]:
-    from hpcci.config_load import load_clusters
+    from hpcci.config.load import load_clusters
 
     names = args.clusters or pipe.deploy.clusters
     return load_clusters(pipe, names, base_dir(args))

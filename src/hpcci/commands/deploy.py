@@ -25,11 +25,11 @@ from hpcci.errors import HpcciError, Interrupted, SmokeTestFailed, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.config import Cluster, Pipeline
+    from hpcci.config.models import Cluster, Pipeline
     from hpcci.records import PublishRecord, Results, S3Object
-    from hpcci.stages.journal import Journal, RunIdentity
-    from hpcci.stages.outcomes import Outcome
-    from hpcci.stages.release import ReleaseRequest
+    from hpcci.stages.deploy.journal import Journal, RunIdentity
+    from hpcci.stages.deploy.outcome import Outcome
+    from hpcci.stages.release.plan import ReleaseRequest
     from hpcci.stages.sources import ImageSource
 
 
@@ -98,7 +98,7 @@ def image_sources(
 
 def identity(pipe: Pipeline, run_id: str | None, default_run: str = "") -> RunIdentity:
     """The workflow run the jobs carry: --run-id, else the GitHub run; the repository, else the image's name."""
-    from hpcci.stages.journal import run_identity
+    from hpcci.stages.deploy.journal import run_identity
 
     repo = os.environ.get("GITHUB_REPOSITORY") or pipe.image.name
     return run_identity(run_id, default_run, repo, os.environ)
@@ -128,9 +128,9 @@ def deploy_cluster(
     release: ReleaseRequest | None = None,
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
-    from hpcci.backends.remote import SSHRemote
     from hpcci.backends.schedulers import SCHEDULERS
-    from hpcci.stages import deploy as stage
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.stages.deploy import run as stage
 
     def info(msg: str) -> None:
         log.info(f"[{cluster.name}] {msg}")
@@ -154,7 +154,7 @@ def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]
     def presign(obj: S3Object, endpoint: str | None) -> str:
         from dataclasses import replace
 
-        from hpcci.backends.objectstore import S3Settings, make_store
+        from hpcci.backends.s3.store import S3Settings, make_store
         from hpcci.commands.publish import s3_settings
 
         base = s3_settings(pipe, log) if pipe.publish.s3 else S3Settings(bucket=obj.bucket, path_style=True)
@@ -170,13 +170,13 @@ def cancel_run(
     pipe: Pipeline, clusters: dict[str, Cluster], journal: Journal, log: Log
 ) -> dict[str, list[str]]:
     """Cancel the run's jobs still queued or running on each cluster; a cluster that cannot be reached is said."""
-    from hpcci.backends.remote import SSHRemote
     from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.backends.schedulers.jobs import RemoteJobs
-    from hpcci.config import resolve_value
-    from hpcci.stages.image_plan import shell_modules
-    from hpcci.stages.journal import cancel_live
-    from hpcci.stages.plan import tests_for
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.config.models import resolve_value
+    from hpcci.stages.deploy.image_plan import shell_modules
+    from hpcci.stages.deploy.journal import cancel_live
+    from hpcci.stages.deploy.plan import tests_for
 
     cancelled: dict[str, list[str]] = {}
     for name, cluster in clusters.items():
@@ -211,9 +211,9 @@ def cancel_run(
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.backends.schedulers.slurm import slurm_time_seconds
-    from hpcci.stages import deploy as stage
-    from hpcci.stages.journal import Journal
-    from hpcci.stages.release import release_request
+    from hpcci.stages.deploy import run as stage
+    from hpcci.stages.deploy.journal import Journal
+    from hpcci.stages.release.plan import release_request
 
     pipe = common.pipeline(args)
     clusters = common.clusters(args, pipe)
@@ -308,7 +308,7 @@ def _mask_secrets(pipe: Pipeline, log: Log) -> None:
 
 
 def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
-    from hpcci.conclusions import step_summary
+    from hpcci.stages.report.text import step_summary
 
     for o in outcomes:
         r = o.result
@@ -358,9 +358,9 @@ def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
     from hpcci.backends.schedulers import SCHEDULERS
-    from hpcci.stages.journal import Labelled
-    from hpcci.stages.paths import unresolved_paths
-    from hpcci.stages.plan import plan_cluster, plan_lines, platforms_needed
+    from hpcci.stages.deploy.journal import Labelled
+    from hpcci.stages.deploy.paths import unresolved_paths
+    from hpcci.stages.deploy.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
 
     pipe = ctx.pipeline

@@ -16,8 +16,8 @@ from hpcci.errors import HpcciError, RemoteError, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.remote import SSHRemote
-    from hpcci.config import Cluster
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.config.models import Cluster
 
 MIN_FREE_GIB = 10
 
@@ -52,7 +52,7 @@ def exit_code(checks: list[Check]) -> int:
 
 
 def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
-    from hpcci.config_load import load_cluster
+    from hpcci.config.load import load_cluster
 
     if Path(args.config).exists() and not args.cluster_configs:
         pipe = common.pipeline(args)
@@ -74,8 +74,8 @@ def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
 
 def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """Every check for one cluster; stops early only when SSH itself fails."""
-    from hpcci.backends.known_hosts import fingerprint, known_hosts_name
-    from hpcci.stages.image_plan import automation
+    from hpcci.backends.ssh.known_hosts import fingerprint, known_hosts_name
+    from hpcci.stages.deploy.image_plan import automation
 
     login = cluster.login
     where = f"{remote.user}@{known_hosts_name(login.host, login.port)}"
@@ -102,7 +102,7 @@ def _automation_node(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """An automation node runs only its allowed commands, never a login shell: check the paths and the scheduler;
     the runtime, MPI and downloads are used inside jobs there, where a deploy's conversion job proves them."""
     from hpcci.backends.schedulers import SCHEDULERS
-    from hpcci.stages.paths import resolve_paths
+    from hpcci.stages.deploy.paths import resolve_paths
 
     scheduler = SCHEDULERS[cluster.scheduler.type]
     checks: list[Check] = []
@@ -156,7 +156,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     from hpcci.backends.runtime import runtime_for
     from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.shell import parse_env0
-    from hpcci.stages.paths import needed_variables, resolve_paths
+    from hpcci.stages.deploy.paths import needed_variables, resolve_paths
 
     checks: list[Check] = []
     scheduler = SCHEDULERS[cluster.scheduler.type]
@@ -248,7 +248,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
 
 def _blob_store(remote: SSHRemote, cluster: Cluster, cache: str, modules: list[str]) -> Check:
     """The size of the layer blob store (staging.layers) against its limit."""
-    from hpcci.stages import blobstore as bs
+    from hpcci.stages.layers import store as bs
 
     store = bs.store_for(cache)
     limit = int(cluster.staging.blob_store_gib * bs.GiB)
@@ -325,7 +325,7 @@ def _space(remote: SSHRemote, path: str, modules: list[str]) -> Check:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci.backends.remote import SSHRemote
+    from hpcci.backends.ssh.remote import SSHRemote
 
     clusters = load_clusters(args)
     every: list[Check] = []

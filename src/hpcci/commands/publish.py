@@ -14,8 +14,8 @@ from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
     from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.backends.objectstore import S3Settings
-    from hpcci.config import Pipeline
+    from hpcci.backends.s3.store import S3Settings
+    from hpcci.config.models import Pipeline
 
 TARGETS = ("registry", "s3")
 
@@ -45,7 +45,7 @@ def targets(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
 def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[RegistryAuth]:
     """Credentials for publish.registry: from hpcci.yaml (env/file refs), else HPCCI_REGISTRY_USERNAME/PASSWORD."""
     from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.config import resolve_value
+    from hpcci.config.models import resolve_value
     from hpcci.references import destination
 
     reg = pipe.publish.registry
@@ -111,8 +111,8 @@ def _registry(
 
 def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:
     """publish.s3 as store settings; keys from hpcci.yaml (env/file refs), else boto3's usual chain (AWS_*)."""
-    from hpcci.backends.objectstore import S3Settings
-    from hpcci.config import resolve_value
+    from hpcci.backends.s3.store import S3Settings
+    from hpcci.config.models import resolve_value
 
     s3 = pipe.publish.s3
     assert s3 is not None
@@ -157,7 +157,7 @@ def _s3(
     from pathlib import Path
 
     from hpcci.backends.builders import get_builder
-    from hpcci.backends.objectstore import make_store
+    from hpcci.backends.s3.store import make_store
     from hpcci.stages.publish import publish_s3
 
     s3 = pipe.publish.s3

@@ -16,10 +16,10 @@ from hpcci.errors import UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.remote import SSHRemote
-    from hpcci.config import Cluster
-    from hpcci.stages.promote import Releases
-    from hpcci.stages.release_manifest import Manifest
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.config.models import Cluster
+    from hpcci.stages.release.manifest import Manifest
+    from hpcci.stages.release.promote import Releases
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +47,8 @@ def target(args: argparse.Namespace) -> tuple[Cluster, str]:
     from pathlib import Path
 
     from hpcci.commands.doctor import load_clusters
-    from hpcci.config_types import check_name
-    from hpcci.stages.release import module_name
+    from hpcci.config.types import check_name
+    from hpcci.stages.release.plan import module_name
 
     if len(args.clusters) != 1:
         raise UsageError("name one cluster: --cluster NAME")
@@ -71,8 +71,8 @@ def target(args: argparse.Namespace) -> tuple[Cluster, str]:
 
 
 def connect(cluster: Cluster, name: str, log: Log) -> tuple[SSHRemote, Releases]:
-    from hpcci.backends.remote import SSHRemote
-    from hpcci.stages.promote import Releases
+    from hpcci.backends.ssh.remote import SSHRemote
+    from hpcci.stages.release.promote import Releases
 
     remote = SSHRemote(
         cluster.name, cluster.login, echo=log.info, mask=log.mask, config_file=cluster.source.file
@@ -120,7 +120,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
 
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster with a release section: the steps that install a tested release, the modulefile and wrappers."""
-    from hpcci.stages.release import ReleaseRequest, release_request
+    from hpcci.stages.release.plan import ReleaseRequest, release_request
 
     pipe = ctx.pipeline
     request = release_request(ctx.event, pipe.image.name, "RUN_ID")
@@ -141,11 +141,11 @@ def plan_section(ctx: common.PlanContext) -> str:
 def _cluster_lines(ctx: common.PlanContext, cluster: Cluster, request: object) -> list[str]:
     from dataclasses import replace
 
-    from hpcci.stages import release as R
-    from hpcci.stages.image_plan import runtime
-    from hpcci.stages.paths import unresolved_paths
-    from hpcci.stages.release_manifest import Entry, Manifest
-    from hpcci.stages.release_modulefile import ModuleInfo
+    from hpcci.stages.deploy.image_plan import runtime
+    from hpcci.stages.deploy.paths import unresolved_paths
+    from hpcci.stages.release import plan as R
+    from hpcci.stages.release.manifest import Entry, Manifest
+    from hpcci.stages.release.modulefile import ModuleInfo
 
     assert isinstance(request, R.ReleaseRequest) and cluster.release is not None
     cfg, v = cluster.release, request.version
@@ -185,7 +185,7 @@ def _cluster_lines(ctx: common.PlanContext, cluster: Cluster, request: object) -
 def _digest(ctx: common.PlanContext, cluster: Cluster) -> str:
     """The image digest the cluster would run: from the publish record when there is one."""
     from hpcci import records as rec
-    from hpcci.stages.plan import platforms_needed
+    from hpcci.stages.deploy.plan import platforms_needed
     from hpcci.stages.sources import sources_from_publish
 
     path = ctx.records / rec.RECORD_FILES[rec.PublishRecord]

@@ -19,11 +19,11 @@ from hpcci.errors import UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.github import RestGitHub
-    from hpcci.config import Pipeline
+    from hpcci.backends.github.client import RestGitHub
+    from hpcci.config.models import Pipeline
     from hpcci.context import GitEvent
     from hpcci.records import Results
-    from hpcci.stages.report_outputs import Target
+    from hpcci.stages.report.outputs import Target
 
 DEFAULT_API_URL = "https://api.github.com"
 
@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def target(pipe: Pipeline, event: GitEvent, sha: str) -> Target:
-    from hpcci.stages.report_outputs import Target
+    from hpcci.stages.report.outputs import Target
 
     return Target(
         sha=sha,
@@ -92,7 +92,7 @@ def planned_clusters(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
 
 def platform_of(args: argparse.Namespace, pipe: Pipeline, name: str) -> str:
     """The cluster's platform from its default partition's arch ('' when its config cannot be read here)."""
-    from hpcci.config_load import load_clusters
+    from hpcci.config.load import load_clusters
     from hpcci.errors import ConfigError
     from hpcci.platforms import machine_platform
 
@@ -135,7 +135,7 @@ def locate_tests(results: Results, pipe: Pipeline, config_file: str, workspace: 
 
 def client(args: argparse.Namespace, log: Log, repository: str) -> RestGitHub | None:
     """The GitHub client from $GITHUB_TOKEN or a GitHub App; None when there are no credentials."""
-    from hpcci.backends.github import AppAuth, RestGitHub, TokenAuth
+    from hpcci.backends.github.client import AppAuth, RestGitHub, TokenAuth
 
     api_url = args.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
     app_id = args.app_id or os.environ.get("HPCCI_GITHUB_APP_ID")
@@ -168,7 +168,7 @@ def cancel_jobs(args: argparse.Namespace, pipe: Pipeline, log: Log) -> None:
     """The crash phase's first duty: no job of a crashed run keeps running (or waits to run) unseen."""
     from hpcci.commands.deploy import cancel_run, identity
     from hpcci.errors import ConfigError
-    from hpcci.stages.journal import Journal
+    from hpcci.stages.deploy.journal import Journal
 
     if args.leave_jobs:
         log.info("report: --leave-jobs: the run's queued and running jobs are left alone")
@@ -186,8 +186,8 @@ def cancel_jobs(args: argparse.Namespace, pipe: Pipeline, log: Log) -> None:
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records
-    from hpcci.stages.report import Reporter
-    from hpcci.stages.report_outputs import say_fork_pr, summarize
+    from hpcci.stages.report.checkruns import Reporter
+    from hpcci.stages.report.outputs import say_fork_pr, summarize
 
     pipe = common.pipeline(args)
     event = common.event(args)

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci.stages.release_manifest import VERSION  # tags -> config -> pydantic: not at --help
+    from hpcci.stages.release.manifest import VERSION  # tags -> config -> pydantic: not at --help
 
     if not VERSION.match(args.to):
         raise UsageError(

@@ -26,7 +26,7 @@ from hpcci.errors import UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.github import Maintainers
+    from hpcci.backends.github.client import Maintainers
 
 JSON = dict[str, Any]
 TRUSTED = ("admin", "maintain", "write")
@@ -208,8 +208,8 @@ def decide(api: Maintainers, request: Request, log: Log) -> Outcome:
 
 def link_check_runs(api: Maintainers, request: Request, names: list[str], check_name: str, log: Log) -> None:
     """Update the reply comment with this workflow run's check run per cluster (by external_id)."""
-    from hpcci.stages.report_outputs import Target
-    from hpcci.stages.rerun import own_run
+    from hpcci.stages.report.outputs import Target
+    from hpcci.stages.report.rerun import own_run
 
     found_reply = reply_comment(api.comments(request.pr), request.comment_id, api.bot_login())
     if found_reply is None:

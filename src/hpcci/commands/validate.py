@@ -11,7 +11,7 @@ from hpcci.errors import ConfigError, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:  # pydantic loads only when a command runs (`hpcci --help` stays fast)
-    from hpcci import config
+    from hpcci.config import models as config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,8 +32,8 @@ def default_files() -> list[Path]:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci import config
-    from hpcci.config_load import json_schema, load_any
+    from hpcci.config import models as config
+    from hpcci.config.load import json_schema, load_any
 
     if args.schema:
         model = config.Pipeline if args.schema == "pipeline" else config.Cluster
@@ -61,8 +61,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
 
 def cross_problems(loaded: list[config.Pipeline | config.Cluster]) -> list[str]:
     """Each pipeline's tests against the clusters it deploys to, among the files checked (resources, partitions)."""
-    from hpcci import config
-    from hpcci.stages.plan import check_fits
+    from hpcci.config import models as config
+    from hpcci.stages.deploy.plan import check_fits
 
     clusters = {c.name: c for c in loaded if isinstance(c, config.Cluster)}
     problems: list[str] = []

@@ -12,7 +12,7 @@ from hpcci.backends.builders import Builder
 from hpcci.backends.builders.dockerfile import dockerfile_has_run
 from hpcci.backends.builders.emulation import emulation_problem
 from hpcci.backends.builders.spec import BuildSpec, RegistryAuth
-from hpcci.config import Pipeline
+from hpcci.config.models import Pipeline
 from hpcci.context import GitEvent
 from hpcci.errors import PlatformError, UsageError
 from hpcci.log import Log

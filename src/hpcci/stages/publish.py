@@ -15,13 +15,13 @@ from hpcci.log import Log
 from hpcci.platforms import platform_key
 from hpcci.records import BuildRecord, PublishRecord, RegistryPublication, S3Object
 from hpcci.references import parse_reference
-from hpcci.stages import layers
+from hpcci.stages.layers import index as layers
 
 if TYPE_CHECKING:
     from hpcci.backends.builders import Builder
     from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.backends.objectstore import ObjectStore
     from hpcci.backends.registry import ImagePusher, PushResult
+    from hpcci.backends.s3.store import ObjectStore
     from hpcci.references import Destination
 
 
@@ -100,7 +100,7 @@ def publish_s3(
     A key whose object already carries the same image digest and a sha256 is not uploaded again.
     """
     from hpcci.backends.builders.spec import BuiltImage
-    from hpcci.backends.objectstore import IMAGE_META, PLATFORM_META, SHA256_META
+    from hpcci.backends.s3.store import IMAGE_META, PLATFORM_META, SHA256_META
 
     store.check_bucket()
     result = S3Result(index_key=s3_index_key(prefix, build.image))

@@ -12,7 +12,7 @@ from hpcci.errors import HpcciError, SchedulerError
 from hpcci.shell import login_command
 
 if TYPE_CHECKING:
-    from hpcci.backends.remote import Remote
+    from hpcci.backends.ssh.remote import Remote
 
 
 @dataclass(frozen=True)

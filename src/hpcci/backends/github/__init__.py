@@ -1,0 +1,1 @@
+"""GitHub API: client (checks, statuses, comments, permissions; open client.py first) and errors."""

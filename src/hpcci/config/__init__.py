@@ -1,0 +1,1 @@
+"""Configuration: models are the hpcci.yaml and cluster config models (open models.py first), load reads files with file:line for every value, types holds shared value types, release and staging their sections."""

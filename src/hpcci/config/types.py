@@ -1,0 +1,127 @@
+"""The value types of hpcci's config models (Slurm times, platforms, sizes, names, paths, secrets) and ``Source``.
+
+Each type is checked when a config is loaded, so `hpcci validate` refuses what a cluster would refuse later.
+Secrets are never inline: they are references to an environment variable or a file, resolved only when used.
+``Source`` records where each value came from (file, line, column), for errors that name the spot.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.errors import ConfigError
+from hpcci.platforms import PLATFORMS
+
+
+def check_slurm_time(v: str) -> str:
+    if "." in v or slurm_time_seconds(v) is None:
+        raise ValueError(
+            f"{v!r} is not a Slurm time: write MM, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. '00:10:00' for ten minutes)"
+        )
+    return v
+
+
+def check_platform(v: str) -> str:
+    if v not in PLATFORMS:
+        raise ValueError(f"{v!r} is not a platform: write linux/amd64 or linux/arm64 (os/arch[/variant])")
+    return v
+
+
+def check_memory(v: str) -> str:
+    if not re.match(r"^\d+[KMGT]?$", v):
+        raise ValueError(f"{v!r} is not a Slurm memory size: write e.g. 512M or 4G")
+    return v
+
+
+def check_name(v: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
+        raise ValueError(f"{v!r} is not a valid name: use letters, digits, '.', '_' and '-'")
+    return v
+
+
+def check_one_line(v: str) -> str:
+    """A value that ends up in an #SBATCH line (paths in --chdir and --output, account, partition, directives):
+    sbatch reads any other character inside double quotes, but no line break."""
+    if any(c in v for c in "\n\r\0"):
+        raise ValueError(f"{v!r} holds a line break or NUL, which no #SBATCH directive can carry; remove it")
+    return v
+
+
+SlurmTime = Annotated[str, AfterValidator(check_slurm_time)]
+Platform = Annotated[str, AfterValidator(check_platform)]
+Memory = Annotated[str, AfterValidator(check_memory)]
+Name = Annotated[str, AfterValidator(check_name)]
+OneLine = Annotated[str, AfterValidator(check_one_line)]
+
+
+class ConfigModel(BaseModel):
+    """Every config model: unknown keys refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FromEnv(ConfigModel):
+    """A value read from an environment variable (a CI secret)."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def resolve(self, what: str) -> str:
+        value = os.environ.get(self.env)
+        if not value:
+            raise ConfigError(
+                f"{what}: environment variable {self.env} is not set; set it (e.g. from a CI secret)"
+            )
+        return value
+
+
+class FromFile(ConfigModel):
+    """A value read from a local file (~ and $VARS expanded)."""
+
+    file: str
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expandvars(os.path.expanduser(self.file)))
+
+    def resolve(self, what: str) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(
+                f"{what}: cannot read {self.path}: {e.strerror}; fix the path or create the file"
+            ) from e
+
+
+Secret = FromEnv | FromFile
+Value = str | FromEnv
+
+
+# -- where each value came from (hpcci.config.load fills it in) ---------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+class Source:
+    """Where each value came from: file and (line, column) per key path, 1-based."""
+
+    def __init__(self, file: str, positions: dict[Loc, tuple[int, int]]) -> None:
+        self.file = file
+        self.positions = positions
+
+    def position(self, loc: Loc) -> tuple[int, int]:
+        while loc and loc not in self.positions:
+            loc = loc[:-1]
+        return self.positions.get(loc, (1, 1))
+
+    def line_of(self, loc: Loc) -> int | None:
+        return self.positions.get(loc, (None, None))[0]
+
+    def where(self, loc: Loc) -> str:
+        line, col = self.position(loc)
+        return f"{self.file}:{line}:{col}"

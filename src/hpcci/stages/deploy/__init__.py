@@ -1,0 +1,1 @@
+"""Deploying one image to one cluster: plan (pure) and image_plan say what runs, run.py drives it (open run.py first), execute runs the plan's steps, smoke follows and judges the tests, journal and reattach let a restarted deploy find its jobs."""

@@ -1,0 +1,1 @@
+"""Releases: plan says how a passing tag is installed (open plan.py first), manifest holds the pure rules (default, retention, re-runs), modulefile renders modulefiles and wrappers, keep pins blobs, promote runs the install."""

@@ -1,0 +1,1 @@
+"""Reporting: checkruns posts per-cluster check runs (open checkruns.py first), outputs writes the step summary, annotations and statuses, text is what a maintainer reads, rerun answers re-run requests."""
