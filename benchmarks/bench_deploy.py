@@ -179,6 +179,7 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     from hpcci.stages.deploy import smoke
     from hpcci.stages.deploy.execute import Deployer
     from hpcci.stages.sources import ImageSource, docker_archive_info
+    from hpcci.wiring import ssh_target
 
     tests = [{"name": f"t{i}", "command": ["python3", "-c", f"import time; time.sleep({2 + i}); print(repr(time.time()))"]}
              for i in range(jobs)]  # fmt: skip
@@ -188,7 +189,7 @@ def bench_overhead(tar: Path, root: Path, jobs: int) -> list[tuple[str, str, str
     digest, platform = docker_archive_info(tar)
     sha = hashlib.sha256(tar.read_bytes()).hexdigest()
     src = {platform: ImageSource(platform, digest, tar_sha256=sha, local_tar=str(tar))}
-    remote = SSHRemote(cluster.name, cluster.login)
+    remote = SSHRemote(ssh_target(cluster.name, cluster.login))
     d = Deployer(pipe, cluster, remote, slurm, info=lambda m: None, run_id=f"bench-{RUN}")
     plan = d.plan(src)
     d.setup(plan)

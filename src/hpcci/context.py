@@ -97,3 +97,46 @@ def from_environ(env: dict[str, str] | None = None, **overrides: Any) -> GitEven
         with contextlib.suppress(IndexError, ValueError):
             values["pr_number"] = int(ref.split("/")[2])
     return GitEvent(**values)
+
+
+# -- the environment variables hpcci reads: this table is the only place they are named ------------------------------
+
+VARIABLES: dict[str, str] = {
+    "GITHUB_ACTIONS": "'true' inside GitHub Actions: log lines become workflow commands",
+    "GITHUB_API_URL": "the REST API's base URL (GitHub Enterprise Server sets its own)",
+    "GITHUB_EVENT_NAME": "the event that started the workflow",
+    "GITHUB_EVENT_PATH": "the event's JSON payload",
+    "GITHUB_OUTPUT": "the file a step's outputs are appended to",
+    "GITHUB_REF": "the ref the workflow runs for",
+    "GITHUB_REPOSITORY": "owner/name of the repository",
+    "GITHUB_RUN_ATTEMPT": "the attempt number of a re-run",
+    "GITHUB_RUN_ID": "the workflow run's id (job names and the journal carry it)",
+    "GITHUB_SERVER_URL": "https://github.com or the Enterprise server (links)",
+    "GITHUB_SHA": "the commit the workflow runs for",
+    "GITHUB_STEP_SUMMARY": "the file the step summary is appended to",
+    "GITHUB_TOKEN": "the job's token (check runs, comments, statuses)",
+    "GITHUB_WORKSPACE": "the checkout",
+    "HPCCI_BUILDER": "buildx | buildah | docker: overrides build.builder",
+    "HPCCI_GITHUB_APP_ID": "a GitHub App's id (instead of GITHUB_TOKEN)",
+    "HPCCI_GITHUB_APP_PRIVATE_KEY": "that App's private key (PEM)",
+    "HPCCI_REGISTRY_USERNAME": "registry user when hpcci.yaml names none",
+    "HPCCI_REGISTRY_PASSWORD": "registry password or token when hpcci.yaml names none",
+    "HPCCI_REPLACE_RELEASE": "1/true/yes: like --replace-release",
+    "HPCCI_S3_OUTAGE_WINDOW": "seconds an upload waits out an S3 outage (overrides publish.s3.outage_window)",
+    "HPCCI_TMPDIR": "where publish writes docker-archive tars",
+    "HPCCI_PIN_SHA": "the PR head a trusted /hpcci deploy comment pinned (set by the trigger action)",
+    "HPCCI_PIN_PR": "that pull request's number",
+    "AWS_SECRET_ACCESS_KEY": "boto3's usual secret (masked in logs when set)",
+}
+
+
+def var(name: str) -> str:
+    """The value of one variable of VARIABLES ('' when unset); naming another is a programming error."""
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not in hpcci.context.VARIABLES: add it there with what it means")
+    return os.environ.get(name, "")
+
+
+def variables() -> dict[str, str]:
+    """The variables of VARIABLES that are set, for code that takes an environment mapping."""
+    return {k: os.environ[k] for k in VARIABLES if k in os.environ}

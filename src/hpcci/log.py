@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
+
+from hpcci import context
 
 
 def _escape_data(s: str) -> str:
@@ -24,7 +25,7 @@ class Log:
 
     def __init__(self, stream: TextIO | None = None, *, github: bool | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
+        self.github = context.var("GITHUB_ACTIONS") == "true" if github is None else github
         self._secrets: list[str] = []
 
     # -- secrets ---------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class Log:
 
     def summary(self, markdown: str) -> None:
         """Append Markdown to $GITHUB_STEP_SUMMARY when there is one."""
-        path = os.environ.get("GITHUB_STEP_SUMMARY")
+        path = context.var("GITHUB_STEP_SUMMARY")
         if path:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(self.redact(markdown).rstrip("\n") + "\n\n")
@@ -95,7 +96,7 @@ class Log:
 
 def github_output(**values: str) -> None:
     """Write step outputs to $GITHUB_OUTPUT (multi-line values use a heredoc delimiter)."""
-    path = os.environ.get("GITHUB_OUTPUT")
+    path = context.var("GITHUB_OUTPUT")
     if not path:
         return
     import uuid

@@ -21,6 +21,7 @@ from hpcci.config.load import load_cluster
 from hpcci.config.models import Cluster
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
+from hpcci.wiring import ssh_target
 
 REPO = Path(__file__).resolve().parents[2]
 FIB_TAG = "hpcci-test/fibonacci:h4"
@@ -136,7 +137,7 @@ def unique(prefix: str) -> str:
 
 def login(cluster: Cluster | None = None) -> SSHRemote:
     c = cluster or load_cluster(REPO / "cluster-configs" / "local.yaml")
-    return SSHRemote(c.name, c.login)
+    return SSHRemote(ssh_target(c.name, c.login))
 
 
 def on_login(remote: SSHRemote, argv: list[str], timeout: float = 60) -> Completed:

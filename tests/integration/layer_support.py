@@ -190,7 +190,7 @@ class Session:
 
     def deploy(self, source: ImageSource) -> Staged:
         """Stage and convert ``source`` (no test jobs), as `hpcci deploy` does before submitting them."""
-        from hpcci.commands.deploy import presigner
+        from hpcci.wiring import presigner
 
         self.runs += 1
         d = Deployer(self.pipeline, self.cluster, self.remote, slurm, presign=presigner(self.pipeline, Log(github=False)),

@@ -23,6 +23,7 @@ from hpcci.backends.ssh.remote import SSHRemote
 from hpcci.config.models import LoginConfig
 from hpcci.errors import RemoteAuthError
 from hpcci.process import run
+from hpcci.wiring import ssh_target
 from stack_env import require_services
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
@@ -49,7 +50,7 @@ def login(**changes: Any) -> LoginConfig:
 
 
 def robot() -> SSHRemote:
-    return SSHRemote("local", login())
+    return SSHRemote(ssh_target("local", login()))
 
 
 def cert_login(expired: bool = False, **changes: Any) -> LoginConfig:
@@ -242,7 +243,7 @@ def test_automation_mode_refuses_paths_with_variables(fib_tar: Path, tmp_path: P
 
 
 def test_a_valid_certificate_logs_in() -> None:
-    remote = SSHRemote("local", cert_login())
+    remote = SSHRemote(ssh_target("local", cert_login()))
     try:
         done = remote.run(["id", "-un"])
     finally:
@@ -251,7 +252,7 @@ def test_a_valid_certificate_logs_in() -> None:
 
 
 def test_an_expired_certificate_fails_before_connecting_naming_its_expiry() -> None:
-    remote = SSHRemote("local", cert_login(expired=True))
+    remote = SSHRemote(ssh_target("local", cert_login(expired=True)))
     with pytest.raises(RemoteAuthError) as e:
         remote.connect(attempts=1)
     text = str(e.value)
@@ -260,7 +261,7 @@ def test_an_expired_certificate_fails_before_connecting_naming_its_expiry() -> N
 
 def test_a_certificate_the_server_refuses_says_so() -> None:
     # a valid certificate for user hpcci, offered as the robot account: not one of its principals
-    remote = SSHRemote("local", cert_login(user=os.environ["HPCCI_AUTO_SSH_USER"]))
+    remote = SSHRemote(ssh_target("local", cert_login(user=os.environ["HPCCI_AUTO_SSH_USER"])))
     with pytest.raises(RemoteAuthError) as e:
         remote.connect(attempts=1)
     text = str(e.value)

@@ -19,6 +19,7 @@ from deploy_support import unique
 from hpcci.backends.ssh.remote import SSHRemote
 from hpcci.config.models import LoginConfig
 from hpcci.process import Completed
+from hpcci.wiring import ssh_target
 from stack_env import skip_or_fail
 
 TCL_INIT = ". /usr/share/modules/init/bash"
@@ -48,7 +49,7 @@ def connect(user_var: str, key_var: str) -> SSHRemote:
             "connect_timeout": 10,
         }
     )
-    return SSHRemote("local", login)
+    return SSHRemote(ssh_target("local", login))
 
 
 @pytest.fixture(params=sorted(USERS))

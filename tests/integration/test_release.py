@@ -33,6 +33,7 @@ from hpcci.config.models import LoginConfig
 from hpcci.config.types import FromFile
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
+from hpcci.wiring import ssh_target
 from stack_env import skip_or_fail
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
@@ -88,8 +89,10 @@ def second_user() -> SSHRemote:
         c = first.login
     finally:
         first.close()
-    return SSHRemote("local", LoginConfig(host=c.host, port=c.port, user=user, key=FromFile(file=key),
-                                          known_hosts=c.known_hosts))  # fmt: skip
+    config = LoginConfig(
+        host=c.host, port=c.port, user=user, key=FromFile(file=key), known_hosts=c.known_hosts
+    )
+    return SSHRemote(ssh_target("local", config))
 
 
 def require_module_system(remote: SSHRemote, system: str) -> None:

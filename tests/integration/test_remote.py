@@ -22,6 +22,7 @@ from hpcci.config.models import Cluster
 from hpcci.errors import HostKeyError, RemoteAuthError, RemoteError
 from hpcci.process import run
 from hpcci.shell import login_argv
+from hpcci.wiring import ssh_target
 
 NASTY = [
     "it's",
@@ -53,7 +54,7 @@ def cluster(**changes: Any) -> Cluster:
 def remote(require: Callable[..., None]) -> Iterator[SSHRemote]:
     require("cluster")
     c = cluster()
-    r = SSHRemote(c.name, c.login)
+    r = SSHRemote(ssh_target(c.name, c.login))
     yield r
     r.close()
 
@@ -147,7 +148,7 @@ def test_key_from_an_environment_variable(
     require("cluster")
     monkeypatch.setenv("H4_TEST_KEY", Path(os.environ["HPCCI_LOCAL_SSH_KEY_FILE"]).read_text())
     c = cluster(**{"login.key": {"env": "H4_TEST_KEY"}})
-    r = SSHRemote(c.name, c.login)
+    r = SSHRemote(ssh_target(c.name, c.login))
     try:
         assert r.run(["whoami"], check=True).stdout.strip() == "hpcci"
     finally:
@@ -164,10 +165,10 @@ def test_passphrase_protected_key(
     run(["ssh-keygen", "-q", "-p", "-N", "s3cret-pass", "-f", str(key)], timeout=30)
     without = cluster(**{"login.key": {"file": str(key)}})
     with pytest.raises(RemoteAuthError, match=r"encrypted; set login\.key_passphrase"):
-        SSHRemote(without.name, without.login).connect(attempts=1)
+        SSHRemote(ssh_target(without.name, without.login)).connect(attempts=1)
     monkeypatch.setenv("H4_TEST_PASS", "s3cret-pass")
     c = cluster(**{"login.key": {"file": str(key)}, "login.key_passphrase": {"env": "H4_TEST_PASS"}})
-    r = SSHRemote(c.name, c.login)
+    r = SSHRemote(ssh_target(c.name, c.login))
     try:
         assert r.run(["whoami"], check=True).stdout.strip() == "hpcci"
     finally:
@@ -179,14 +180,14 @@ def test_a_key_the_server_does_not_know_is_refused(require: Callable[..., None],
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], timeout=30)
     c = cluster(**{"login.key": {"file": str(tmp_path / "stranger")}})
     with pytest.raises(RemoteAuthError, match="refused the SSH key"):
-        SSHRemote(c.name, c.login).connect(attempts=1)
+        SSHRemote(ssh_target(c.name, c.login)).connect(attempts=1)
 
 
 def test_through_a_jump_host(require: Callable[..., None]) -> None:
     # the login node doubles as its own jump host: the second hop is a direct-tcpip channel through the first
     require("cluster")
     c = cluster(**{"login.jump": {"host": "10.77.0.2", "port": 2222, "user": "hpcci"}})
-    r = SSHRemote(c.name, c.login)
+    r = SSHRemote(ssh_target(c.name, c.login))
     try:
         assert r.run(["whoami"], check=True).stdout.strip() == "hpcci"
         assert r._jump is not None
@@ -198,7 +199,7 @@ def test_an_unreachable_login_node_is_a_transient_error_naming_the_host(require:
     require("cluster")
     c = cluster(**{"login.port": 2299, "login.connect_timeout": 3})
     echoed: list[str] = []
-    r = SSHRemote(c.name, c.login, echo=echoed.append, config_file="cluster-configs/local.yaml")
+    r = SSHRemote(ssh_target(c.name, c.login, "cluster-configs/local.yaml"), echo=echoed.append)
     with pytest.raises(RemoteError) as e:
         r.connect(attempts=2)
     assert str(e.value) == (
@@ -228,7 +229,7 @@ def test_a_hashed_known_hosts_entry_is_accepted_and_a_revoked_key_refused(
     run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], timeout=30)  # HashKnownHosts form: |1|salt|hash
     assert hashed.read_text().startswith("|1|")
     c = cluster(**{"login.known_hosts": {"file": str(hashed)}})
-    r = SSHRemote(c.name, c.login)
+    r = SSHRemote(ssh_target(c.name, c.login))
     try:
         assert r.run(["whoami"], check=True).stdout.strip() == "hpcci"
     finally:
@@ -238,7 +239,7 @@ def test_a_hashed_known_hosts_entry_is_accepted_and_a_revoked_key_refused(
     revoked.write_text(f"{line}\n@revoked * {kind} {blob}\n")
     c = cluster(**{"login.known_hosts": {"file": str(revoked)}})
     with pytest.raises(HostKeyError, match="marked @revoked"):
-        SSHRemote(c.name, c.login).connect(attempts=1)
+        SSHRemote(ssh_target(c.name, c.login)).connect(attempts=1)
 
 
 def test_a_private_file_is_created_with_its_mode_not_chmodded_after(

@@ -16,7 +16,8 @@ from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 from hpcci.backends.schedulers import slurm
 from hpcci.config.models import Pipeline
 from hpcci.errors import UsageError
-from hpcci.stages.deploy.image_plan import ImagePlan, layout_convert, runtime
+from hpcci.stages.cluster import runtime
+from hpcci.stages.deploy.image_plan import ImagePlan, layout_convert
 from hpcci.stages.deploy.plan import plan_cluster
 from hpcci.stages.layers import store as bs
 from hpcci.stages.layers.index import (

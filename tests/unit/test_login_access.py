@@ -23,8 +23,8 @@ from hpcci.backends.ssh import errors as ssh_errors
 from hpcci.backends.ssh.certs import FOREVER, Certificate, parse_certificate, when
 from hpcci.errors import ConfigError
 from hpcci.records import S3Object
+from hpcci.stages.cluster import shell_modules
 from hpcci.stages.deploy.execute import Deployer
-from hpcci.stages.deploy.image_plan import shell_modules
 from hpcci.stages.sources import ImageSource
 from hpcci.stages.steps import Submit, WriteFile
 

@@ -18,6 +18,7 @@ from hpcci.errors import RemoteError
 from hpcci.process import Completed
 from hpcci.records import ClusterDeploy, ClusterResult
 from hpcci.stages.deploy.outcome import Outcome
+from hpcci.stages.deploy.run import promote
 from hpcci.stages.release.manifest import Entry, Manifest, render
 from hpcci.stages.release.modulefile import ModuleInfo
 from hpcci.stages.release.plan import (
@@ -33,7 +34,7 @@ from hpcci.stages.release.plan import (
     release_paths,
     unlock_step,
 )
-from hpcci.stages.release.promote import Releases, promote, where_tested
+from hpcci.stages.release.promote import Releases, where_tested
 from hpcci.stages.steps import Command
 
 ROOT = Path(__file__).resolve().parents[2]

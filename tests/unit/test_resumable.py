@@ -6,8 +6,8 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from hpcci.backends.s3.multipart import Outage, Part, backoff, cause_of, is_transient, plan_parts
-from hpcci.commands.publish import outage_window
 from hpcci.errors import ConfigError
+from hpcci.wiring import outage_window
 
 
 def test_parts_cover_the_file_once_in_order() -> None:

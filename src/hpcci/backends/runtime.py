@@ -71,6 +71,9 @@ class Runtime:
 
     name = "apptainer"
     suffix = ".sif"
+    builds_from_layout = (
+        True  # converts from `oci:<layout>:<tag>` (containers/image's OCI layout): layer staging
+    )
     env_prefix = "APPTAINER"
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": ("--nv",), "amd": ("--rocm",)}
 
@@ -153,6 +156,7 @@ class Charliecloud(Runtime):
     """ch-convert makes a SquashFS image from a docker-archive tar loaded into ch-image storage; ch-run runs it."""
 
     name = "charliecloud"
+    builds_from_layout = False
     suffix = ".sqfs"
     # ch-run has no GPU option: the host's GPU libraries are injected into the image (ch-fromhost --nvidia).
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": (), "amd": ()}
@@ -203,6 +207,7 @@ class Podman(Runtime):
     """Rootless podman: the 'image file' is an image name in the user's store, loaded from the tar."""
 
     name = "podman"
+    builds_from_layout = False
     suffix = ""
     # NVIDIA through CDI (nvidia-ctk cdi generate); ROCm needs the compute device and the render nodes.
     gpu_args: Mapping[GpuKind, Sequence[str]] = {

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcci import records
+from hpcci import context, records, wiring
 from hpcci.commands import common
 from hpcci.log import Log, github_output
 
@@ -75,7 +75,7 @@ def _with_git_defaults(event: GitEvent, base: Path) -> GitEvent:
 
 
 def builder_name(args: argparse.Namespace, configured: str) -> str:
-    return getattr(args, "builder", None) or os.environ.get("HPCCI_BUILDER") or configured
+    return getattr(args, "builder", None) or context.var("HPCCI_BUILDER") or configured
 
 
 def build_registries(pipe: Pipeline, log: Log | None) -> list[RegistryAuth]:
@@ -98,13 +98,12 @@ def build_registries(pipe: Pipeline, log: Log | None) -> list[RegistryAuth]:
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci.backends.builders import pick_builder
-    from hpcci.commands.publish import registry_auths
     from hpcci.stages.build import plan_build, run_build
 
     pipe = common.pipeline(args)
     event = _with_git_defaults(common.event(args), common.base_dir(args))
     # Where bases come from first, then where the image goes (its registry may serve a base too).
-    auths = [*build_registries(pipe, log), *registry_auths(pipe, log, required=False)]
+    auths = [*build_registries(pipe, log), *wiring.registry_auths(pipe, log, required=False)]
     base = common.base_dir(args)
     meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
     spec = _overrides(args, spec)

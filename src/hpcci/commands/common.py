@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcci.context import GitEvent, from_environ
+from hpcci.errors import UsageError
 
 if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
     from hpcci.config.models import Cluster, Pipeline
@@ -109,3 +110,67 @@ def run_id(text: str) -> str:
             f"{text!r} is not a run id: use 1-100 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
         )
     return text
+
+
+def add_release_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """--cluster (one), the configs, and the module name when there is no hpcci.yaml to take it from."""
+    add_pipeline_arguments(p)
+    p.add_argument("--cluster", dest="clusters", action="append", required=True, metavar="NAME",
+                   help="cluster name from cluster-configs/ (or a path to its YAML)")  # fmt: skip
+    p.add_argument(
+        "--cluster-configs", metavar="DIR", help="folder of cluster configs when there is no hpcci.yaml"
+    )
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the module's name (default: release.name, else image.name's last part)",
+    )
+
+
+def release_target(args: argparse.Namespace) -> tuple[Cluster, str]:
+    """The one cluster (it must have a release section) and the module's name."""
+    from pathlib import Path
+
+    from hpcci.config.types import check_name
+    from hpcci.stages.release.plan import module_name
+
+    if len(args.clusters) != 1:
+        raise UsageError("name one cluster: --cluster NAME")
+    (cluster,) = named_clusters(args).values()
+    if cluster.release is None:
+        raise UsageError(
+            f"{cluster.source.file}: cluster {cluster.name} has no release section, so nothing is installed there as a "
+            "module; add one (root, modulefiles, module_system)"
+        )
+    if args.name:
+        try:
+            return cluster, check_name(args.name)
+        except ValueError as e:
+            raise UsageError(f"--name {e}") from e
+    if cluster.release.name:
+        return cluster, cluster.release.name
+    if not Path(args.config).exists():
+        raise UsageError(f"which module? pass --name NAME (no {args.config} to take image.name from)")
+    return cluster, module_name(cluster.release, pipeline(args).image.name)
+
+
+def named_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
+    """The clusters a cluster command names: from hpcci.yaml's deploy section, or cluster config files by name."""
+    from hpcci.config.load import load_cluster
+
+    if Path(args.config).exists() and not args.cluster_configs:
+        pipe = pipeline(args)
+        return clusters(args, pipe)
+    if not args.clusters:
+        raise UsageError(
+            "which cluster? pass --cluster NAME (a file in cluster-configs/) or a path to its YAML"
+        )
+    folder = Path(args.cluster_configs or "cluster-configs")
+    out: dict[str, Cluster] = {}
+    for name in args.clusters:
+        path = Path(name) if name.endswith((".yaml", ".yml")) else folder / f"{name}.yaml"
+        if not path.exists():
+            raise UsageError(f"{path}: no such cluster config; see cluster-configs/ for the known clusters")
+        cluster = load_cluster(path)
+        out[cluster.name] = cluster
+    return out

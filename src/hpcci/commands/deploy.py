@@ -15,19 +15,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from hpcci import context, wiring
 from hpcci.commands import common
 from hpcci.errors import HpcciError, Interrupted, SmokeTestFailed, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
     from hpcci.config.models import Cluster, Pipeline
-    from hpcci.records import PublishRecord, Results, S3Object
-    from hpcci.stages.deploy.journal import Journal, RunIdentity
+    from hpcci.records import PublishRecord, Results
+    from hpcci.stages.deploy.journal import Journal
     from hpcci.stages.deploy.outcome import Outcome
     from hpcci.stages.release.plan import ReleaseRequest
     from hpcci.stages.sources import ImageSource
@@ -96,18 +96,10 @@ def image_sources(
     return image, sources
 
 
-def identity(pipe: Pipeline, run_id: str | None, default_run: str = "") -> RunIdentity:
-    """The workflow run the jobs carry: --run-id, else the GitHub run; the repository, else the image's name."""
-    from hpcci.stages.deploy.journal import run_identity
-
-    repo = os.environ.get("GITHUB_REPOSITORY") or pipe.image.name
-    return run_identity(run_id, default_run, repo, os.environ)
-
-
 def run_id_default() -> str:
-    run = os.environ.get("GITHUB_RUN_ID")
+    run = context.var("GITHUB_RUN_ID")
     if run:
-        return f"gh-{run}-{os.environ.get('GITHUB_RUN_ATTEMPT', '1')}"
+        return f"gh-{run}-{context.var('GITHUB_RUN_ATTEMPT') or '1'}"
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
 
 
@@ -128,81 +120,20 @@ def deploy_cluster(
     release: ReleaseRequest | None = None,
 ) -> Outcome:
     """One cluster with the real backends: its own SSH connection, its scheduler, presigned URLs from the object store."""
-    from hpcci.backends.schedulers import SCHEDULERS
-    from hpcci.backends.ssh.remote import SSHRemote
     from hpcci.stages.deploy import run as stage
 
     def info(msg: str) -> None:
         log.info(f"[{cluster.name}] {msg}")
 
-    remote = SSHRemote(
-        cluster.name, cluster.login, echo=info, mask=log.mask, stop=stop, config_file=cluster.source.file
-    )
+    remote = wiring.make_remote(cluster, log, echo=info, stop=stop)
     try:
         return stage.deploy_cluster(
-            pipe, cluster, sources, remote, SCHEDULERS[cluster.scheduler.type], presign=presigner(pipe, log),
+            pipe, cluster, sources, remote, wiring.make_scheduler(cluster), presign=wiring.presigner(pipe, log),
             run_id=run_id, deadline=deadline,
             deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, journal=journal, release=release,
         )  # fmt: skip
     finally:
         remote.close()
-
-
-def presigner(pipe: Pipeline, log: Log) -> Callable[[S3Object, str | None], str]:
-    """Presigned GETs made for the endpoint as the cluster reaches it (the URL signs the Host header)."""
-
-    def presign(obj: S3Object, endpoint: str | None) -> str:
-        from dataclasses import replace
-
-        from hpcci.backends.s3.store import S3Settings, make_store
-        from hpcci.commands.publish import s3_settings
-
-        base = s3_settings(pipe, log) if pipe.publish.s3 else S3Settings(bucket=obj.bucket, path_style=True)
-        settings = replace(base, bucket=obj.bucket, endpoint_url=endpoint, region=obj.region or base.region)
-        url = make_store(settings).presign_get(obj.key)
-        log.mask(url.split("?", 1)[-1])  # the signature is a credential for an hour
-        return url
-
-    return presign
-
-
-def cancel_run(
-    pipe: Pipeline, clusters: dict[str, Cluster], journal: Journal, log: Log
-) -> dict[str, list[str]]:
-    """Cancel the run's jobs still queued or running on each cluster; a cluster that cannot be reached is said."""
-    from hpcci.backends.schedulers import SCHEDULERS
-    from hpcci.backends.schedulers.jobs import RemoteJobs
-    from hpcci.backends.ssh.remote import SSHRemote
-    from hpcci.config.models import resolve_value
-    from hpcci.stages.deploy.image_plan import shell_modules
-    from hpcci.stages.deploy.journal import cancel_live
-    from hpcci.stages.deploy.plan import tests_for
-
-    cancelled: dict[str, list[str]] = {}
-    for name, cluster in clusters.items():
-        tests = [t.name for _, t in tests_for(pipe, name)]
-        try:
-            remote = SSHRemote(
-                name, cluster.login, echo=log.info, mask=log.mask, config_file=cluster.source.file
-            )
-            try:
-                jobs = RemoteJobs(
-                    remote, SCHEDULERS[cluster.scheduler.type], shell_modules(cluster), log.info
-                )
-                user = resolve_value(cluster.login.user, f"cluster {name}: login.user")
-                ids, where = cancel_live(jobs, journal, name, tests, user)
-            finally:
-                remote.close()
-        except HpcciError as e:
-            log.warning(f"cluster {name}: the run's jobs could not be cancelled: {e}")
-            continue
-        cancelled[name] = ids
-        log.info(
-            f"cluster {name}: cancelled {', '.join(ids)} (run {journal.identity.run}, found in {where})"
-            if ids
-            else f"cluster {name}: no job of run {journal.identity.run} is queued or running (according to {where})"
-        )
-    return cancelled
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
@@ -212,6 +143,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.backends.schedulers.slurm import slurm_time_seconds
     from hpcci.stages.deploy import run as stage
+    from hpcci.stages.deploy.cancel import cancel_run
     from hpcci.stages.deploy.journal import Journal
     from hpcci.stages.release.plan import release_request
 
@@ -221,9 +153,9 @@ def main(args: argparse.Namespace, log: Log) -> int:
         raise UsageError("no cluster to deploy to: pass --cluster NAME or list deploy.clusters in hpcci.yaml")
     records = common.records_dir(args)
     run_id = args.run_id or run_id_default()
-    journal = Journal(records, identity(pipe, args.run_id, run_id))
+    journal = Journal(records, wiring.run_identity(pipe, args.run_id, run_id))
     if args.cancel:
-        cancel_run(pipe, clusters, journal, log)
+        cancel_run(pipe, clusters, journal, log, lambda c: wiring.cluster_jobs(c, log))
         return 0
     image, sources = image_sources(args, records, log, pipe.image.name)
     deadline_text = args.deadline or pipe.deploy.deadline
@@ -231,7 +163,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     if seconds is None:
         raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00")
     deadline = time.monotonic() + seconds
-    replace = args.replace_release or os.environ.get("HPCCI_REPLACE_RELEASE", "") in ("1", "true", "yes")
+    replace = args.replace_release or context.var("HPCCI_REPLACE_RELEASE") in ("1", "true", "yes")
     release = release_request(common.event(args), image, run_id, replace=replace)
     _mask_secrets(pipe, log)
     stop = threading.Event()
@@ -278,8 +210,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
     results = rec.Results(
         image=image,
         clusters=[o.result for o in ordered],
-        ref=os.environ.get("GITHUB_REF", ""),
-        sha=os.environ.get("GITHUB_SHA", ""),
+        ref=context.var("GITHUB_REF"),
+        sha=context.var("GITHUB_SHA"),
     )
     rec.write(results, records / "results.json")
     _report(ordered, results, log)
@@ -357,7 +289,6 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages.deploy.journal import Labelled
     from hpcci.stages.deploy.paths import unresolved_paths
     from hpcci.stages.deploy.plan import plan_cluster, plan_lines, platforms_needed
@@ -378,7 +309,7 @@ def plan_section(ctx: common.PlanContext) -> str:
         for platform in platforms_needed(pipe, cluster):
             sources.setdefault(platform, ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar"))
         # the job names and comments a deploy gives the jobs: the run's label (RUN_ID outside a workflow run)
-        scheduler = Labelled(SCHEDULERS[cluster.scheduler.type], identity(pipe, None, "RUN_ID"), name)
+        scheduler = Labelled(wiring.make_scheduler(cluster), wiring.run_identity(pipe, None, "RUN_ID"), name)
         try:
             plan = plan_cluster(
                 pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler

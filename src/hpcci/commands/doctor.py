@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcci import wiring
 from hpcci.commands import common
-from hpcci.errors import HpcciError, RemoteError, UsageError
+from hpcci.errors import HpcciError, RemoteError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
@@ -51,31 +51,10 @@ def exit_code(checks: list[Check]) -> int:
     return next((c.exit_code for c in checks if c.status == "FAIL"), 0)
 
 
-def load_clusters(args: argparse.Namespace) -> dict[str, Cluster]:
-    from hpcci.config.load import load_cluster
-
-    if Path(args.config).exists() and not args.cluster_configs:
-        pipe = common.pipeline(args)
-        return common.clusters(args, pipe)
-    if not args.clusters:
-        raise UsageError(
-            "which cluster? pass --cluster NAME (a file in cluster-configs/) or a path to its YAML"
-        )
-    folder = Path(args.cluster_configs or "cluster-configs")
-    out: dict[str, Cluster] = {}
-    for name in args.clusters:
-        path = Path(name) if name.endswith((".yaml", ".yml")) else folder / f"{name}.yaml"
-        if not path.exists():
-            raise UsageError(f"{path}: no such cluster config; see cluster-configs/ for the known clusters")
-        cluster = load_cluster(path)
-        out[cluster.name] = cluster
-    return out
-
-
 def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """Every check for one cluster; stops early only when SSH itself fails."""
     from hpcci.backends.ssh.known_hosts import fingerprint, known_hosts_name
-    from hpcci.stages.deploy.image_plan import automation
+    from hpcci.stages.cluster import automation
 
     login = cluster.login
     where = f"{remote.user}@{known_hosts_name(login.host, login.port)}"
@@ -101,10 +80,9 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
 def _automation_node(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     """An automation node runs only its allowed commands, never a login shell: check the paths and the scheduler;
     the runtime, MPI and downloads are used inside jobs there, where a deploy's conversion job proves them."""
-    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages.deploy.paths import resolve_paths
 
-    scheduler = SCHEDULERS[cluster.scheduler.type]
+    scheduler = wiring.make_scheduler(cluster)
     checks: list[Check] = []
     try:
         paths = resolve_paths(cluster, {}, "doctor")
@@ -154,12 +132,11 @@ def _last_line(text: str) -> str:
 def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     from hpcci.backends.launchers import probe_argv
     from hpcci.backends.runtime import runtime_for
-    from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.shell import parse_env0
     from hpcci.stages.deploy.paths import needed_variables, resolve_paths
 
     checks: list[Check] = []
-    scheduler = SCHEDULERS[cluster.scheduler.type]
+    scheduler = wiring.make_scheduler(cluster)
     base = list(cluster.modules)
     ok, out = _run(remote, [["env", "-0"]], base)
     paths = None
@@ -325,13 +302,11 @@ def _space(remote: SSHRemote, path: str, modules: list[str]) -> Check:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci.backends.ssh.remote import SSHRemote
-
-    clusters = load_clusters(args)
+    clusters = common.named_clusters(args)
     every: list[Check] = []
     for name, cluster in clusters.items():
         try:
-            remote = SSHRemote(name, cluster.login, mask=log.mask, config_file=cluster.source.file)
+            remote = wiring.make_remote(cluster, log)
         except HpcciError as e:  # e.g. login.user is {env: X} and X is not set: this cluster's failure only
             checks = [failed("ssh", e, "set the secret the cluster config names, then re-run")]
         else:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hpcci import records
+from hpcci import context, records, wiring
 from hpcci.commands import common
-from hpcci.errors import ConfigError, UsageError
+from hpcci.errors import UsageError
 from hpcci.log import Log, github_output
 
 if TYPE_CHECKING:  # config imports pydantic: only when a command runs, so `hpcci --help` stays fast
-    from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.backends.s3.store import S3Settings
     from hpcci.config.models import Pipeline
 
 TARGETS = ("registry", "s3")
@@ -40,33 +36,6 @@ def targets(args: argparse.Namespace, pipe: Pipeline) -> list[str]:
     if not wanted:
         raise UsageError("nothing to publish: hpcci.yaml has neither publish.registry nor publish.s3")
     return wanted
-
-
-def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[RegistryAuth]:
-    """Credentials for publish.registry: from hpcci.yaml (env/file refs), else HPCCI_REGISTRY_USERNAME/PASSWORD."""
-    from hpcci.backends.builders.spec import RegistryAuth
-    from hpcci.config.models import resolve_value
-    from hpcci.references import destination
-
-    reg = pipe.publish.registry
-    if reg is None:
-        return []
-    try:
-        user = resolve_value(reg.username, "publish.registry.username") if reg.username else None
-        password = reg.password.resolve("publish.registry.password").strip() if reg.password else None
-    except ConfigError:
-        if required:
-            raise
-        return []
-    user = user or os.environ.get("HPCCI_REGISTRY_USERNAME")
-    password = password or os.environ.get("HPCCI_REGISTRY_PASSWORD")
-    log.mask(password)
-    if not (user and password):
-        if required and (reg.username or reg.password):
-            raise ConfigError("publish.registry: username and password must both be set")
-        return []
-    host = destination(reg.url, reg.repository, pipe.image.name, insecure=reg.insecure).host
-    return [RegistryAuth(host=host, username=user, password=password, insecure=reg.insecure)]
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
@@ -102,51 +71,11 @@ def _registry(
     reg = pipe.publish.registry
     assert reg is not None
     dest = destination(reg.url, reg.repository, build.image, insecure=reg.insecure)
-    auths = registry_auths(pipe, log, required=True)
+    auths = wiring.registry_auths(pipe, log, required=True)
     pub, _ = publish_registry(
         build, dest, auths[0] if auths else None, pusher_for(build.builder, insecure=reg.insecure), log
     )
     return dataclasses.replace(record, registry=pub)
-
-
-def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:
-    """publish.s3 as store settings; keys from hpcci.yaml (env/file refs), else boto3's usual chain (AWS_*)."""
-    from hpcci.backends.s3.store import S3Settings
-    from hpcci.config.models import resolve_value
-
-    s3 = pipe.publish.s3
-    assert s3 is not None
-    key_id = resolve_value(s3.access_key, "publish.s3.access_key").strip() if s3.access_key else None
-    secret = s3.secret_key.resolve("publish.s3.secret_key").strip() if s3.secret_key else None
-    if bool(key_id) != bool(secret):
-        raise ConfigError(
-            "publish.s3: access_key and secret_key must be set together (or neither: AWS_* env)"
-        )
-    log.mask(secret)
-    log.mask(os.environ.get("AWS_SECRET_ACCESS_KEY"))
-    return S3Settings(
-        bucket=s3.bucket,
-        endpoint_url=s3.endpoint_url,
-        region=s3.region,
-        path_style=s3.path_style,
-        access_key=key_id,
-        secret_key=secret,
-        outage_window=outage_window(s3.outage_window, os.environ),
-    )
-
-
-def outage_window(configured: float, env: Mapping[str, str]) -> float:
-    """publish.s3.outage_window, unless $HPCCI_S3_OUTAGE_WINDOW (seconds) overrides it."""
-    raw = env.get("HPCCI_S3_OUTAGE_WINDOW", "").strip()
-    if not raw:
-        return configured
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"HPCCI_S3_OUTAGE_WINDOW={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise ConfigError(f"HPCCI_S3_OUTAGE_WINDOW={raw!r} is negative")
-    return value
 
 
 def _s3(
@@ -157,14 +86,13 @@ def _s3(
     from pathlib import Path
 
     from hpcci.backends.builders import get_builder
-    from hpcci.backends.s3.store import make_store
     from hpcci.stages.publish import publish_s3
 
     s3 = pipe.publish.s3
     assert s3 is not None
-    settings = s3_settings(pipe, log)
-    store = make_store(settings)
-    with tempfile.TemporaryDirectory(prefix="hpcci-tar-", dir=os.environ.get("HPCCI_TMPDIR")) as tmp:
+    settings = wiring.s3_settings(pipe, log)
+    store = wiring.make_store(settings)
+    with tempfile.TemporaryDirectory(prefix="hpcci-tar-", dir=context.var("HPCCI_TMPDIR") or None) as tmp:
         result = publish_s3(
             build,
             store,

@@ -1,7 +1,7 @@
 """`hpcci releases --cluster NAME`: the versions installed as modules there; also `hpcci plan`'s release section.
 
 Reads the manifest hpcci keeps next to the releases (<root>/<name>/releases.json) over SSH: plain `cat`, so it
-works through an automation node's allowed commands. `hpcci rollback` (commands/rollback.py) shares the loading.
+works through an automation node's allowed commands. `hpcci rollback` shares the loading (commands/common.py, wiring.py).
 """
 
 from __future__ import annotations
@@ -11,77 +11,18 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from hpcci import wiring
 from hpcci.commands import common
-from hpcci.errors import UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.ssh.remote import SSHRemote
     from hpcci.config.models import Cluster
     from hpcci.stages.release.manifest import Manifest
-    from hpcci.stages.release.promote import Releases
-
-
-def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    """--cluster (one), the configs, and the module name when there is no hpcci.yaml to take it from."""
-    common.add_pipeline_arguments(p)
-    p.add_argument("--cluster", dest="clusters", action="append", required=True, metavar="NAME",
-                   help="cluster name from cluster-configs/ (or a path to its YAML)")  # fmt: skip
-    p.add_argument(
-        "--cluster-configs", metavar="DIR", help="folder of cluster configs when there is no hpcci.yaml"
-    )
-    p.add_argument(
-        "--name",
-        metavar="NAME",
-        help="the module's name (default: release.name, else image.name's last part)",
-    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_cluster_arguments(p)
+    common.add_release_cluster_arguments(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-
-
-def target(args: argparse.Namespace) -> tuple[Cluster, str]:
-    """The one cluster (it must have a release section) and the module's name."""
-    from pathlib import Path
-
-    from hpcci.commands.doctor import load_clusters
-    from hpcci.config.types import check_name
-    from hpcci.stages.release.plan import module_name
-
-    if len(args.clusters) != 1:
-        raise UsageError("name one cluster: --cluster NAME")
-    (cluster,) = load_clusters(args).values()
-    if cluster.release is None:
-        raise UsageError(
-            f"{cluster.source.file}: cluster {cluster.name} has no release section, so nothing is installed there as a "
-            "module; add one (root, modulefiles, module_system)"
-        )
-    if args.name:
-        try:
-            return cluster, check_name(args.name)
-        except ValueError as e:
-            raise UsageError(f"--name {e}") from e
-    if cluster.release.name:
-        return cluster, cluster.release.name
-    if not Path(args.config).exists():
-        raise UsageError(f"which module? pass --name NAME (no {args.config} to take image.name from)")
-    return cluster, module_name(cluster.release, common.pipeline(args).image.name)
-
-
-def connect(cluster: Cluster, name: str, log: Log) -> tuple[SSHRemote, Releases]:
-    from hpcci.backends.ssh.remote import SSHRemote
-    from hpcci.stages.release.promote import Releases
-
-    remote = SSHRemote(
-        cluster.name, cluster.login, echo=log.info, mask=log.mask, config_file=cluster.source.file
-    )
-    try:
-        return remote, Releases(cluster, remote, name, log.info)
-    except BaseException:
-        remote.close()
-        raise
 
 
 def table(manifest: Manifest) -> list[str]:
@@ -97,8 +38,8 @@ def table(manifest: Manifest) -> list[str]:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    cluster, name = target(args)
-    remote, releases = connect(cluster, name, log)
+    cluster, name = common.release_target(args)
+    remote, releases = wiring.connect_releases(cluster, name, log)
     try:
         manifest = releases.manifest()
     finally:
@@ -141,7 +82,7 @@ def plan_section(ctx: common.PlanContext) -> str:
 def _cluster_lines(ctx: common.PlanContext, cluster: Cluster, request: object) -> list[str]:
     from dataclasses import replace
 
-    from hpcci.stages.deploy.image_plan import runtime
+    from hpcci.stages.cluster import runtime
     from hpcci.stages.deploy.paths import unresolved_paths
     from hpcci.stages.release import plan as R
     from hpcci.stages.release.manifest import Entry, Manifest

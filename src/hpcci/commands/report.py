@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcci import context, wiring
 from hpcci.commands import common
 from hpcci.errors import UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
-    from hpcci.backends.github.client import RestGitHub
     from hpcci.config.models import Pipeline
     from hpcci.context import GitEvent
     from hpcci.records import Results
@@ -133,47 +132,16 @@ def locate_tests(results: Results, pipe: Pipeline, config_file: str, workspace: 
     return dataclasses.replace(results, clusters=clusters)
 
 
-def client(args: argparse.Namespace, log: Log, repository: str) -> RestGitHub | None:
-    """The GitHub client from $GITHUB_TOKEN or a GitHub App; None when there are no credentials."""
-    from hpcci.backends.github.client import AppAuth, RestGitHub, TokenAuth
-
-    api_url = args.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
-    app_id = args.app_id or os.environ.get("HPCCI_GITHUB_APP_ID")
-    key = os.environ.get("HPCCI_GITHUB_APP_PRIVATE_KEY", "")
-    if args.app_private_key_file:
-        try:
-            key = Path(args.app_private_key_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(
-                f"--app-private-key-file {args.app_private_key_file}: {e.strerror}; fix the path"
-            ) from e
-    auth: AppAuth | TokenAuth
-    if app_id and key:
-        log.mask(key)
-        auth = AppAuth(str(app_id), key)
-    elif app_id or args.app_private_key_file:
-        raise UsageError(
-            "a GitHub App needs both its id (--app-id) and its private key (--app-private-key-file)"
-        )
-    else:
-        token = os.environ.get("GITHUB_TOKEN", "")
-        if not token:
-            return None
-        log.mask(token)
-        auth = TokenAuth(token)
-    return RestGitHub(api_url=api_url, repository=repository, auth=auth, log=log.info, on_secret=log.mask)
-
-
 def cancel_jobs(args: argparse.Namespace, pipe: Pipeline, log: Log) -> None:
     """The crash phase's first duty: no job of a crashed run keeps running (or waits to run) unseen."""
-    from hpcci.commands.deploy import cancel_run, identity
     from hpcci.errors import ConfigError
+    from hpcci.stages.deploy.cancel import cancel_run
     from hpcci.stages.deploy.journal import Journal
 
     if args.leave_jobs:
         log.info("report: --leave-jobs: the run's queued and running jobs are left alone")
         return
-    if not (args.run_id or os.environ.get("GITHUB_RUN_ID")):
+    if not (args.run_id or context.var("GITHUB_RUN_ID")):
         log.info("report: no run to cancel jobs of (pass the deploy's --run-id)")
         return
     try:
@@ -181,7 +149,8 @@ def cancel_jobs(args: argparse.Namespace, pipe: Pipeline, log: Log) -> None:
     except ConfigError as e:
         log.warning(f"report: the run's jobs could not be cancelled: {e}")
         return
-    cancel_run(pipe, clusters, Journal(common.records_dir(args), identity(pipe, args.run_id)), log)
+    journal = Journal(common.records_dir(args), wiring.run_identity(pipe, args.run_id))
+    cancel_run(pipe, clusters, journal, log, lambda c: wiring.cluster_jobs(c, log))
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
@@ -204,15 +173,15 @@ def main(args: argparse.Namespace, log: Log) -> int:
         return 0
     if results is not None and args.clusters:  # a matrix job reports its own cluster only
         results = dataclasses.replace(results, clusters=[c for c in results.clusters if c.cluster in planned])
-    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    workspace = Path(context.var("GITHUB_WORKSPACE") or Path.cwd())
     default_file = workspace_path(args.config, workspace)
     if results is not None:
         results = locate_tests(results, pipe, args.config, workspace)
     sha = event.head_sha or (results.sha if results else "")
-    repository = event.repository or os.environ.get("GITHUB_REPOSITORY", "")
-    api = client(args, log, repository) if not event.pr_from_fork else None
+    repository = event.repository or context.var("GITHUB_REPOSITORY")
+    api = wiring.github_client(args, log, repository) if not event.pr_from_fork else None
     if api is None and not event.pr_from_fork:
-        if os.environ.get("GITHUB_ACTIONS") == "true":
+        if context.var("GITHUB_ACTIONS") == "true":
             raise UsageError(
                 "report: no GITHUB_TOKEN; pass it to the step (env: GITHUB_TOKEN: ${{ github.token }}) with "
                 "`permissions: checks: write`, or configure a GitHub App"

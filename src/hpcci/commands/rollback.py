@@ -10,13 +10,14 @@ import argparse
 import os
 import time
 
-from hpcci.commands import releases
+from hpcci import wiring
+from hpcci.commands import common
 from hpcci.errors import UsageError
 from hpcci.log import Log
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    releases.add_cluster_arguments(p)
+    common.add_release_cluster_arguments(p)
     p.add_argument("--to", required=True, metavar="VERSION", help="the installed version to make the default")
 
 
@@ -27,8 +28,8 @@ def main(args: argparse.Namespace, log: Log) -> int:
         raise UsageError(
             f"--to {args.to!r} is not a module version (e.g. 0.1.0): letters, digits, '.', '_', '+', '-'"
         )
-    cluster, name = releases.target(args)
-    remote, installed = releases.connect(cluster, name, log)
+    cluster, name = common.release_target(args)
+    remote, installed = wiring.connect_releases(cluster, name, log)
     try:
         before = installed.manifest().default
         if before == args.to:

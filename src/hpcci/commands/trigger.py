@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcci import wiring
 from hpcci.commands import common
 from hpcci.errors import UsageError
 from hpcci.log import Log
@@ -239,7 +240,6 @@ def _write_outputs(values: dict[str, str]) -> None:
 
 
 def main(args: argparse.Namespace, log: Log) -> int:
-    from hpcci.commands.report import client
 
     path = os.environ.get("GITHUB_EVENT_PATH", "")
     try:
@@ -251,7 +251,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         log.info(f"trigger: {request}")
         _write_outputs({"sha": "", "pr": "", "clusters": ""})
         return 0
-    api = client(args, log, request.repository)
+    api = wiring.github_client(args, log, request.repository)
     if api is None:
         raise UsageError(
             "trigger: no GITHUB_TOKEN (or GitHub App): the commenter's permission cannot be checked"

@@ -21,14 +21,13 @@ from hpcci.backends.ssh import errors as ssh_errors
 from hpcci.backends.ssh.certs import Certificate, parse_certificate
 from hpcci.backends.ssh.known_hosts import KnownHosts, host_key_policy, known_hosts_name, parse_known_hosts
 from hpcci.backends.ssh.sftp import WINDOW, SFTPFiles
+from hpcci.backends.ssh.target import SSHTarget
 from hpcci.errors import HostKeyError, Interrupted, RemoteAuthError, RemoteError
 from hpcci.process import Completed
 from hpcci.shell import command_line
 
 if TYPE_CHECKING:
     import paramiko
-
-    from hpcci.config.models import LoginConfig
 
 # -- the seam ------------------------------------------------------------------------------------------------------
 
@@ -89,24 +88,21 @@ class SSHRemote:
 
     def __init__(
         self,
-        cluster: str,
-        login: LoginConfig,
+        target: SSHTarget,
         *,
         echo: Callable[[str], None] | None = None,
         mask: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
-        config_file: str | None = None,
     ) -> None:
-        from hpcci.config.models import resolve_value
-
+        cluster = target.cluster
         self._stop = (
             stop or threading.Event()
         )  # set on SIGTERM/SIGINT: a running command or upload stops early
         self.cluster = cluster
-        self.login = login
-        self.config_file = config_file  # named in connection errors ("check login.port in FILE")
-        self.host = login.host
-        self.user = resolve_value(login.user, f"cluster {cluster}: login.user")
+        self.login = target
+        self.config_file = target.config_file  # named in connection errors ("check login.port in FILE")
+        self.host = target.host
+        self.user = target.user
         self._echo = echo or (lambda _line: None)
         self._mask = mask or (lambda _secret: None)
         self._lock = threading.Lock()
@@ -116,26 +112,21 @@ class SSHRemote:
         self._pkey: paramiko.PKey | None = None
         self._cert: Certificate | None = None
         self._known: KnownHosts | None = None
-        self._files = SFTPFiles(cluster, self._stream_client, login.connect_timeout, self._stop, self._echo)
+        self._files = SFTPFiles(cluster, self._stream_client, target.connect_timeout, self._stop, self._echo)
 
     # -- connection --------------------------------------------------------------------------------------------
     def _credentials(self) -> tuple[paramiko.PKey, KnownHosts]:
         if self._pkey is None or self._known is None:
             what = f"cluster {self.cluster}: login.key"
-            key_text = self.login.key.resolve(what)
-            passphrase = (
-                self.login.key_passphrase.resolve(f"cluster {self.cluster}: login.key_passphrase").strip("\n")
-                if self.login.key_passphrase
-                else None
-            )
+            key_text = self.login.key()
+            passphrase = self.login.key_passphrase().strip("\n") if self.login.key_passphrase else None
             if passphrase:
                 self._mask(passphrase)
             self._pkey = _load_key(key_text, passphrase, what)
             if self.login.certificate is not None:
                 self._cert = self._load_certificate(self._pkey)
             self._known = parse_known_hosts(
-                self.login.known_hosts.resolve(f"cluster {self.cluster}: login.known_hosts"),
-                f"cluster {self.cluster}: login.known_hosts",
+                self.login.known_hosts(), f"cluster {self.cluster}: login.known_hosts"
             )
         return self._pkey, self._known
 
@@ -143,7 +134,7 @@ class SSHRemote:
         """login.certificate attached to the key; an expired (or not yet valid) one fails here, before connecting."""
         assert self.login.certificate is not None
         what = f"cluster {self.cluster}: login.certificate"
-        text = self.login.certificate.resolve(what).strip()
+        text = self.login.certificate().strip()
         try:
             cert = parse_certificate(text)
             pkey.load_certificate(text)
@@ -216,10 +207,8 @@ class SSHRemote:
         sock = None
         jump = self.login.jump
         if jump is not None:
-            from hpcci.config.models import resolve_value
-
             if self._jump is None or not _active(self._jump):
-                juser = resolve_value(jump.user, f"cluster {self.cluster}: login.jump.user")
+                juser = jump.user()
                 self._jump = self._new_client(
                     jump.host, jump.port, juser, settings="login.jump.host and login.jump.port"
                 )

@@ -31,18 +31,11 @@ from hpcci.errors import (
 from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0
-from hpcci.stages.deploy.image_plan import (
-    ImagePlan,
-    automation,
-    curl_config,
-    remove_argv,
-    runtime,
-    s3_curl_argv,
-)
-from hpcci.stages.deploy.journal import Entry, Journal, Labelled, RunIdentity
+from hpcci.stages.cluster import automation, remove_argv, runtime
+from hpcci.stages.deploy.image_plan import ImagePlan, curl_config, s3_curl_argv
+from hpcci.stages.deploy.journal import Entry, Journal, Labelled, Reattached, RunIdentity
 from hpcci.stages.deploy.paths import needed_variables, require_absolute_paths, resolve_paths
 from hpcci.stages.deploy.plan import ClusterPlan, plan_cluster
-from hpcci.stages.deploy.reattach import Reattached
 from hpcci.stages.layers.index import index_archive
 from hpcci.stages.layers.stage import (
     LayerResult,

@@ -8,14 +8,14 @@ re-deploy of an unchanged image transfers and converts nothing. Imports no trans
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from hpcci.backends.runtime import Runtime, runtime_for
+from hpcci.backends.runtime import Runtime
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import ConfigError, UsageError
 from hpcci.shell import Pipe, command_line, login_argv, with_env
+from hpcci.stages.cluster import automation, remove_argv, runtime, shell_modules, template
 from hpcci.stages.deploy.paths import Paths
 from hpcci.stages.layers.index import LAYOUT_TAG
 from hpcci.stages.layers.store import GiB, LayerPlan, store_for
@@ -51,36 +51,6 @@ class ImagePlan:
         )
         order = [self.cached, *staging, self.convert, self.convert_job]
         return [s for s in order if s is not None]
-
-
-def remove_argv(path: str) -> list[str]:
-    return ["rm", "-f", "--", path]
-
-
-def runtime(cluster: Cluster) -> Runtime:
-    return runtime_for(cluster.runtime.type, cluster.runtime.executable, cluster.runtime.squashfs)
-
-
-def template(cluster: Cluster) -> str | None:
-    """The cluster's own batch script template, if it names one (relative to its config file)."""
-    if not cluster.scheduler.template:
-        return None
-    path = Path(cluster.source.file).parent / cluster.scheduler.template
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as e:
-        where = cluster.source.where(("scheduler", "template"))
-        raise ConfigError(f"{where}: scheduler.template: cannot read {path}: {e.strerror}") from e
-
-
-def automation(cluster: Cluster) -> bool:
-    """login.mode automation: nothing but plain file and scheduler commands on the login node (no login shell)."""
-    return cluster.login.mode == "automation"
-
-
-def shell_modules(cluster: Cluster) -> list[str] | None:
-    """The modules a login-node command loads in a login shell; None: no login shell (login.mode automation)."""
-    return None if automation(cluster) else list(cluster.modules)
 
 
 def setup_steps(paths: Paths) -> list[Command]:
@@ -216,18 +186,12 @@ def plan_image(
                      convert, convert_job, creds_file, checksum, url_file, layers)  # fmt: skip
 
 
-LAYOUT_RUNTIMES = (
-    "apptainer",
-    "singularity",
-)  # build from `oci:<layout>:<tag>` (containers/image's OCI layout)
-
-
 def _layer_plan(
     cluster: Cluster, source: ImageSource, staging: str, paths: Paths, run_id: str
 ) -> LayerPlan | None:
     """staging.layers where it applies: a runtime that builds from an OCI layout, a login shell to run the store's
     commands in (not login.mode automation); elsewhere the whole tar or the runtime's own pull, as before."""
-    on = cluster.staging.layers and cluster.runtime.type in LAYOUT_RUNTIMES
+    on = cluster.staging.layers and runtime(cluster).builds_from_layout
     if not on or automation(cluster):
         return None
     max_time = max(600, (source.s3.size if source.s3 else source.size) // (5 << 20))  # at least 5 MiB/s

@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -290,3 +290,12 @@ class Labelled:
 
     def parse_accounts(self, text: str) -> set[str]:
         return self.inner.parse_accounts(text)
+
+
+@dataclass(frozen=True)
+class Reattached:
+    """Jobs of this run found still alive (or completed): followed instead of submitted again."""
+
+    tests: dict[int, Found] = field(default_factory=dict)  # test index -> job
+    converts: dict[str, Found] = field(default_factory=dict)  # platform -> live conversion job
+    where: str = ""  # "the journal" or "the cluster"

@@ -17,14 +17,8 @@ from hpcci.config.models import Cluster, Partition, Pipeline, SmokeTest
 from hpcci.errors import ConfigError, UsageError
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
-from hpcci.stages.deploy.image_plan import (
-    ImagePlan,
-    plan_image,
-    runtime,
-    setup_steps,
-    shell_modules,
-    template,
-)
+from hpcci.stages.cluster import runtime, shell_modules, template
+from hpcci.stages.deploy.image_plan import ImagePlan, plan_image, setup_steps
 from hpcci.stages.deploy.paths import Paths
 from hpcci.stages.deploy.provenance import sif_checksums
 from hpcci.stages.sources import ImageSource

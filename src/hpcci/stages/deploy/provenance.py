@@ -17,11 +17,23 @@ from typing import TYPE_CHECKING, Protocol
 
 from hpcci.digests import parse_sha256sum
 from hpcci.errors import HpcciError
-from hpcci.stages.deploy.image_plan import runtime
+from hpcci.stages.cluster import runtime
 from hpcci.stages.steps import Command, Step, WriteFile
 
 if TYPE_CHECKING:
-    from hpcci.stages.deploy.plan import ClusterPlan
+    from collections.abc import Mapping
+
+    from hpcci.config.models import Cluster
+    from hpcci.stages.deploy.image_plan import ImagePlan
+
+
+class PlannedImages(Protocol):
+    """What the checksum steps read of a cluster's plan (a ClusterPlan is one)."""
+
+    @property
+    def cluster(self) -> Cluster: ...
+    @property
+    def images(self) -> Mapping[str, ImagePlan]: ...
 
 
 class Ran(Protocol):
@@ -69,14 +81,14 @@ def sif_checksum(image: str) -> SifChecksum:
     )
 
 
-def sif_checksums(plan: ClusterPlan) -> dict[str, SifChecksum]:
+def sif_checksums(plan: PlannedImages) -> dict[str, SifChecksum]:
     """platform -> the steps that give its converted image's sha256 (none where images are not files: podman)."""
     if not runtime(plan.cluster).is_file():
         return {}
     return {platform: sif_checksum(image.image) for platform, image in plan.images.items()}
 
 
-def read_sif_checksums(node: Node, plan: ClusterPlan, converted: Collection[str]) -> dict[str, str]:
+def read_sif_checksums(node: Node, plan: PlannedImages, converted: Collection[str]) -> dict[str, str]:
     """platform -> sha256 of its converted image; ``converted``: the platforms this deploy converted (their
     recorded sha256, if any, belongs to an earlier conversion and is replaced)."""
     out: dict[str, str] = {}

@@ -8,26 +8,17 @@ the deploying user's jobs. ``Deployer.submit_tests`` then submits only the tests
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.config.models import resolve_value
-from hpcci.stages.deploy.image_plan import shell_modules
-from hpcci.stages.deploy.journal import journaled, moved, reattach
+from hpcci.stages.cluster import shell_modules
+from hpcci.stages.deploy.journal import Reattached, journaled, moved, reattach
 from hpcci.stages.deploy.plan import ClusterPlan
 
 if TYPE_CHECKING:
     from hpcci.stages.deploy.execute import Deployer
-
-
-@dataclass(frozen=True)
-class Reattached:
-    """Jobs of this run found still alive (or completed): followed instead of submitted again."""
-
-    tests: dict[int, Found] = field(default_factory=dict)  # test index -> job
-    converts: dict[str, Found] = field(default_factory=dict)  # platform -> live conversion job
-    where: str = ""  # "the journal" or "the cluster"
 
 
 def find_reattached(d: Deployer, plan: ClusterPlan) -> Reattached:

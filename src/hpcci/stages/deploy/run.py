@@ -8,6 +8,7 @@ cluster's error: one failing cluster never hides the others'.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -19,16 +20,16 @@ from hpcci.backends.ssh.remote import Remote
 from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, SchedulerError
 from hpcci.process import tail
+from hpcci.stages.cluster import remove_argv, shell_modules
 from hpcci.stages.deploy import smoke
 from hpcci.stages.deploy.execute import Deployer, Presign, Staged
-from hpcci.stages.deploy.image_plan import remove_argv, shell_modules
-from hpcci.stages.deploy.journal import Journal, moved
+from hpcci.stages.deploy.journal import Journal, Reattached, moved
 from hpcci.stages.deploy.outcome import Outcome, Progress, outcome
 from hpcci.stages.deploy.plan import ClusterPlan, TestJob
 from hpcci.stages.deploy.provenance import read_sif_checksums
-from hpcci.stages.deploy.reattach import Reattached, find_reattached
+from hpcci.stages.deploy.reattach import find_reattached
 from hpcci.stages.release.plan import ReleaseRequest
-from hpcci.stages.release.promote import promote
+from hpcci.stages.release.promote import promote as install_release
 from hpcci.stages.sources import ImageSource
 
 
@@ -171,3 +172,18 @@ def _convert_job_error(
     return RuntimeConvertError(
         f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"
     )
+
+
+def promote(
+    outcome: Outcome,
+    cluster: Cluster,
+    remote: Remote,
+    request: ReleaseRequest | None,
+    info: Callable[[str], None],
+) -> Outcome:
+    """The deploy's outcome with its release installed (or why not) when it was a release tag and the cluster has a
+    `release` section; unchanged otherwise. Never raises: a failed install is the outcome's error."""
+    if cluster.release is None or request is None:
+        return outcome
+    result, error = install_release(outcome.result, cluster, remote, request, info)
+    return dataclasses.replace(outcome, result=result, error=outcome.error or error)

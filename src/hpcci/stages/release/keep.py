@@ -18,7 +18,7 @@ from hpcci.backends.ssh.remote import Remote
 from hpcci.config.models import Cluster
 from hpcci.errors import HpcciError
 from hpcci.records import ClusterResult
-from hpcci.stages.deploy.image_plan import LAYOUT_RUNTIMES, automation
+from hpcci.stages.cluster import automation, runtime
 from hpcci.stages.layers.store import Store, store_for
 from hpcci.stages.release.plan import ReleaseRequest
 from hpcci.stages.steps import Command, WriteFile
@@ -65,7 +65,7 @@ def keep_steps(store: Store, text: str, run_id: str) -> list[Command | WriteFile
 
 def layered(cluster: Cluster) -> bool:
     """Whether deploys to ``cluster`` stage by layers (the same rule as image_plan's layer plan)."""
-    return cluster.staging.layers and cluster.runtime.type in LAYOUT_RUNTIMES and not automation(cluster)
+    return cluster.staging.layers and runtime(cluster).builds_from_layout and not automation(cluster)
 
 
 def keep_release(

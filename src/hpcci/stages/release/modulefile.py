@@ -16,7 +16,7 @@ from hpcci.config.models import Cluster
 from hpcci.config.release import ModuleSystem
 from hpcci.errors import ConfigError
 from hpcci.shell import command_line
-from hpcci.stages.deploy.image_plan import runtime
+from hpcci.stages.cluster import runtime
 
 WRAPPERS = ("run", "exec", "shell")
 

@@ -18,7 +18,7 @@ from hpcci.config.types import check_name
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
 from hpcci.shell import expand, path_variables
-from hpcci.stages.deploy.image_plan import remove_argv
+from hpcci.stages.cluster import remove_argv
 from hpcci.stages.release.manifest import Manifest, render
 from hpcci.stages.release.modulefile import (
     ModuleInfo,

@@ -20,8 +20,7 @@ from hpcci.digests import parse_sha256sum
 from hpcci.errors import ConfigError, HpcciError, ReleaseError, ReleaseNotInstalled, ReleaseRefused
 from hpcci.records import ClusterResult, ReleaseOutcome
 from hpcci.shell import login_argv, parse_env0
-from hpcci.stages.deploy.image_plan import automation
-from hpcci.stages.deploy.outcome import Outcome
+from hpcci.stages.cluster import automation
 from hpcci.stages.release import manifest as rm
 from hpcci.stages.release.keep import keep_release
 from hpcci.stages.release.modulefile import ModuleInfo
@@ -258,17 +257,15 @@ def _named(cluster: str, e: HpcciError) -> ReleaseError:
 
 
 def promote(
-    outcome: Outcome,
+    result: ClusterResult,
     cluster: Cluster,
     remote: Remote,
-    request: ReleaseRequest | None,
+    request: ReleaseRequest,
     info: Callable[[str], None],
-) -> Outcome:
-    """The deploy's outcome with its release installed (or why not) when it was a release tag and the cluster has a
-    `release` section; unchanged otherwise. Never raises: a failed install is the outcome's error."""
-    if cluster.release is None or request is None:
-        return outcome
-    result = outcome.result
+) -> tuple[ClusterResult, HpcciError | None]:
+    """The deploy's result with its release installed (or why not), and the install's error if it failed.
+    Never raises: a failed install is returned, so it cannot hide the deploy's own result."""
+    assert cluster.release is not None
     error: HpcciError | None = None
     try:
         name = module_name(cluster.release, request.image)
@@ -293,4 +290,4 @@ def promote(
             release = ReleaseOutcome(module, "failed", str(error))
     result = dataclasses.replace(result, release=release)
     info(release_line(result) or "")
-    return dataclasses.replace(outcome, result=result, error=outcome.error or error)
+    return result, error
