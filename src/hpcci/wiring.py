@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hpcci.backends.ssh.target import SSHTarget
     from hpcci.config.models import Cluster, LoginConfig, Pipeline
     from hpcci.records import S3Object
-    from hpcci.stages.deploy.journal import RunIdentity
+    from hpcci.stages.deploy.identity import RunIdentity
     from hpcci.stages.release.promote import Releases
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -111,7 +111,7 @@ def cluster_jobs(cluster: Cluster, log: Log) -> Iterator[RemoteJobs]:
 
 def run_identity(pipe: Pipeline, run_id: str | None, default_run: str = "") -> RunIdentity:
     """The workflow run the jobs carry: --run-id, else the GitHub run; the repository, else the image's name."""
-    from hpcci.stages.deploy.journal import run_identity as identity
+    from hpcci.stages.deploy.identity import run_identity as identity
 
     env = context.variables()
     return identity(run_id, default_run, env.get("GITHUB_REPOSITORY") or pipe.image.name, env)

@@ -28,7 +28,8 @@ from deploy_support import Project, cluster_config, login, on_login, unique, wai
 from hpcci import records
 from hpcci.backends.ssh.remote import SSHRemote
 from hpcci.process import run
-from hpcci.stages.deploy.journal import JOURNAL_FILE, RunIdentity
+from hpcci.stages.deploy.identity import RunIdentity
+from hpcci.stages.deploy.journal import JOURNAL_FILE
 from hpcci.stages.report.text import conclude
 
 SHA = "c0ffee00" * 5

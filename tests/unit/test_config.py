@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.config import load as config_load
 from hpcci.config import models as config
 from hpcci.config import types as config_types
+from hpcci.durations import duration_seconds
 from hpcci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_test_lines_point_at_the_test(tmp_path: Path) -> None:
     [("30", 1800), ("05:30", 330), ("01:02:03", 3723), ("1-00", 86400), ("2-01:00:00", 176400)],
 )
 def test_slurm_time_forms(text: str, seconds: int) -> None:
-    assert slurm_time_seconds(text) == seconds
+    assert duration_seconds(text) == seconds
 
 
 def test_secret_from_missing_env_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:

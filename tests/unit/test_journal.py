@@ -23,7 +23,8 @@ from hpcci.errors import ConfigError, SchedulerError, UsageError
 from hpcci.process import Completed
 from hpcci.stages.deploy import journal as jn
 from hpcci.stages.deploy.execute import Deployer
-from hpcci.stages.deploy.journal import Entry, Journal, Labelled, RunIdentity, choose, reattach, run_identity
+from hpcci.stages.deploy.identity import MAX_JOB_NAME, RunIdentity, labelled, run_identity
+from hpcci.stages.deploy.journal import Entry, Journal, choose, reattach
 from hpcci.stages.deploy.plan import plan_cluster
 from hpcci.stages.deploy.reattach import find_reattached
 from hpcci.stages.deploy.smoke import Circumstances, follow, judge
@@ -104,7 +105,7 @@ def test_the_label_is_per_repository_run_and_cluster_but_not_attempt() -> None:
 
 def test_long_test_names_stay_within_the_limit_and_distinct() -> None:
     one, two = (RUN.test_job_name("local", "t" * 150 + s) for s in ("a", "b"))
-    assert len(one) == len(two) == jn.MAX_JOB_NAME and one != two
+    assert len(one) == len(two) == MAX_JOB_NAME and one != two
 
 
 def test_the_run_is_the_run_id_else_the_github_run_without_its_attempt() -> None:
@@ -120,7 +121,7 @@ def test_the_job_carries_the_identity_in_quoted_directives() -> None:
     spec = JobSpec(
         job_name="hpcci-fib", output="/s/fib.out", comment="hpcci smoke test 'fib' on cluster local"
     )
-    text = Labelled(slurm, RunIdentity('o/"q"', "gh-77"), "local").render_script(spec)
+    text = slurm.render_script(labelled(spec, RunIdentity('o/"q"', "gh-77"), "local"))
     lines = [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
     label = RunIdentity('o/"q"', "gh-77").label("local")
     assert f'#SBATCH --job-name="{label}-fib"' in lines
@@ -194,7 +195,7 @@ def deployer(tmp_path: Path, remote: RecordingRemote) -> tuple[Deployer, Any]:
     d = Deployer(pipe, local_cluster(), remote, slurm, run_id="r1", info=lambda _m: None,  # type: ignore[arg-type]
                  journal=Journal(tmp_path, RUN))  # fmt: skip
     source = ImageSource("linux/amd64", DIGEST, tar_sha256=SHA, local_tar="/t.tar")
-    plan = plan_cluster(pipe, d.cluster, {"linux/amd64": source}, PATHS, "r1", Labelled(slurm, RUN, "local"))
+    plan = plan_cluster(pipe, d.cluster, {"linux/amd64": source}, PATHS, "r1", slurm, RUN)
     return d, plan
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from hpcci.backends.schedulers import slurm, slurm_reasons
 from hpcci.backends.schedulers.model import JobState
+from hpcci.durations import duration_seconds
 from hpcci.errors import SchedulerError
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -137,13 +138,15 @@ def test_a_job_id_that_is_not_a_number_is_refused() -> None:
 
 
 def test_durations_parse_in_every_slurm_form() -> None:
-    assert slurm.slurm_time_seconds("0:05") == 5
-    assert slurm.slurm_time_seconds("00:01:02") == 62
-    assert slurm.slurm_time_seconds("1-00:00:01") == 86401
-    assert slurm.slurm_time_seconds("INVALID") is None
-    assert slurm.slurm_time_seconds("UNLIMITED") is None
+    assert duration_seconds("0:05") == 5
+    assert duration_seconds("00:01:02") == 62
+    assert duration_seconds("1-00:00:01") == 86401
+    assert duration_seconds("INVALID") is None
+    assert duration_seconds("UNLIMITED") is None
 
 
 def test_sinfo_lists_partitions_with_gres() -> None:
     parts = slurm.parse_partitions(read("sinfo.txt"))
-    assert parts["gpu"]["gres"] == "gpu:1" and parts["cpu"]["avail"] == "up"
+    assert parts["gpu"].gres == "gpu:1" and parts["cpu"].up and parts["cpu"].time_limit == "4:00:00"
+    marked = slurm.parse_partitions("cpu*|up|2|(null)|1:00:00\ngpu|drain|1|gpu:1|4:00:00\n")
+    assert marked["cpu"].default and marked["cpu"].gres == "" and not marked["gpu"].up

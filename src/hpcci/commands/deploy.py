@@ -141,7 +141,7 @@ def deploy_cluster(
 
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
-    from hpcci.backends.schedulers.slurm import slurm_time_seconds
+    from hpcci.durations import duration_seconds
     from hpcci.stages.deploy import run as stage
     from hpcci.stages.deploy.cancel import cancel_run
     from hpcci.stages.deploy.journal import Journal
@@ -159,7 +159,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         return 0
     image, sources = image_sources(args, records, log, pipe.image.name)
     deadline_text = args.deadline or pipe.deploy.deadline
-    seconds = slurm_time_seconds(deadline_text)
+    seconds = duration_seconds(deadline_text)
     if seconds is None:
         raise UsageError(f"--deadline {deadline_text!r} is not a Slurm time such as 00:20:00")
     deadline = time.monotonic() + seconds
@@ -289,7 +289,6 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.stages.deploy.journal import Labelled
     from hpcci.stages.deploy.paths import unresolved_paths
     from hpcci.stages.deploy.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
@@ -309,11 +308,13 @@ def plan_section(ctx: common.PlanContext) -> str:
         for platform in platforms_needed(pipe, cluster):
             sources.setdefault(platform, ImageSource(platform, "sha256:" + "0" * 64, local_tar="IMAGE.tar"))
         # the job names and comments a deploy gives the jobs: the run's label (RUN_ID outside a workflow run)
-        scheduler = Labelled(wiring.make_scheduler(cluster), wiring.run_identity(pipe, None, "RUN_ID"), name)
+        identity = wiring.run_identity(pipe, None, "RUN_ID")
+        scheduler = wiring.make_scheduler(cluster)
         try:
             plan = plan_cluster(
-                pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler
-            )
+                pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID",
+                scheduler, identity,
+            )  # fmt: skip
         except HpcciError as e:
             out.append(f"### cluster {name}\ncannot plan: {e}")
             continue

@@ -16,6 +16,7 @@ from hpcci.errors import HpcciError, RemoteError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
+    from hpcci.backends.schedulers.model import PartitionInfo
     from hpcci.backends.ssh.remote import SSHRemote
     from hpcci.config.models import Cluster
 
@@ -245,29 +246,26 @@ def _blob_store(remote: SSHRemote, cluster: Cluster, cache: str, modules: list[s
     return Check("blob store", "ok", detail)
 
 
-def _partitions(cluster: Cluster, sinfo: dict[str, dict[str, str]]) -> list[Check]:
+def _partitions(cluster: Cluster, listed: dict[str, PartitionInfo]) -> list[Check]:
     checks: list[Check] = []
     for key, part in cluster.scheduler.partitions.items():
-        info = sinfo.get(part.name) or sinfo.get(part.name + "*")
+        info = listed.get(part.name)
         if info is None:
             checks.append(Check(f"partition {key}", "FAIL", f"Slurm has no partition {part.name!r} "
-                                f"(has: {', '.join(p.rstrip('*') for p in sinfo)})",
-                                f"fix scheduler.partitions.{key}.name"))  # fmt: skip
+                                f"(has: {', '.join(listed)})", f"fix scheduler.partitions.{key}.name"))  # fmt: skip
             continue
-        if info["avail"] != "up":
-            checks.append(
-                Check(f"partition {key}", "warn", f"{part.name} is {info['avail']}", "ask the admins")
-            )
+        if not info.up:
+            checks.append(Check(f"partition {key}", "warn", f"{part.name} is {info.state}", "ask the admins"))
             continue
         # Only GPU tests ask for a partition's gres, and they run on the gpu partition.
         gpu = key == cluster.scheduler.gpu_partition
-        if gpu and part.gres and part.gres.split(":")[0] not in info["gres"]:
-            checks.append(Check(f"partition {key}", "FAIL", f"{part.name} offers gres {info['gres']}, not {part.gres}",
-                                f"fix scheduler.partitions.{key}.gres"))  # fmt: skip
+        if gpu and part.gres and part.gres.split(":")[0] not in info.gres:
+            checks.append(Check(f"partition {key}", "FAIL", f"{part.name} offers gres {info.gres or '(null)'}, "
+                                f"not {part.gres}", f"fix scheduler.partitions.{key}.gres"))  # fmt: skip
             continue
-        gres = f", gres {info['gres']}" if info["gres"] not in ("(null)", "") else ""
-        checks.append(Check(f"partition {key}", "ok", f"{part.name} up, {info['nodes']} node(s){gres}, "
-                            f"limit {info['timelimit']}"))  # fmt: skip
+        gres = f", gres {info.gres}" if info.gres else ""
+        checks.append(Check(f"partition {key}", "ok", f"{part.name} up, {info.nodes} node(s){gres}, "
+                            f"limit {info.time_limit}"))  # fmt: skip
     return checks
 
 

@@ -16,12 +16,12 @@ from hpcci.config.release import ReleaseConfig
 from hpcci.config.staging import StagingConfig
 from hpcci.config.types import (
     ConfigModel,
+    Duration,
     Memory,
     Name,
     OneLine,
     Platform,
     Secret,
-    SlurmTime,
     Source,
     Value,
 )
@@ -112,7 +112,7 @@ class DeployConfig(ConfigModel):
         default_factory=lambda: ["tag", "workflow_dispatch"]  # type: ignore[arg-type]
     )
     staging: Literal["auto", "s3", "sftp", "registry"] = "auto"
-    deadline: SlurmTime = "01:00:00"
+    deadline: Duration = "01:00:00"
 
 
 class Expect(ConfigModel):
@@ -129,7 +129,7 @@ class Resources(ConfigModel):
     )
     tasks_per_node: int | None = Field(None, ge=1)
     cpus_per_task: int | None = Field(None, ge=1)
-    time: SlurmTime = "00:10:00"
+    time: Duration = "00:10:00"
     memory: Memory | None = None
     partition: str | None = Field(
         None, description="A partition name from the cluster config (e.g. cpu, gpu)"
@@ -281,7 +281,7 @@ class SchedulerConfig(ConfigModel):
         default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"
     )
     poll: PollConfig = Field(default_factory=PollConfig)
-    max_queue_wait: SlurmTime | None = Field(
+    max_queue_wait: Duration | None = Field(
         None,
         description="A job still pending after this long is cancelled; its check is neutral with the reason",
     )

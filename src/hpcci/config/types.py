@@ -14,13 +14,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hpcci.backends.schedulers.slurm import slurm_time_seconds
+from hpcci.durations import duration_seconds
 from hpcci.errors import ConfigError
 from hpcci.platforms import PLATFORMS
 
 
-def check_slurm_time(v: str) -> str:
-    if "." in v or slurm_time_seconds(v) is None:
+def check_duration(v: str) -> str:
+    if "." in v or duration_seconds(v) is None:
         raise ValueError(
             f"{v!r} is not a Slurm time: write MM, MM:SS, HH:MM:SS or D-HH:MM:SS (e.g. '00:10:00' for ten minutes)"
         )
@@ -53,7 +53,7 @@ def check_one_line(v: str) -> str:
     return v
 
 
-SlurmTime = Annotated[str, AfterValidator(check_slurm_time)]
+Duration = Annotated[str, AfterValidator(check_duration)]
 Platform = Annotated[str, AfterValidator(check_platform)]
 Memory = Annotated[str, AfterValidator(check_memory)]
 Name = Annotated[str, AfterValidator(check_name)]

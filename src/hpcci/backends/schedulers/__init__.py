@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal, Protocol
 
 from hpcci.backends.schedulers import slurm
-from hpcci.backends.schedulers.model import JobSpec, JobState, Status
+from hpcci.backends.schedulers.model import JobSpec, JobState, PartitionInfo, Status
 
 SchedulerName = Literal["slurm"]  # the keys of SCHEDULERS (a unit test keeps the two equal)
 
@@ -56,7 +56,7 @@ class Scheduler(Protocol):
     # `hpcci doctor`: the partitions (queues) and the user's accounts.
     def partitions_argv(self) -> list[str]: ...
 
-    def parse_partitions(self, text: str) -> dict[str, dict[str, str]]: ...
+    def parse_partitions(self, text: str) -> dict[str, PartitionInfo]: ...
 
     def accounts_argv(self, user: str) -> list[str]: ...
 

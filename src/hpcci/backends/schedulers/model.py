@@ -45,6 +45,7 @@ class JobState:
     gpus: int | None = None  # allocated GPUs
     hopeless: bool = False  # pending on a reason that never clears by waiting
     needs_fix: bool = False  # ... and only a change of the cluster config (account, QOS, limits) clears it
+    waits_on_dependency: bool = False  # pending until the job it depends on ends (that job's outcome decides)
 
     @property
     def final(self) -> bool:
@@ -133,3 +134,19 @@ def render_template(template: str, directives: Sequence[str], spec: JobSpec) -> 
             "$job_name (write $$ for a literal $)"
         ) from e
     return text if text.endswith("\n") else text + "\n"
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One partition (queue) as the scheduler lists it, for `hpcci doctor`."""
+
+    name: str  # without the scheduler's default marker
+    state: str  # the scheduler's word: up, down, drain, inactive
+    nodes: str  # how many nodes, as the scheduler writes it
+    gres: str = ""  # generic resources offered (gpu:4), '' when none
+    time_limit: str = ""  # the longest job it takes, as the scheduler writes it
+    default: bool = False  # the partition a job without one goes to
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"

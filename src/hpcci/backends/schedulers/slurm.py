@@ -13,10 +13,18 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hpcci.backends.schedulers.model import JobSpec, JobState, Status, packaged_template, render_template
+from hpcci.backends.schedulers.model import (
+    JobSpec,
+    JobState,
+    PartitionInfo,
+    Status,
+    packaged_template,
+    render_template,
+)
 from hpcci.backends.schedulers.slurm_accounting import NO_NODES, history_usage, queue_usage
 from hpcci.backends.schedulers.slurm_directives import directives
 from hpcci.backends.schedulers.slurm_reasons import is_hopeless, needs_action, pending_sentence
+from hpcci.durations import duration_seconds as slurm_time_seconds
 from hpcci.errors import SchedulerError
 
 NAME = "Slurm"
@@ -104,21 +112,6 @@ def status(state: str) -> Status:
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
-def slurm_time_seconds(text: str) -> float | None:
-    """A Slurm time in any form Slurm writes or reads -> seconds; None for '', 'INVALID', 'UNLIMITED'.
-
-    Time limits: 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS'; elapsed times (squeue %M, sacct
-    Elapsed) the same, with fractions of a second in the last field ('MM:SS.mmm').
-    """
-    days, dash, clock = text.strip().rpartition("-")
-    parts = clock.split(":")
-    if (dash and not days.isdigit()) or len(parts) > 3 or not re.fullmatch(r"(\d+:){0,2}\d+(\.\d+)?", clock):
-        return None
-    numbers = [float(p) for p in parts]
-    weights = (3600, 60, 1) if dash else {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
-    return int(days or 0) * 86400 + sum(n * w for n, w in zip(numbers, weights, strict=False))
-
-
 def job(job_id: str, state: str, reason: str = "", **seen: Any) -> JobState:
     """A JobState for a Slurm state word: hpcci's status, Slurm's sentence, and whether a pending reason clears.
 
@@ -127,9 +120,11 @@ def job(job_id: str, state: str, reason: str = "", **seen: Any) -> JobState:
     pending = state == PENDING
     what = pending_sentence(reason) if pending else _STATE_SENTENCES.get(state, "")
     hopeless, needs_fix = pending and is_hopeless(reason), pending and needs_action(reason)
+    waits = pending and reason == "Dependency"  # DependencyNeverSatisfied is hopeless instead
     return JobState(
-        job_id, state, status(state), what, reason=reason, hopeless=hopeless, needs_fix=needs_fix, **seen
-    )
+        job_id, state, status(state), what, reason=reason, hopeless=hopeless, needs_fix=needs_fix,
+        waits_on_dependency=waits, **seen,
+    )  # fmt: skip
 
 
 def _state_word(raw: str) -> tuple[str, str]:
@@ -283,13 +278,15 @@ def partitions_argv() -> list[str]:
     return ["sinfo", "--noheader", "--format=%R|%a|%D|%G|%l"]
 
 
-def parse_partitions(text: str) -> dict[str, dict[str, str]]:
-    """`sinfo --format=%R|%a|%D|%G|%l` -> {partition: {avail, nodes, gres, timelimit}}."""
-    out: dict[str, dict[str, str]] = {}
+def parse_partitions(text: str) -> dict[str, PartitionInfo]:
+    """`sinfo --format=%R|%a|%D|%G|%l` -> {partition: PartitionInfo}; '*' marks the default, '(null)' no gres."""
+    out: dict[str, PartitionInfo] = {}
     for line in text.splitlines():
         cols = line.strip().split("|")
         if len(cols) >= 5 and cols[0]:
-            out[cols[0]] = {"avail": cols[1], "nodes": cols[2], "gres": cols[3], "timelimit": cols[4]}
+            name = cols[0].rstrip("*")
+            gres = "" if cols[3] == "(null)" else cols[3]
+            out[name] = PartitionInfo(name, cols[1], cols[2], gres, cols[4], default=cols[0].endswith("*"))
     return out
 
 

@@ -32,8 +32,9 @@ from hpcci.process import Completed, tail
 from hpcci.records import S3Object
 from hpcci.shell import login_argv, parse_env0
 from hpcci.stages.cluster import automation, remove_argv, runtime
+from hpcci.stages.deploy.identity import RunIdentity
 from hpcci.stages.deploy.image_plan import ImagePlan, curl_config, s3_curl_argv
-from hpcci.stages.deploy.journal import Entry, Journal, Labelled, Reattached, RunIdentity
+from hpcci.stages.deploy.journal import Entry, Journal, Reattached
 from hpcci.stages.deploy.paths import needed_variables, require_absolute_paths, resolve_paths
 from hpcci.stages.deploy.plan import ClusterPlan, plan_cluster
 from hpcci.stages.layers.index import index_archive
@@ -121,8 +122,9 @@ class Deployer:
             require_absolute_paths(self.cluster)
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
-        labelled = Labelled(self.scheduler, self.identity, self.cluster.name)
-        return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, labelled)
+        return plan_cluster(
+            self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler, self.identity
+        )
 
     # -- image --------------------------------------------------------------------------------------------------
     def setup(self, plan: ClusterPlan) -> None:

@@ -16,6 +16,7 @@ from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import ConfigError, UsageError
 from hpcci.shell import Pipe, command_line, login_argv, with_env
 from hpcci.stages.cluster import automation, remove_argv, runtime, shell_modules, template
+from hpcci.stages.deploy.identity import RunIdentity, labelled
 from hpcci.stages.deploy.paths import Paths
 from hpcci.stages.layers.index import LAYOUT_TAG
 from hpcci.stages.layers.store import GiB, LayerPlan, store_for
@@ -109,7 +110,13 @@ def curl_config(url: str) -> str:
 
 
 def plan_image(
-    pipeline: Pipeline, cluster: Cluster, source: ImageSource, paths: Paths, run_id: str, scheduler: Scheduler
+    pipeline: Pipeline,
+    cluster: Cluster,
+    source: ImageSource,
+    paths: Paths,
+    run_id: str,
+    scheduler: Scheduler,
+    identity: RunIdentity | None = None,
 ) -> ImagePlan:
     """The steps that make ``source`` exist, converted, in the cluster's image cache."""
     rt = runtime(cluster)
@@ -164,6 +171,7 @@ def plan_image(
             ],
             comment=f"hpcci: convert image {source.digest} ({source.platform}) on a compute node",
         )
+        spec = labelled(spec, identity, cluster.name)
         script = WriteFile(f"{paths.run_dir}/convert-{key[:12]}{scheduler.SCRIPT_SUFFIX}",
                            scheduler.render_script(spec, template(cluster)))  # fmt: skip
         convert_job = Submit(script, scheduler, shell_modules(cluster))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -25,55 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.jobs import Found, RemoteJobs
-from hpcci.backends.schedulers.model import JobSpec, JobState, Status
+from hpcci.backends.schedulers.model import JobState, Status
 from hpcci.errors import SchedulerError, UsageError
+from hpcci.stages.deploy.identity import RunIdentity
 
 JOURNAL_FILE = "journal.json"
 VERSION = 1
-MAX_JOB_NAME = 100  # Slurm keeps longer names, but squeue's and sacct's columns and people read them
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """A workflow run as the jobs carry it: repository and run (a re-run's attempt is the same run)."""
-
-    repo: str
-    run: str
-    attempt: str = "1"
-    fresh: bool = False  # a run id made up for this deploy: no job of it can exist yet (nothing to look for)
-
-    def label(self, cluster: str) -> str:
-        """The prefix of every job name of this run on ``cluster``: unambiguous per repository, run and cluster."""
-        digest = hashlib.sha256(f"{self.repo}\n{self.run}\n{cluster}".encode()).hexdigest()
-        return f"hpcci-{digest[:10]}"
-
-    def job_name(self, cluster: str, name: str) -> str:
-        """``name`` (the plan's own job name, e.g. hpcci-fib) under this run's label."""
-        suffix = name.removeprefix("hpcci-")
-        full = f"{self.label(cluster)}-{suffix}"
-        if len(full) <= MAX_JOB_NAME:
-            return full
-        return f"{full[: MAX_JOB_NAME - 9]}-{hashlib.sha256(suffix.encode()).hexdigest()[:8]}"
-
-    def test_job_name(self, cluster: str, test: str) -> str:
-        """The name a test's job carries (the plan names it hpcci-TEST; Labelled puts the run's label first)."""
-        return self.job_name(cluster, f"hpcci-{test}")
-
-    def comment(self, cluster: str, what: str) -> str:
-        repo = f" of {self.repo}" if self.repo else ""
-        return f"hpcci run {self.run} (attempt {self.attempt}){repo} on {cluster}: {what}"[:250]
-
-
-def run_identity(run_id: str | None, default_run: str, repo: str, env: Mapping[str, str]) -> RunIdentity:
-    """The run to journal and re-attach to: --run-id, else the GitHub run (without its attempt), else this deploy."""
-    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
-    if run_id:
-        return RunIdentity(repo, run_id, attempt)
-    if env.get("GITHUB_RUN_ID"):
-        return RunIdentity(repo, f"gh-{env['GITHUB_RUN_ID']}", attempt)
-    return RunIdentity(repo, default_run, attempt, fresh=True)
 
 
 # -- the journal on disk ----------------------------------------------------------------------------------------
@@ -226,70 +183,6 @@ def cancel_live(
 
 
 # -- the identity on the cluster ---------------------------------------------------------------------------------
-
-
-class Labelled:
-    """``scheduler`` whose batch scripts carry the run's identity: job name and comment (everything else as is)."""
-
-    def __init__(self, scheduler: Scheduler, identity: RunIdentity, cluster: str) -> None:
-        self.inner, self.identity, self.cluster = scheduler, identity, cluster
-        self.NAME, self.SCRIPT_SUFFIX = scheduler.NAME, scheduler.SCRIPT_SUFFIX
-
-    def render_script(self, spec: JobSpec, template: str | None = None) -> str:
-        name = self.identity.job_name(self.cluster, spec.job_name)
-        comment = self.identity.comment(self.cluster, spec.comment or spec.job_name)
-        return self.inner.render_script(dataclasses.replace(spec, job_name=name, comment=comment), template)
-
-    def submit_argv(self, script: str, dependency: Sequence[str] = ()) -> list[str]:
-        return self.inner.submit_argv(script, dependency)
-
-    def parse_submit(self, stdout: str) -> str:
-        return self.inner.parse_submit(stdout)
-
-    def submit_refusal(self, stderr: str) -> str:
-        return self.inner.submit_refusal(stderr)
-
-    def queue_argv(self, job_ids: Iterable[str]) -> list[str]:
-        return self.inner.queue_argv(job_ids)
-
-    def parse_queue(self, text: str) -> dict[str, JobState]:
-        return self.inner.parse_queue(text)
-
-    def queue_forgot_jobs(self, text: str) -> bool:
-        return self.inner.queue_forgot_jobs(text)
-
-    def history_argv(self, job_ids: Iterable[str]) -> list[str]:
-        return self.inner.history_argv(job_ids)
-
-    def parse_history(self, text: str) -> dict[str, JobState]:
-        return self.inner.parse_history(text)
-
-    def cancel_argv(self, job_ids: Iterable[str]) -> list[str]:
-        return self.inner.cancel_argv(job_ids)
-
-    def find_queue_argv(self, user: str, names: Iterable[str]) -> list[str]:
-        return self.inner.find_queue_argv(user, names)
-
-    def find_history_argv(self, user: str, names: Iterable[str]) -> list[str]:
-        return self.inner.find_history_argv(user, names)
-
-    def parse_found(self, text: str) -> list[tuple[str, str, Status, str]]:
-        return self.inner.parse_found(text)
-
-    def status(self, state: str) -> Status:
-        return self.inner.status(state)
-
-    def partitions_argv(self) -> list[str]:
-        return self.inner.partitions_argv()
-
-    def parse_partitions(self, text: str) -> dict[str, dict[str, str]]:
-        return self.inner.parse_partitions(text)
-
-    def accounts_argv(self, user: str) -> list[str]:
-        return self.inner.accounts_argv(user)
-
-    def parse_accounts(self, text: str) -> set[str]:
-        return self.inner.parse_accounts(text)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hpcci.errors import ConfigError, UsageError
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
 from hpcci.stages.cluster import runtime, shell_modules, template
+from hpcci.stages.deploy.identity import RunIdentity, labelled
 from hpcci.stages.deploy.image_plan import ImagePlan, plan_image, setup_steps
 from hpcci.stages.deploy.paths import Paths
 from hpcci.stages.deploy.provenance import sif_checksums
@@ -162,6 +163,7 @@ def plan_test(
     images: dict[str, ImagePlan],
     paths: Paths,
     scheduler: Scheduler,
+    identity: RunIdentity | None = None,
 ) -> TestJob:
     index, test = test_at
     part = cluster.partition(partition_key(cluster, test))
@@ -187,6 +189,7 @@ def plan_test(
         body=test_body(cluster, test, images[platform].image, part),
         comment=f"hpcci smoke test {test.name!r} on cluster {cluster.name}",
     )
+    spec = labelled(spec, identity, cluster.name)
     script = WriteFile(f"{paths.run_dir}/{test.name}{scheduler.SCRIPT_SUFFIX}",
                        scheduler.render_script(spec, template(cluster)))  # fmt: skip
     after = platform if images[platform].convert_job else None
@@ -201,8 +204,9 @@ def plan_cluster(
     paths: Paths,
     run_id: str,
     scheduler: Scheduler,
+    identity: RunIdentity | None = None,
 ) -> ClusterPlan:
-    """Every step a deploy of ``sources`` to ``cluster`` runs (pure)."""
+    """Every step a deploy of ``sources`` to ``cluster`` runs (pure); ``identity``: the run the jobs are named for."""
     if problems := check_fits(pipeline, cluster):
         raise ConfigError("\n".join(problems))
     images: dict[str, ImagePlan] = {}
@@ -215,8 +219,10 @@ def plan_cluster(
                 f"cluster {cluster.name}: its partitions are {arch} and need a {platform} image, but only "
                 f"{have} were published; add {platform} to image.platforms in hpcci.yaml"
             )
-        images[platform] = plan_image(pipeline, cluster, source, paths, run_id, scheduler)
-    tests = [plan_test(cluster, t, images, paths, scheduler) for t in tests_for(pipeline, cluster.name)]
+        images[platform] = plan_image(pipeline, cluster, source, paths, run_id, scheduler, identity)
+    tests = [
+        plan_test(cluster, t, images, paths, scheduler, identity) for t in tests_for(pipeline, cluster.name)
+    ]
     return ClusterPlan(cluster, paths, images, tests, list(cluster.modules), scheduler, setup_steps(paths))
 
 

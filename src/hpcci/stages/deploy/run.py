@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.jobs import RemoteJobs
-from hpcci.backends.schedulers.slurm import slurm_time_seconds
 from hpcci.backends.ssh.remote import Remote
 from hpcci.config.models import Cluster, Pipeline
+from hpcci.durations import duration_seconds
 from hpcci.errors import DeadlineExceeded, HpcciError, RuntimeConvertError, SchedulerError
 from hpcci.process import tail
 from hpcci.stages.cluster import remove_argv, shell_modules
@@ -99,7 +99,7 @@ def _deploy(
         stop=deployer.stop,
         info=info,
         deadline_text=deadline_text,
-        queue_budget=slurm_time_seconds(budget) if budget else None,
+        queue_budget=duration_seconds(budget) if budget else None,
         queue_budget_text=budget or "",
     )
     for s in done.staged.values():

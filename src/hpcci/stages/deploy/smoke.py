@@ -159,8 +159,8 @@ def _over_budget(
     over: list[str] = []
     for j in active:
         st = out.states[j]
-        # Slurm's Dependency (DependencyNeverSatisfied is hopeless and cancelled on its own)
-        if st.status != "pending" or st.hopeless or st.reason.startswith("Dependency"):
+        # waiting on its conversion job (a dependency that can never be met is hopeless and cancelled on its own)
+        if st.status != "pending" or st.hopeless or st.waits_on_dependency:
             continue
         if budget is not None and now - since.setdefault(j, now) >= budget:
             over.append(j)
