@@ -152,3 +152,13 @@ def test_link_check_finds_a_missing_file_and_a_missing_anchor(tmp_path: Path) ->
 def test_readme_stays_short() -> None:
     lines = (REPO / "README.md").read_text(encoding="utf-8").count("\n")
     assert lines <= 250, f"README.md has {lines} lines; move details to docs/ and link them"
+
+
+def test_pr_deploys_quotes_the_comment_workflow_verbatim() -> None:
+    """The comment workflow the docs show is the example's file, byte for byte (as the README's is hpcci.yml)."""
+    text = (REPO / "docs" / "pr-deploys.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```ya?ml\n(.*?)```", text, re.DOTALL)
+    example = REPO / "examples" / "fibonacci" / ".github" / "workflows" / "hpcci-comment.yml"
+    assert blocks and blocks[0] == example.read_text(encoding="utf-8"), (
+        f"docs/pr-deploys.md's first yaml block differs from {example.relative_to(REPO)}"
+    )
