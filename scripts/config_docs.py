@@ -21,7 +21,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from hpcci.config import Cluster, Pipeline
+from hpcci.config.models import Cluster, Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "config.md"
