@@ -17,7 +17,7 @@ COMMANDS = {
     "deploy": "stage and convert the image on clusters, run the smoke tests as Slurm jobs, judge them",
     "report": "post results as GitHub check runs (and a job summary)",
     "run": "build, publish, deploy and report in one go",
-    "plan": "print what a run would do (tags, targets, remote commands, sbatch scripts); touches nothing",
+    "plan": "print what a run would do (tags, targets, remote commands, batch scripts); touches nothing",
     "validate": "check hpcci.yaml and cluster configs; print their JSON schemas",
     "doctor": "check that a cluster is reachable and ready (host key, runtime, scheduler, space)",
     "trigger": "a maintainer's `/hpcci deploy` PR comment: check the commenter's permission, pin the PR head",

@@ -12,7 +12,7 @@ import re
 def duration_seconds(text: str) -> float | None:
     """A duration in any form a scheduler writes or reads -> seconds; None for '', 'INVALID', 'UNLIMITED'.
 
-    Limits: 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS'; elapsed times (squeue %M, sacct Elapsed)
+    Limits: 'MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS'; elapsed times (queue and accounting columns)
     the same, with fractions of a second in the last field ('MM:SS.mmm').
     """
     days, dash, clock = text.strip().rpartition("-")

@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from hpcci.errors import ConfigError
+from hpcci.modules import load_argv
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -50,7 +51,7 @@ def script(steps: Sequence[Step], *, modules: Sequence[str] = ()) -> str:
     it runs as shell but the words themselves (and `|` between the commands of a Pipe).
     """
     lines = ["set -e -o pipefail"]
-    lines += [command_line(["module", "load", m]) for m in modules]
+    lines += [command_line(load_argv(m)) for m in modules]
     lines += [step.line() if isinstance(step, Pipe) else command_line(step) for step in steps]
     return "\n".join(lines)
 

@@ -9,11 +9,11 @@ import pytest
 from hpcci.config.load import load_cluster
 from hpcci.config.models import Cluster
 from hpcci.errors import ConfigError
+from hpcci.modules import modulefile_name
 from hpcci.stages.release.modulefile import (
     ModuleInfo,
     lua_modulefile,
     lua_string,
-    modulefile_name,
     tcl_modulefile,
     tcl_string,
     version_file,

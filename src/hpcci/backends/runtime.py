@@ -71,9 +71,10 @@ class Runtime:
 
     name = "apptainer"
     suffix = ".sif"
-    builds_from_layout = (
-        True  # converts from `oci:<layout>:<tag>` (containers/image's OCI layout): layer staging
-    )
+    # converts from `oci:<layout>:<tag>` (containers/image's OCI layout): layer staging
+    builds_from_layout = True
+    # build --mksquashfs-args (Apptainer >= 1.4): compression and -processors
+    takes_squashfs_options = True
     env_prefix = "APPTAINER"
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": ("--nv",), "amd": ("--rocm",)}
 
@@ -141,9 +142,17 @@ class Runtime:
         env = [f"{self.env_prefix}ENV_{k}={v}" for k, v in _check_env(opts.env)]
         return [*(["env", *env] if env else []), *out, image, *argv]
 
+    def wrapper_argv(self, kind: str, image: str, opts: ExecOptions) -> list[str]:
+        """The command line of a release's ``<name>-<kind>`` wrapper (exec, run, shell), before the user's
+        arguments: run and shell take exec's options."""
+        argv = self.exec(image, [], opts)
+        at = argv.index(self.executable) + 1
+        return argv if kind == "exec" else [*argv[:at], kind, *argv[at + 1 :]]
+
 
 class Singularity(Runtime):
     name = "singularity"
+    takes_squashfs_options = False  # SingularityCE's build has no --mksquashfs-args
     env_prefix = "SINGULARITY"
 
     def build(self, source: str, image: str) -> list[list[str]]:
@@ -157,6 +166,7 @@ class Charliecloud(Runtime):
 
     name = "charliecloud"
     builds_from_layout = False
+    takes_squashfs_options = False
     suffix = ".sqfs"
     # ch-run has no GPU option: the host's GPU libraries are injected into the image (ch-fromhost --nvidia).
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": (), "amd": ()}
@@ -191,6 +201,10 @@ class Charliecloud(Runtime):
             [self._tool("ch-convert"), "-i", "ch-image", "-o", "squash", ref, image],
         ]
 
+    def wrapper_argv(self, kind: str, image: str, opts: ExecOptions) -> list[str]:
+        """ch-run has no runscript and no shell subcommand: run runs the arguments like exec, shell runs /bin/sh."""
+        return self.exec(image, ["/bin/sh"] if kind == "shell" else [], opts)
+
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
         out = [self.executable, *self.gpu(opts.gpu)]
         if opts.cleanenv:
@@ -208,6 +222,7 @@ class Podman(Runtime):
 
     name = "podman"
     builds_from_layout = False
+    takes_squashfs_options = False
     suffix = ""
     # NVIDIA through CDI (nvidia-ctk cdi generate); ROCm needs the compute device and the render nodes.
     gpu_args: Mapping[GpuKind, Sequence[str]] = {

@@ -181,7 +181,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
                 "slurm",
                 "FAIL",
                 _last_line(out),
-                "make sinfo work in a login shell (add e.g. 'slurm' to modules)",
+                f"make {scheduler.partitions_argv()[0]} work in a login shell (add e.g. 'slurm' to modules)",
             )
         )
     else:

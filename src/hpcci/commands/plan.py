@@ -1,4 +1,4 @@
-"""`hpcci plan`: print what a run would do - tags, targets, per cluster the remote commands and sbatch scripts."""
+"""`hpcci plan`: print what a run would do - tags, targets, per cluster the remote commands and batch scripts."""
 
 from __future__ import annotations
 

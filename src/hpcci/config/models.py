@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
-from hpcci.backends.runtime import Compression, GpuKind, RuntimeName, Squashfs
+from hpcci.backends.runtime import RUNTIMES, Compression, GpuKind, RuntimeName, Squashfs
 from hpcci.backends.schedulers import SchedulerName
 from hpcci.config.release import ReleaseConfig
 from hpcci.config.staging import StagingConfig
@@ -249,7 +249,9 @@ class Partition(ConfigModel):
         description="GRES GPU jobs ask for; null where GPU nodes are given whole and Slurm has no GRES (TACC)",
     )
     cpus: int | None = Field(
-        None, ge=1, description="CPUs a node of this partition has (sinfo %c): `validate` checks tests fit"
+        None,
+        ge=1,
+        description="CPUs a node of this partition has (as the scheduler lists them): `validate` checks tests fit",
     )
     modules: list[str] = Field(
         default_factory=list,
@@ -278,7 +280,8 @@ class SchedulerConfig(ConfigModel):
         "as the Alliance's clusters document)",
     )
     directives: list[OneLine] = Field(
-        default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"
+        default_factory=list,
+        description="Extra batch-script directives, each without the scheduler's prefix (e.g. '--constraint=icelake')",
     )
     poll: PollConfig = Field(default_factory=PollConfig)
     max_queue_wait: Duration | None = Field(
@@ -287,7 +290,7 @@ class SchedulerConfig(ConfigModel):
     )
     template: str | None = Field(
         None,
-        description="An sbatch script template (path relative to this file) replacing hpcci's default; "
+        description="A batch script template (path relative to this file) replacing hpcci's default; "
         "placeholders $directives, $body, $comment, $job_name ($$ for a literal $)",
     )
 
@@ -316,7 +319,7 @@ class RuntimeConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _compression_is_apptainers(self) -> RuntimeConfig:
-        if self.compression != "gzip" and self.type != "apptainer":
+        if self.compression != "gzip" and not RUNTIMES[self.type].takes_squashfs_options:
             raise ValueError(
                 f"runtime.compression {self.compression} needs apptainer >= 1.4 (--mksquashfs-args); "
                 f"{self.type} packs its images its own way: leave compression at gzip"
@@ -331,7 +334,8 @@ class RuntimeConfig(ConfigModel):
     @property
     def squashfs(self) -> Squashfs:
         """How the runtime packs converted images (only apptainer takes mksquashfs options)."""
-        return Squashfs(self.compression, self.convert_cpus if self.type == "apptainer" else None)
+        options = RUNTIMES[self.type].takes_squashfs_options
+        return Squashfs(self.compression, self.convert_cpus if options else None)
 
 
 class PathsConfig(ConfigModel):

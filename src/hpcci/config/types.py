@@ -46,10 +46,12 @@ def check_name(v: str) -> str:
 
 
 def check_one_line(v: str) -> str:
-    """A value that ends up in an #SBATCH line (paths in --chdir and --output, account, partition, directives):
-    sbatch reads any other character inside double quotes, but no line break."""
+    """A value that ends up in a batch-script directive (paths of the job's folder and output, account, partition,
+    directives): the scheduler reads any other character inside double quotes, but no line break."""
     if any(c in v for c in "\n\r\0"):
-        raise ValueError(f"{v!r} holds a line break or NUL, which no #SBATCH directive can carry; remove it")
+        raise ValueError(
+            f"{v!r} holds a line break or NUL, which no batch-script directive can carry; remove it"
+        )
     return v
 
 

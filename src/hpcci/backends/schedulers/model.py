@@ -110,8 +110,13 @@ class JobSpec:
 
 
 def packaged_template(name: str) -> str:
-    """A batch script template shipped in hpcci/templates."""
-    return resources.files("hpcci").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+    """A batch script template shipped beside the scheduler backends (backends/schedulers/templates)."""
+    return (
+        resources.files("hpcci.backends.schedulers")
+        .joinpath("templates")
+        .joinpath(name)
+        .read_text(encoding="utf-8")
+    )
 
 
 def render_template(template: str, directives: Sequence[str], spec: JobSpec) -> str:

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from hpcci.backends.schedulers.model import JobSpec
 
-MAX_JOB_NAME = 100  # Slurm keeps longer names, but squeue's and sacct's columns and people read them
+MAX_JOB_NAME = (
+    100  # schedulers keep longer names, but their queue and accounting columns and people read them
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config.models import Cluster, Pipeline
 from hpcci.errors import ConfigError, UsageError
+from hpcci.modules import load_argv
 from hpcci.shell import Pipe, command_line, login_argv, with_env
 from hpcci.stages.cluster import automation, remove_argv, runtime, shell_modules, template
 from hpcci.stages.deploy.identity import RunIdentity, labelled
@@ -166,7 +167,7 @@ def plan_image(
             extra=[*cluster.scheduler.directives],
             body=[
                 "set -e",
-                *[command_line(["module", "load", m]) for m in modules],
+                *[command_line(load_argv(m)) for m in modules],
                 *map(command_line, body),
             ],
             comment=f"hpcci: convert image {source.digest} ({source.platform}) on a compute node",
@@ -220,8 +221,8 @@ def _layer_plan(
 
 def layout_convert(rt: Runtime, layout: str, image: str) -> list[list[str]]:
     """The runtime's own build command with the assembled OCI layout as its source instead of a tar."""
-    if rt.name not in ("apptainer", "singularity"):  # the others' images are not built from a build source
-        raise ValueError(f"{rt.name}: layer staging needs apptainer or singularity")
+    if not rt.builds_from_layout:  # the others' images are not built from a build source
+        raise ValueError(f"{rt.name}: layer staging needs a runtime that builds from an OCI layout")
     return rt.build(f"oci:{layout}:{LAYOUT_TAG}", image)
 
 

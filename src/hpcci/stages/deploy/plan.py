@@ -15,6 +15,7 @@ from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobSpec
 from hpcci.config.models import Cluster, Partition, Pipeline, SmokeTest
 from hpcci.errors import ConfigError, UsageError
+from hpcci.modules import load_argv
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
 from hpcci.stages.cluster import runtime, shell_modules, template
@@ -126,7 +127,7 @@ def test_body(cluster: Cluster, test: SmokeTest, image: str, partition: Partitio
         r = test.resources
         layout = Layout(r.task_count, r.nodes, r.tasks_per_node, cluster.mpi.plugin)
         run = launch_argv(cluster.mpi.launcher, layout, cluster.mpi.args, run)
-    loads = [command_line(["module", "load", m]) for m in test_modules(cluster, test, partition)]
+    loads = [command_line(load_argv(m)) for m in test_modules(cluster, test, partition)]
     return [*loads, command_line(run)]
 
 

@@ -1,8 +1,9 @@
 """Smoke tests: follow the submitted jobs to their end and judge each one.
 
 Following polls every job of a deploy with ONE queue call per round (then one history call for the jobs that left
-the queue, for their exit codes: squeue then sacct on Slurm), at an interval that starts short and backs off with
-jitter, tolerating a few failed calls (sacct is briefly unavailable after a slurmctld restart); the interval starts
+the queue, for their exit codes: the scheduler's queue, then its accounting), at an interval that starts short and
+backs off with jitter, tolerating a few failed calls (accounting is briefly unavailable after a controller restart);
+the interval starts
 over whenever a job changes state (a job that just started may end soon). A deadline or a stop request
 (SIGTERM/SIGINT) cancels what is still queued or running, and the result says so. A job stuck pending for a
 reason that never clears (an invalid account) is cancelled at once, and one still pending after the cluster's queue
@@ -109,7 +110,7 @@ def follow(
             if failures > poll.max_failures:
                 out.error = (
                     f"the scheduler could not be queried {failures} times in a row ({e}); hpcci cancelled the jobs; "
-                    "check the cluster's scheduler (e.g. squeue/sacct) and raise scheduler.poll.max_failures if it is flaky"
+                    "check the cluster's scheduler (its queue and accounting commands) and raise scheduler.poll.max_failures if it is flaky"
                 )
                 _cancel(jobs, active, out, f"hpcci could not follow the job: {e}", info)
                 break

@@ -71,11 +71,6 @@ class ModuleInfo:
 # -- modulefiles ----------------------------------------------------------------------------------------------------
 
 
-def modulefile_name(system: ModuleSystem, version: str) -> str:
-    """The modulefile's name in <modulefiles>/<name>/: Lmod reads `.lua` files as Lua, every other file as Tcl."""
-    return f"{version}.lua" if system == "lmod" else version
-
-
 def _quoted(s: str, special: str, control: str) -> str:
     """``s`` between double quotes: each ``special`` character backslash-escaped, a line break as \\n, other control
     characters as ``control`` formats their code."""
@@ -184,19 +179,6 @@ def wrapper_options(cluster: Cluster) -> ExecOptions:
     )
 
 
-def wrapper_argv(rt: Runtime, kind: str, sif: str, opts: ExecOptions) -> list[str]:
-    """The runtime command line of ``<name>-<kind>`` without the user's arguments (appended as "$@")."""
-    if kind == "shell" and rt.name == "charliecloud":
-        return rt.exec(sif, ["/bin/sh"], opts)  # ch-run has no shell subcommand
-    argv = rt.exec(sif, [], opts)
-    if (
-        kind == "exec" or rt.name == "charliecloud"
-    ):  # ch-run has no runscript: -run runs the arguments, like -exec
-        return argv
-    # apptainer and singularity: run and shell take exec's options
-    return [argv[0], kind, *argv[2:]]
-
-
 def wrapper_script(info: ModuleInfo, kind: str, argv: list[str]) -> str:
     """``<name>-<kind>``: a POSIX sh script that becomes the runtime (exec), passing its arguments on."""
     args = "" if kind == "shell" else ' "$@"'
@@ -216,6 +198,4 @@ def wrappers(cluster: Cluster, info: ModuleInfo) -> dict[str, str]:
     """File name -> text of the three wrapper commands."""
     rt = check_file_runtime(cluster)
     opts = wrapper_options(cluster)
-    return {
-        f"{info.name}-{k}": wrapper_script(info, k, wrapper_argv(rt, k, info.sif, opts)) for k in WRAPPERS
-    }
+    return {f"{info.name}-{k}": wrapper_script(info, k, rt.wrapper_argv(k, info.sif, opts)) for k in WRAPPERS}

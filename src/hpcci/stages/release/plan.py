@@ -17,16 +17,11 @@ from hpcci.config.release import ReleaseConfig
 from hpcci.config.types import check_name
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
+from hpcci.modules import MODULE_SYSTEMS, modulefile_name
 from hpcci.shell import expand, path_variables
 from hpcci.stages.cluster import remove_argv
 from hpcci.stages.release.manifest import Manifest, render
-from hpcci.stages.release.modulefile import (
-    ModuleInfo,
-    modulefile_name,
-    modulefile_text,
-    version_file,
-    wrappers,
-)
+from hpcci.stages.release.modulefile import ModuleInfo, modulefile_text, version_file, wrappers
 from hpcci.stages.steps import Command, WriteFile
 from hpcci.tags import parse_semver, sanitize_tag
 
@@ -247,18 +242,20 @@ def pointer_steps(cfg: ReleaseConfig, paths: ReleasePaths, version: str, run_id:
     """The module's default moved to ``version`` in one rename. Lmod: a `default` symlink, the first of the three
     ways Lmod's "Marked a Version as Default" (060_locating) lists; environment-modules: a `.version` file setting
     ModulesVersion (modulefile(4), "Locating Modulefiles")."""
-    if cfg.module_system == "lmod":
+    system = MODULE_SYSTEMS[cfg.module_system]
+    pointer = f"{paths.modules}/{system.pointer_file}"
+    if system.default_pointer == "symlink":
         tmp = paths.hidden(paths.modules, "default", run_id)
-        target = modulefile_name("lmod", version)
+        target = modulefile_name(system.name, version)
         return [
             Command(["ln", "-sfn", "--", target, tmp], note=f"default -> {target}"),
-            Command(["mv", "-T", "--", tmp, f"{paths.modules}/default"]),
+            Command(["mv", "-T", "--", tmp, pointer]),
         ]
     tmp = paths.hidden(paths.modules, "version", run_id)
     return [
         WriteFile(tmp, version_file(version)),
         *share(cfg.group, [tmp]),
-        Command(["mv", "-T", "--", tmp, f"{paths.modules}/.version"]),
+        Command(["mv", "-T", "--", tmp, pointer]),
     ]
 
 
