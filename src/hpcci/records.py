@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 from hpcci.errors import UsageError
+from hpcci.files import write_atomic
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -221,10 +221,7 @@ def _build(tp: Any, value: Any) -> Any:
 
 def write(record: Any, path: Path) -> None:
     """Write atomically: a reader never sees a half-written record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(to_json(record), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, to_json(record))
 
 
 def read(cls: type[T], path: Path) -> T:

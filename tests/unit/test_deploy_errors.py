@@ -103,7 +103,7 @@ def test_a_cluster_that_ends_without_an_outcome_is_an_error(
     def crash(*_a: Any, **_kw: Any) -> Any:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(command, "deploy_cluster", crash)
+    monkeypatch.setattr(command, "connect_and_deploy", crash)
     monkeypatch.setattr(threading, "excepthook", lambda a: pytest.fail(f"worker died: {a.exc_value!r}"))
 
     rc = deploy(project)

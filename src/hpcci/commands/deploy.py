@@ -106,7 +106,7 @@ def run_id_default() -> str:
 # -- one cluster ---------------------------------------------------------------------------------------------------
 
 
-def deploy_cluster(
+def connect_and_deploy(
     pipe: Pipeline,
     cluster: Cluster,
     sources: dict[str, ImageSource],
@@ -171,7 +171,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
 
     def work(name: str) -> None:
         try:
-            outcomes[name] = deploy_cluster(
+            outcomes[name] = connect_and_deploy(
                 pipe,
                 clusters[name],
                 sources,

@@ -11,6 +11,7 @@ from pathlib import Path
 from hpcci.errors import UsageError
 from hpcci.platforms import image_platform
 from hpcci.records import PublishRecord, S3Object
+from hpcci.references import parse_reference
 
 
 @dataclass(frozen=True)
@@ -43,19 +44,11 @@ def sources_from_publish(record: PublishRecord) -> dict[str, ImageSource]:
         )
     reg = record.registry
     if reg is not None and reg.refs:
-        repo = _strip_tag(reg.refs[0])
+        repo = parse_reference(reg.refs[0]).repository
         for platform, digest in reg.platforms.items():
             src = out.get(platform) or ImageSource(platform=platform, digest=digest)
             out[platform] = replace(src, registry_ref=f"{repo}@{digest}")
     return out
-
-
-def _strip_tag(ref: str) -> str:
-    ref = ref.split("@", 1)[0]
-    name, _, last = ref.rpartition("/")
-    if ":" in last:
-        last = last.split(":", 1)[0]
-    return f"{name}/{last}" if name else last
 
 
 def docker_archive_info(path: Path) -> tuple[str, str]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpcci.digests import hash_file
+from hpcci.files import atomic
 
 
 @dataclass(frozen=True)
@@ -19,19 +19,13 @@ class Archive:
 
 
 def write_hashed(chunks: Iterable[bytes], dest: Path) -> Archive:
-    """Write a byte stream to ``dest`` (via a temp name, then rename) while computing its sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    """Write a byte stream to ``dest`` (whole or not at all: hpcci.files.atomic) while computing its sha256."""
     h, size = hashlib.sha256(), 0
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                h.update(chunk)
-                f.write(chunk)
-                size += len(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic(dest) as f:
+        for chunk in chunks:
+            h.update(chunk)
+            f.write(chunk)
+            size += len(chunk)
     return Archive(dest, size, h.hexdigest())
 
 

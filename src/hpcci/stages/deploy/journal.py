@@ -13,11 +13,8 @@ re-run is for).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from typing import Literal
 from hpcci.backends.schedulers.jobs import Found, RemoteJobs
 from hpcci.backends.schedulers.model import JobState, Status
 from hpcci.errors import SchedulerError, UsageError
+from hpcci.files import write_atomic
 from hpcci.stages.deploy.identity import RunIdentity
 
 JOURNAL_FILE = "journal.json"
@@ -52,27 +50,6 @@ class Entry:
     run: str
     attempt: str
     submitted_at: float  # unix time
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` at ``path`` whole or not at all: a temp file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read_entries(path: Path) -> list[Entry]:

@@ -18,6 +18,7 @@ from hpcci.config.types import check_name
 from hpcci.context import GitEvent
 from hpcci.errors import ConfigError
 from hpcci.modules import MODULE_SYSTEMS, modulefile_name
+from hpcci.references import parse_reference
 from hpcci.shell import expand, path_variables
 from hpcci.stages.cluster import remove_argv
 from hpcci.stages.release.manifest import Manifest, render
@@ -61,7 +62,7 @@ def module_name(cfg: ReleaseConfig, image: str) -> str:
 
     The name becomes a folder under the release root and words in modulefiles and wrappers, so one taken from
     image.name must be a plain name too: `..` would leave the root, a line break would start code."""
-    name = cfg.name or image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    name = cfg.name or parse_reference(image).path.rsplit("/", 1)[-1]
     try:
         return check_name(name)
     except ValueError as e:

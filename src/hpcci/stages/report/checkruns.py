@@ -32,7 +32,7 @@ UNSAFE_ATTEMPTS = 4  # for a write that may have been applied: look, then re-sen
 
 
 @dataclass
-class Outcome:
+class Reported:
     """What the report did, per cluster: 'check_run <id>', 'status', or 'skipped: why'."""
 
     written: dict[str, str] = field(default_factory=dict)
@@ -55,7 +55,7 @@ class Reporter:
         self.t = target
         self.log = log
         self.clock = clock
-        self.outcome = Outcome()
+        self.outcome = Reported()
         self._runs: dict[str, JSON | None] = {}
 
     # -- finding our own check run ---------------------------------------------------------------------------
@@ -90,7 +90,7 @@ class Reporter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- start -----------------------------------------------------------------------------------------------
-    def start(self, clusters: Sequence[tuple[str, str]]) -> Outcome:
+    def start(self, clusters: Sequence[tuple[str, str]]) -> Reported:
         """An in_progress check run per (cluster, platform) about to be deployed."""
         if self._fork_pr():
             return self.outcome
@@ -114,7 +114,7 @@ class Reporter:
     # -- finish ----------------------------------------------------------------------------------------------
     def finish(
         self, results: Results, planned: Sequence[str] = (), *, default_file: str | None = None
-    ) -> Outcome:
+    ) -> Reported:
         """Complete each cluster's check run from Results; planned clusters without results are completed too."""
         summarize(results, self.t, self.log, default_file)
         if self._fork_pr():
@@ -157,7 +157,7 @@ class Reporter:
         results: Results | None = None,
         summary: bool = True,
         default_file: str | None = None,
-    ) -> Outcome:
+    ) -> Reported:
         """Complete every still-open check run of ``clusters``: from Results where there are some, else with what
         is known (the job failed or was cancelled before results were written)."""
         if self._fork_pr():

@@ -2,7 +2,7 @@
 comment, and the fork-PR note.
 
 The check-run lifecycle (hpcci.stages.report.checkruns) decides when each is written; these functions only write them.
-Each returns what it wrote (or why it wrote nothing) for the report's Outcome.
+Each returns what it wrote (or why it wrote nothing) for the report's Reported.
 """
 
 from __future__ import annotations
