@@ -258,3 +258,35 @@ def test_an_account_with_a_line_break_is_refused_before_anything_moves(tmp_path:
     assert "scheduler.account: 'hpcci\\n#SBATCH --qos=high' holds a line break" in error_of(
         path, config.Cluster
     )
+
+
+def test_a_misspelt_required_key_is_one_error_not_also_missing(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  nmae: org/app\ntests:\n  - nmae: t\n    command: x\n")
+    assert error_of(p).splitlines() == [
+        f"{p}:2:3: image.nmae: unknown key; did you mean 'name'?",
+        f"{p}:4:5: tests[0].nmae: unknown key; did you mean 'name'?",
+    ]
+
+
+def test_a_missing_key_beside_an_unrelated_unknown_one_is_still_named(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  context: .\n  colour: red\n")
+    assert f"{p}:2:3: image.name: required key is missing; add it" in error_of(p).splitlines()
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n"])
+def test_an_empty_pipeline_gets_one_wording_from_validate_and_from_build(tmp_path: Path, text: str) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    with pytest.raises(ConfigError) as by_build:
+        config_load.load_pipeline(p)
+    assert str(by_validate.value) == str(by_build.value)
+    assert str(by_build.value) == f"{p}:1:1: file is empty; see the README for a minimal pipeline config"
+
+
+def test_an_empty_cluster_config_is_called_one(tmp_path: Path) -> None:
+    (tmp_path / "cluster-configs").mkdir()
+    p = write(tmp_path, "", "cluster-configs/c.yaml")
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    assert str(by_validate.value) == error_of(p, config.Cluster)
