@@ -17,12 +17,17 @@ def outcome(sif: str, *, error: str | None = None, digest: str = DIGEST, hit: bo
 
 
 def test_a_converted_image_points_at_its_sif() -> None:
-    assert headline(outcome("/s/i.sif", hit=True)) == f"== c: linux/amd64 {DIGEST[:19]} -> /s/i.sif (cache hit)"
+    assert (
+        headline(outcome("/s/i.sif", hit=True)) == f"== c: linux/amd64 {DIGEST[:19]} -> /s/i.sif (cache hit)"
+    )
 
 
 def test_a_cluster_that_failed_before_conversion_has_no_empty_arrow() -> None:
     line = headline(outcome("", error="cluster c: cannot connect"))
-    assert line == f"== c: linux/amd64 {DIGEST[:19]}: not converted: the cluster failed first (the error is below)"
+    assert (
+        line
+        == f"== c: linux/amd64 {DIGEST[:19]}: not converted: the cluster failed first (the error is below)"
+    )
     assert not line.rstrip().endswith("->")
 
 
