@@ -313,8 +313,23 @@ def load(model: type[M], path: Path | str) -> M:
     return _validated(model, path, data, source)
 
 
+def _checked_pipeline(pipe: Pipeline) -> Pipeline:
+    """Test names are unique: each is its job's script, output and job name in the run's folder."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(pipe.tests):
+        if t.name in first:
+            where = pipe.source.where(("tests", i, "name"))
+            at = pipe.source.where(("tests", first[t.name], "name")).rsplit(":", 2)[-2]
+            raise ConfigError(
+                f"{where}: tests[{i}].name: {t.name!r} is the name of tests[{first[t.name]}] too (line {at}); a "
+                "test's name is its job script and output file on the cluster: give each test its own"
+            )
+        first[t.name] = i
+    return pipe
+
+
 def load_pipeline(path: Path | str = "hpcci.yaml") -> Pipeline:
-    return load(Pipeline, path)
+    return _checked_pipeline(load(Pipeline, path))
 
 
 def load_cluster(path: Path | str) -> Cluster:
@@ -331,7 +346,7 @@ def load_any(path: Path) -> Pipeline | Cluster:
     if isinstance(data, dict) and "login" in data:
         return _checked(_validated(Cluster, path, data, source))
     if isinstance(data, dict) and "image" in data:
-        return _validated(Pipeline, path, data, source)
+        return _checked_pipeline(_validated(Pipeline, path, data, source))
     raise ConfigError(
         f"{source.file}:1:1: neither a pipeline file (no 'image' key) nor a cluster config (no 'login' key)"
     )

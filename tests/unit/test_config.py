@@ -290,3 +290,29 @@ def test_an_empty_cluster_config_is_called_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as by_validate:
         config_load.load_any(p)
     assert str(by_validate.value) == error_of(p, config.Cluster)
+
+
+def test_a_non_ascii_test_name_is_refused_saying_what_is_allowed_and_why(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: fib é\n    command: x\n")
+    msg = error_of(p)
+    assert msg.startswith(
+        f"{p}:3:11: tests[0].name: 'fib é' is not a valid test name: ' ', 'é' are not allowed;"
+    )
+    assert "file name of the test's job script and output on the cluster and its Slurm job name" in msg
+    assert "ASCII letters, digits" in msg and "use letters" not in msg
+    assert msg.endswith("; e.g. 'fib-e'")
+
+
+@pytest.mark.parametrize("name", ["fib", "MPI_ring.2", "a-b", "0"])
+def test_existing_ascii_test_names_stay_valid_and_unchanged(name: str) -> None:
+    assert config.SmokeTest.model_validate({"name": name, "command": "x"}).name == name
+
+
+def test_two_tests_of_one_name_are_refused_they_would_share_files(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - {name: t, command: x}\n  - {name: t, command: y}\n")
+    with pytest.raises(ConfigError) as e:
+        config_load.load_pipeline(p)
+    assert str(e.value).startswith(f"{p}:4:12: tests[1].name: 't' is the name of tests[0] too (line 3);")
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    assert str(by_validate.value) == str(e.value)
