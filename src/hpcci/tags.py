@@ -173,6 +173,28 @@ def _extra_tag(pattern: str, event: GitEvent, version: Version | None) -> str:
     return check_tag(_render(pattern, values, what="tags.extra"), what="tags.extra entry")
 
 
+# What `hpcci validate` renders patterns with: values a real event could have, so a pattern refused here is refused
+# for every event (an empty {{branch}} on a tag push is the event's, not the pattern's).
+SAMPLE_VALUES = {"branch": "main", "tag": "v1.2.3", "sha": "0123abc", "version": "1.2.3"}
+SAMPLE_VERSION = Version(raw="v1.2.3", major=1, minor=2, patch=3)
+
+
+def check_extra(pattern: str) -> str:
+    """A tags.extra entry as compute_tags renders it (same errors), filled with SAMPLE_VALUES."""
+    tag = _render(pattern, SAMPLE_VALUES, what="tags.extra")
+    try:
+        return check_tag(tag, what="tags.extra entry")
+    except UsageError as e:
+        if tag == pattern:
+            raise
+        raise UsageError(f"{e} (rendered from {pattern!r} with {{{{branch}}}} = 'main', ...)") from None
+
+
+def check_semver(pattern: str) -> str:
+    """A tags.semver entry as a version tag renders it (same errors: an unknown placeholder)."""
+    return SAMPLE_VERSION.render(pattern)
+
+
 def _wants_latest(rules: TagRules, version: Version | None) -> bool:
     if rules.latest == "auto":
         return version is not None and not version.prerelease

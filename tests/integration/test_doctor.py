@@ -83,7 +83,8 @@ def test_an_unknown_host_key_is_reported_with_its_fingerprint(tmp_path: Path) ->
     done = doctor(tmp_path, cluster_config(**{"login.known_hosts": {"file": str(tmp_path / "known_hosts")}}))
     assert done.returncode == HostKeyError.exit_code  # 41, as `hpcci deploy` exits for the same cause
     fp = run(["ssh-keygen", "-l", "-f", os.environ["HPCCI_LOCAL_KNOWN_HOSTS"]], timeout=30).stdout.split()[1]
-    assert "FAIL  ssh" in done.stdout and fp in done.stdout and "verify the fingerprint" in done.stdout
+    assert "FAIL  ssh" in done.stdout and fp in done.stdout and "confirm this fingerprint" in done.stdout
+    assert " -> " not in done.stdout  # the error names its own fix: no class-wide guess beside it
 
 
 def test_an_unreachable_s3_endpoint_is_reported(tmp_path: Path) -> None:

@@ -260,3 +260,61 @@ def test_an_account_with_a_line_break_is_refused_before_anything_moves(tmp_path:
     assert "scheduler.account: 'hpcci\\n#SBATCH --qos=high' holds a line break" in error_of(
         path, config.Cluster
     )
+
+
+def test_a_misspelt_required_key_is_one_error_not_also_missing(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  nmae: org/app\ntests:\n  - nmae: t\n    command: x\n")
+    assert error_of(p).splitlines() == [
+        f"{p}:2:3: image.nmae: unknown key; did you mean 'name'?",
+        f"{p}:4:5: tests[0].nmae: unknown key; did you mean 'name'?",
+    ]
+
+
+def test_a_missing_key_beside_an_unrelated_unknown_one_is_still_named(tmp_path: Path) -> None:
+    p = write(tmp_path, "image:\n  context: .\n  colour: red\n")
+    assert f"{p}:2:3: image.name: required key is missing; add it" in error_of(p).splitlines()
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n"])
+def test_an_empty_pipeline_gets_one_wording_from_validate_and_from_build(tmp_path: Path, text: str) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    with pytest.raises(ConfigError) as by_build:
+        config_load.load_pipeline(p)
+    assert str(by_validate.value) == str(by_build.value)
+    assert str(by_build.value) == f"{p}:1:1: file is empty; see the README for a minimal pipeline config"
+
+
+def test_an_empty_cluster_config_is_called_one(tmp_path: Path) -> None:
+    (tmp_path / "cluster-configs").mkdir()
+    p = write(tmp_path, "", "cluster-configs/c.yaml")
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    assert str(by_validate.value) == error_of(p, config.Cluster)
+
+
+def test_a_non_ascii_test_name_is_refused_saying_what_is_allowed_and_why(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - name: fib é\n    command: x\n")
+    msg = error_of(p)
+    assert msg.startswith(
+        f"{p}:3:11: tests[0].name: 'fib é' is not a valid test name: ' ', 'é' are not allowed;"
+    )
+    assert "file name of the test's job script and output on the cluster and its Slurm job name" in msg
+    assert "ASCII letters, digits" in msg and "use letters" not in msg
+    assert msg.endswith("; e.g. 'fib-e'")
+
+
+@pytest.mark.parametrize("name", ["fib", "MPI_ring.2", "a-b", "0"])
+def test_existing_ascii_test_names_stay_valid_and_unchanged(name: str) -> None:
+    assert config.SmokeTest.model_validate({"name": name, "command": "x"}).name == name
+
+
+def test_two_tests_of_one_name_are_refused_they_would_share_files(tmp_path: Path) -> None:
+    p = write(tmp_path, "image: {name: a}\ntests:\n  - {name: t, command: x}\n  - {name: t, command: y}\n")
+    with pytest.raises(ConfigError) as e:
+        config_load.load_pipeline(p)
+    assert str(e.value).startswith(f"{p}:4:12: tests[1].name: 't' is the name of tests[0] too (line 3);")
+    with pytest.raises(ConfigError) as by_validate:
+        config_load.load_any(p)
+    assert str(by_validate.value) == str(e.value)

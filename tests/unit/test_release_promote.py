@@ -138,9 +138,8 @@ def test_a_fresh_install_runs_exactly_the_planned_steps_in_order() -> None:
         ["test", "-e", paths.manifest],  # cat failed: is there no manifest yet, or an unreadable one?
         *stage,
         plan.checksum.argv,
-        plan.aside.argv,
+        ["test", "-e", paths.version_dir("0.1.0")],  # nothing to move aside: no `mv -T` that fails
         *[s.argv for s in plan.commit],
-        *[s.argv for s in plan.cleanup],
         *[shown(s) for s in pointer_steps(cfg, paths, "0.1.0", "run-1")],
         *expected_manifest,
         unlock_step(paths).argv,
@@ -352,3 +351,15 @@ def test_a_manifest_that_exists_but_cannot_be_read_is_an_error() -> None:
         ReleaseError, match=r"cannot read /proj/apps/fibonacci/releases\.json: cat: Permission denied"
     ):
         releases.manifest()
+
+
+def test_a_first_install_runs_no_mv_aside_that_fails_and_a_replacement_moves_the_old_folder() -> None:
+    v_dir, old = "/proj/apps/fibonacci/0.1.0", "/proj/apps/fibonacci/.0.1.0.run-1.old"
+    remote = FilesRemote()
+    promote(outcome(), local(), remote, REQUEST, lambda _: None)
+    assert [r for r in remote.ran if old in r] == []
+    manifest = installed("0.1.0", default="0.1.0", digest="sha256:" + "0" * 64)
+    remote = FilesRemote(manifest, [v_dir, "/proj/modulefiles/fibonacci/0.1.0.lua"])
+    done = promote(outcome(), local(), remote, replace(REQUEST, replace=True), lambda _: None)
+    assert done.result.release is not None and done.result.release.status == "installed"
+    assert [r for r in remote.ran if old in r] == [["mv", "-T", "--", v_dir, old], ["rm", "-rf", "--", old]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hpcci import records
@@ -262,3 +264,29 @@ def test_step_summary_has_a_section_per_cluster() -> None:
     s = C.step_summary(r, check_names={"frontera": "hpcci / frontera"})
     assert s.count("### hpcci / frontera: ") == 2
     assert "Commit `cccccccccccc`" in s
+
+
+def test_a_deploy_error_is_said_once_in_the_check_run_not_again_per_test() -> None:
+    err = "cluster frontera: conversion job 12 failed: FATAL: no space left on device"
+    never_ran = [
+        replace(result(n, "error", "-", None, reason=f"not run: {err}", line=30 + i), job_id=None)
+        for i, n in enumerate(["fib", "gpu", "mpi"])
+    ]
+    cr = cluster(*never_ran, error=err)
+    summary = C.summary(cr)
+    assert summary.count("no space left on device") == 1
+    assert "- not run, as the deploy failed: fib, gpu, mpi" in summary
+    assert C.text(cr) is None
+    assert C.annotations_for(cr, default_file="hpcci.yaml") == []
+
+
+def test_a_test_that_failed_on_its_own_beside_a_deploy_error_keeps_its_reason_and_output() -> None:
+    err = "cluster frontera: the checksum step failed"
+    ran = result("fib", "fail", "FAILED", 1, reason="exited with code 1, expected 0", tail="Traceback")
+    never = replace(result("gpu", "error", "-", None, reason=f"not run: {err}"), job_id=None)
+    cr = cluster(ran, never, error=err)
+    assert C.summary(cr).count(err) == 1
+    assert "- **fib** (FAILED): exited with code 1, expected 0" in C.summary(cr)
+    text = C.text(cr)
+    assert text is not None and "Traceback" in text and "gpu" not in text
+    assert [a["title"].split(" ")[0] for a in C.annotations_for(cr)] == ["fib"]

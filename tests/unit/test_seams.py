@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import typing
 from pathlib import Path
 
 from hpcci.config.release import ModuleSystem
@@ -54,7 +55,7 @@ def test_module_loads_are_rendered_in_one_place() -> None:
 
 
 def test_the_module_systems_table_names_every_configurable_system() -> None:
-    assert set(MODULE_SYSTEMS) == set(ModuleSystem.__args__)
+    assert set(MODULE_SYSTEMS) == set(typing.get_args(ModuleSystem))
 
 
 def test_every_module_names_its_responsibility_in_its_first_line() -> None:

@@ -244,8 +244,7 @@ def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
 
     for o in outcomes:
         r = o.result
-        hit = " (cache hit)" if o.deploy.cache_hit else ""
-        log.info(f"== {r.cluster}: {r.platform} {o.deploy.image_digest[:19]} -> {o.deploy.sif_path}{hit}")
+        log.info(headline(o))
         for t in r.tests:
             el = f"{t.elapsed_s:.0f}s" if t.elapsed_s is not None else "-"
             # A cluster error is said once, as the deploy's error below; its tests only say they did not run.
@@ -258,6 +257,16 @@ def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
             if t.verdict != "pass" and not (r.error and t.job_id is None):
                 log.error(f"{r.cluster}/{t.test}: {t.reason}", file=t.source_file, line=t.source_line)
     log.summary(step_summary(results, heading="hpcci deploy"))
+
+
+def headline(o: Outcome) -> str:
+    """A cluster's first summary line: image and SIF, or how far it got when it failed before converting."""
+    d, r = o.deploy, o.result
+    image = " ".join(x for x in (r.platform, d.image_digest[:19]) if x)
+    if d.sif_path:
+        return f"== {r.cluster}: {image} -> {d.sif_path}{' (cache hit)' if d.cache_hit else ''}"
+    why = "the cluster failed first (the error is below)" if r.error or o.error else "no conversion ran"
+    return f"== {r.cluster}: {image or 'no image'}: not converted: {why}"
 
 
 class _stop_on_signals:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from hpcci import wiring
 from hpcci.commands import common
-from hpcci.errors import HpcciError, RemoteError
+from hpcci.errors import HostKeyError, HpcciError, RemoteAuthError, RemoteError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
@@ -67,15 +67,22 @@ def check_cluster(cluster: Cluster, remote: SSHRemote) -> list[Check]:
         shown = f"{key.get_name()} {fingerprint(key)}" if key else "?"
         checks.append(Check("ssh", "ok", f"connected to {where}; host key {shown} matches known_hosts"))
     except HpcciError as e:
-        fix = {
-            "HostKeyError": "verify the fingerprint with the cluster's admins, then fix login.known_hosts",
-            "RemoteAuthError": "check login.user/login.key (and key_passphrase); is the public key authorized?",
-        }.get(type(e).__name__, "check login.host/login.port, the network and that the login node is up")
-        return [
-            failed("ssh", e, "" if "second factor" in str(e) else fix)
-        ]  # the MFA message names the ways out
+        return [failed("ssh", e, ssh_fix(e))]
     checks += _automation_node(cluster, remote) if automation(cluster) else _environment(cluster, remote)
     return checks
+
+
+NETWORK_FIX = "check login.host/login.port, the network and that the login node is up"
+
+
+def ssh_fix(e: HpcciError) -> str:
+    """What doctor adds to a failed connection: nothing when the error names its own cause and fix, as every
+    refusal built in backends/ssh_errors.py and known_hosts.py does (an expired certificate: renew it; a refused
+    key: authorized_keys; MFA: the ways out; a changed host key: ask the admins); a guess by error class would
+    blame the key for an expired certificate. Only an error naming no setting gets the network's fix."""
+    if isinstance(e, HostKeyError | RemoteAuthError) or "login." in str(e):
+        return ""
+    return NETWORK_FIX
 
 
 def _automation_node(cluster: Cluster, remote: SSHRemote) -> list[Check]:

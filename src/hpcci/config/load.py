@@ -223,23 +223,39 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
     return []
 
 
+def _suggestion(model: type[BaseModel], loc: Loc) -> str | None:
+    """The allowed key an unknown key at ``loc`` is closest to, if any ('did you mean ...?')."""
+    hint = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1)
+    return hint[0] if hint else None
+
+
 def _error_lines(model: type[BaseModel], err: ValidationError, source: Source) -> list[str]:
     lines: list[str] = []
     seen: set[Loc] = set()
-    for e in err.errors():
+    errors = err.errors()
+    # A misspelt required key is one mistake: "unknown key; did you mean 'name'?" says it, "name: required key
+    # is missing" would send the reader to the mapping's first key for the same one.
+    misspelt = {
+        (*loc[:-1], hint)
+        for loc in (_clean_loc(e["loc"]) for e in errors if e["type"] == "extra_forbidden")
+        if (hint := _suggestion(model, loc))
+    }
+    for e in errors:
         loc = _clean_loc(e["loc"])
         if loc in seen:
             continue
         seen.add(loc)
         key = _dotted(loc)
         if e["type"] == "extra_forbidden":
+            hint = _suggestion(model, loc)
             allowed = _fields_at(model, loc[:-1])
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
+            fix = f"did you mean '{hint}'?" if hint else f"allowed keys: {', '.join(allowed)}"
             where = source.where((*loc, "<key>"))
             lines.append(f"{where}: {key}: unknown key; {fix}")
             continue
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing" and loc in misspelt:
+            continue
         if e["type"] == "missing":
             where = source.where(loc[:-1]) if loc[:-1] else f"{source.file}:1:1"
             lines.append(f"{where}: {key}: required key is missing; add it")
@@ -248,9 +264,9 @@ def _error_lines(model: type[BaseModel], err: ValidationError, source: Source) -
         shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and repr(got) not in msg else ""
         if e["type"] == "literal_error" and isinstance(got, str):
             allowed_vals = re.findall(r"'([^']+)'", msg)
-            hint = difflib.get_close_matches(got, allowed_vals, n=1)
-            if hint:
-                shown += f"; did you mean '{hint[0]}'?"
+            close = difflib.get_close_matches(got, allowed_vals, n=1)
+            if close:
+                shown += f"; did you mean '{close[0]}'?"
         lines.append(f"{source.where(loc)}: {key}: {msg}{shown}")
     return lines
 
@@ -258,11 +274,14 @@ def _error_lines(model: type[BaseModel], err: ValidationError, source: Source) -
 # -- the loaders -------------------------------------------------------------------------------------------------
 
 
+def _empty(path: Path, kind: str) -> ConfigError:
+    """One wording for an empty (or comments-only) file, whichever command read it."""
+    return ConfigError(f"{path}:1:1: file is empty; see the README for a minimal {kind} config")
+
+
 def _validated(model: type[M], path: Path, data: Any, source: Source) -> M:
     if data is None:
-        raise ConfigError(
-            f"{path}:1:1: file is empty; see the README for a minimal {model.__name__.lower()} config"
-        )
+        raise _empty(path, model.__name__.lower())
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}:1:1: expected a mapping of keys at the top level, got {type(data).__name__}"
@@ -294,8 +313,23 @@ def load(model: type[M], path: Path | str) -> M:
     return _validated(model, path, data, source)
 
 
+def _checked_pipeline(pipe: Pipeline) -> Pipeline:
+    """Test names are unique: each is its job's script, output and job name in the run's folder."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(pipe.tests):
+        if t.name in first:
+            where = pipe.source.where(("tests", i, "name"))
+            at = pipe.source.where(("tests", first[t.name], "name")).rsplit(":", 2)[-2]
+            raise ConfigError(
+                f"{where}: tests[{i}].name: {t.name!r} is the name of tests[{first[t.name]}] too (line {at}); a "
+                "test's name is its job script and output file on the cluster: give each test its own"
+            )
+        first[t.name] = i
+    return pipe
+
+
 def load_pipeline(path: Path | str = "hpcci.yaml") -> Pipeline:
-    return load(Pipeline, path)
+    return _checked_pipeline(load(Pipeline, path))
 
 
 def load_cluster(path: Path | str) -> Cluster:
@@ -305,10 +339,14 @@ def load_cluster(path: Path | str) -> Cluster:
 def load_any(path: Path) -> Pipeline | Cluster:
     """A pipeline or a cluster config, told apart by its keys; read once, so /dev/stdin works too."""
     data, source = _read_yaml(path)
+    if (
+        data is None
+    ):  # the kind its folder says: cluster configs live in cluster-configs/ (deploy.cluster_configs)
+        raise _empty(path, "cluster" if path.parent.name == "cluster-configs" else "pipeline")
     if isinstance(data, dict) and "login" in data:
         return _checked(_validated(Cluster, path, data, source))
     if isinstance(data, dict) and "image" in data:
-        return _validated(Pipeline, path, data, source)
+        return _checked_pipeline(_validated(Pipeline, path, data, source))
     raise ConfigError(
         f"{source.file}:1:1: neither a pipeline file (no 'image' key) nor a cluster config (no 'login' key)"
     )

@@ -23,6 +23,7 @@ from hpcci.config.types import (
     Platform,
     Secret,
     Source,
+    TestName,
     Value,
 )
 from hpcci.errors import ConfigError
@@ -163,7 +164,7 @@ class Resources(ConfigModel):
 
 
 class SmokeTest(ConfigModel):
-    name: Name
+    name: TestName
     command: str | list[str]
     expect: Expect = Field(default_factory=Expect)
     resources: Resources = Field(default_factory=Resources)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated
 
@@ -39,9 +40,46 @@ def check_memory(v: str) -> str:
     return v
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _name_problem(v: str) -> str:
+    """What keeps ``v`` from being a name, in words: the characters it may not hold, or how it starts."""
+    bad = list(dict.fromkeys(c for c in v if not re.match(r"[A-Za-z0-9_.-]", c)))
+    if bad:
+        return f"{', '.join(repr(c) for c in bad)} {'is' if len(bad) == 1 else 'are'} not allowed"
+    return "it is empty" if not v else f"it starts with {v[0]!r}"
+
+
+def ascii_name(v: str) -> str | None:
+    """The nearest name: accents dropped (é -> e), every other run of disallowed characters -> '-'."""
+    plain = unicodedata.normalize("NFKD", v).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", plain).strip("-._")
+    return name if name and _NAME.match(name) else None
+
+
 def check_name(v: str) -> str:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
-        raise ValueError(f"{v!r} is not a valid name: use letters, digits, '.', '_' and '-'")
+    if not _NAME.match(v):
+        raise ValueError(
+            f"{v!r} is not a valid name: {_name_problem(v)}; use ASCII letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return v
+
+
+def check_test_name(v: str) -> str:
+    """A test's name is its file names on the cluster (RUN/NAME.sbatch, NAME.out) and its Slurm job's name, which
+    re-attach and crash cancel look up, as well as what check runs show: one string, so what a check run shows is
+    what `ls` and `squeue` show. Portable file names (POSIX's portable filename character set) mean the same on
+    every cluster file system, locale and Slurm version, so that is the rule."""
+    if not _NAME.match(v):
+        hint = ascii_name(v)
+        raise ValueError(
+            f"{v!r} is not a valid test name: {_name_problem(v)}; the name is the file name of the test's job "
+            "script and output on the cluster and its Slurm job name, so it is ASCII letters, digits, '.', '_' "
+            "and '-' (POSIX's portable file names), starting with a letter or digit"
+            + (f"; e.g. {hint!r}" if hint else "")
+        )
     return v
 
 
@@ -59,6 +97,7 @@ Duration = Annotated[str, AfterValidator(check_duration)]
 Platform = Annotated[str, AfterValidator(check_platform)]
 Memory = Annotated[str, AfterValidator(check_memory)]
 Name = Annotated[str, AfterValidator(check_name)]
+TestName = Annotated[str, AfterValidator(check_test_name)]
 OneLine = Annotated[str, AfterValidator(check_one_line)]
 
 

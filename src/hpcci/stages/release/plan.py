@@ -189,9 +189,9 @@ class Install:
 
     stage: list[ReleaseStep]  # into the hidden folder: SIF, wrappers, modulefile, permissions
     checksum: Command  # sha256sum of the staged SIF (for the manifest)
-    aside: Command  # the version's old folder moved away (a replacement); fails harmlessly when there is none
+    aside: Command  # the version's old folder moved away: run only when it exists (a replacement)
     commit: list[Command]  # the folder, then the modulefile, renamed into place
-    cleanup: list[Command]  # the old folder removed
+    cleanup: list[Command]  # the old folder removed (after a replacement)
     discard: list[Command]  # what a failed install leaves: removed
     restore: Command  # a failed replacement: the old folder moved back (the modulefile still points into it)
 

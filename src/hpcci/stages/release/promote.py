@@ -198,14 +198,17 @@ class Releases:
                 self.run(step)
             # the deploy hashed this SIF already (stages/provenance.py); a hard link or copy of it is the same bytes
             sha = result.sif_sha256 or parse_sha256sum(self.run(plan.checksum)) or ""
-            # fails when there is no older folder: nothing to move
-            moved_aside = self.remote.run(plan.aside.argv, timeout=60).ok
+            # only a replacement has an older folder to move aside: a first install runs no `mv` that must fail
+            if self._exists(self.paths.version_dir(v)):
+                self.run(plan.aside)
+                moved_aside = True
             for step in plan.commit:
                 self.run(step)
         except BaseException:
             self._quietly([*plan.discard, *([plan.restore] if moved_aside else [])])
             raise
-        self._quietly(plan.cleanup)
+        if moved_aside:
+            self._quietly(plan.cleanup)
         self.info(
             f"installed {info.name}/{v}: {self.paths.version_dir(v)}, {self.paths.modulefile(self.cfg, v)}"
         )

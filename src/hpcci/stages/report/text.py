@@ -252,17 +252,27 @@ def release_line(cr: ClusterResult) -> str | None:
     return f"installed as module {r.module} on {cr.cluster}{default}{removed}"
 
 
+def cluster_failed_it(cr: ClusterResult, t: TestResult) -> bool:
+    """The test did not run because the cluster failed around it (its reason is the deploy's error, said once)."""
+    return cr.error is not None and (t.job_id is None or cr.error in t.reason)
+
+
 def summary(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str:
-    """The check run's summary: the conclusion in words, the table, where the time and allocation went,
-    provenance, and the reasons for what did not pass."""
+    """The check run's summary: the conclusion in words (a deploy error, said once), the table, where the time and
+    allocation went, provenance, and the reasons for what did not pass."""
     c = conclude(cr)
     head = f"**{c.conclusion.replace('_', ' ')}**: {c.reason}.\n\n{table_header(cr)}"
     gpus = _gpus(cr)
     rows = [table_row(t, gpus=gpus) for t in cr.tests]
+    not_run = [cell(t.test) for t in cr.tests if t.verdict != "pass" and cluster_failed_it(cr, t)]
     notes = [
-        f"- **{cell(t.test)}** ({t.state}): {t.reason}" for t in cr.tests if t.verdict != "pass" and t.reason
+        f"- **{cell(t.test)}** ({t.state}): {t.reason}"
+        for t in cr.tests
+        if t.verdict != "pass" and t.reason and not cluster_failed_it(cr, t)
     ]
-    tail_parts = [f"**Deploy error:** {cr.error}"] if cr.error else []
+    if not_run:
+        notes.insert(0, f"- not run, as the deploy failed: {', '.join(not_run)}")
+    tail_parts: list[str] = []
     if line := release_line(cr):
         tail_parts.append(f"**Release:** {line}")
     tail_parts += [usage_line(cr), provenance(cr)]  # before the notes: a long list of notes is what gets cut
@@ -288,11 +298,12 @@ def tail_lines(text: str, n: int = TAIL_LINES) -> str:
 
 
 def failing(cr: ClusterResult) -> list[TestResult]:
-    return [t for t in cr.tests if t.verdict not in PASSING_VERDICTS]
+    """The tests that did not pass, but for those the cluster's failure kept from running (the summary says why)."""
+    return [t for t in cr.tests if t.verdict not in PASSING_VERDICTS and not cluster_failed_it(cr, t)]
 
 
 def text(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str | None:
-    """The check run's text: the tail of each failing test's output in a fenced block; None when all passed."""
+    """The check run's text: the tail of each failing test's output in a fenced block; None when there is none."""
     bad = failing(cr)
     if not bad:
         return None
