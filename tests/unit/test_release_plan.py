@@ -285,7 +285,11 @@ def test_plan_prints_the_release_steps_and_the_modulefile(capsys: pytest.Capture
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "### cluster local: fibonacci/0.1.0 as a lmod module, only when every smoke test passed" in out
-    assert "+ mv -T -- '$PROJECT/apps/fibonacci/.0.1.0.RUN_ID.part' '$PROJECT/apps/fibonacci/0.1.0'" in out
+    # pasteable: $PROJECT expands in a shell on the cluster, the rest stays literal
+    assert (
+        "+ mv -T -- \"$PROJECT\"'/apps/fibonacci/.0.1.0.RUN_ID.part' \"$PROJECT\"'/apps/fibonacci/0.1.0'"
+        in out
+    )
     assert 'setenv("FIBONACCI_SIF", "$PROJECT/apps/fibonacci/0.1.0/fibonacci.sif")' in out
     assert "users: module use $PROJECT/modulefiles; module load fibonacci/0.1.0" in out
 
