@@ -74,10 +74,10 @@ RESOLVED = "   # its $VARIABLES, in the path and in the text, are resolved at de
 def pasteable(line: str, prefixes: Sequence[str]) -> str:
     """A plan line that stays right when pasted into a shell on the cluster: inside single quotes a cluster path's
     $VARIABLE would stay literal, so it is taken out into double quotes (`'$WORK/x'` -> `"$WORK"'/x'`). A file
-    written (a batch script: sbatch expands no variables in #SBATCH lines) says its paths are resolved at deploy."""
+    written (a batch script: a scheduler expands no variables in its directives) says its paths are resolved at deploy."""
     if line.startswith("write ") and any(p in line for p in prefixes):
         return line + RESOLVED
-    if line.startswith("#SBATCH") or not any(p in line for p in prefixes):
+    if line.startswith("#") or not any(p in line for p in prefixes):  # a directive or comment: not pasted
         return line
     out, i = [], 0
     while i < len(line):  # the quoting shlex.join writes: '...' spans, "'" for a quote, nothing else

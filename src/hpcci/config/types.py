@@ -68,9 +68,9 @@ def check_name(v: str) -> str:
 
 
 def check_test_name(v: str) -> str:
-    """A test's name is its file names on the cluster (RUN/NAME.sbatch, NAME.out) and its Slurm job's name, which
+    """A test's name is its file names on the cluster (its batch script, NAME.out) and its job's name, which
     re-attach and crash cancel look up, as well as what check runs show: one string, so what a check run shows is
-    what `ls` and `squeue` show. Portable file names (POSIX's portable filename character set) mean the same on
+    what `ls` and the scheduler's queue show. Portable file names (POSIX's portable filename character set) mean the same on
     every cluster file system, locale and Slurm version, so that is the rule."""
     if not _NAME.match(v):
         hint = ascii_name(v)
