@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from hpcci.backends.ssh.target import SSHTarget
     from hpcci.config.models import Cluster, LoginConfig, Pipeline
     from hpcci.records import S3Object
+    from hpcci.references import Destination
     from hpcci.stages.deploy.identity import RunIdentity
+    from hpcci.stages.layers.stage import OpenRegistry
     from hpcci.stages.release.promote import Releases
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -157,6 +159,25 @@ def registry_auths(pipe: Pipeline, log: Log, *, required: bool) -> list[Registry
         return []
     host = destination(reg.url, reg.repository, pipe.image.name, insecure=reg.insecure).host
     return [RegistryAuth(host=host, username=user, password=password, insecure=reg.insecure)]
+
+
+def registry_opener(pipe: Pipeline, log: Log) -> OpenRegistry:
+    """Opens the image's registry for layer staging, with publish.registry's credentials (masked) when it has them."""
+    from hpcci.backends.builders.spec import RegistryAuth
+    from hpcci.backends.registry import RegistryClient
+    from hpcci.config.models import resolve_value
+
+    def open_registry(dest: Destination) -> RegistryClient:
+        reg = pipe.publish.registry
+        auth = None
+        if reg is not None and reg.username is not None and reg.password is not None:
+            user = resolve_value(reg.username, "publish.registry.username").strip()
+            password = reg.password.resolve("publish.registry.password").strip()
+            log.mask(password)
+            auth = RegistryAuth(host=dest.host, username=user, password=password)
+        return RegistryClient(dest, auth)
+
+    return open_registry
 
 
 def s3_settings(pipe: Pipeline, log: Log) -> S3Settings:

@@ -190,10 +190,11 @@ class Session:
 
     def deploy(self, source: ImageSource) -> Staged:
         """Stage and convert ``source`` (no test jobs), as `hpcci deploy` does before submitting them."""
-        from hpcci.wiring import presigner
+        from hpcci.wiring import presigner, registry_opener
 
         self.runs += 1
         d = Deployer(self.pipeline, self.cluster, self.remote, slurm, presign=presigner(self.pipeline, Log(github=False)),
+                     open_registry=registry_opener(self.pipeline, Log(github=False)),
                      info=self.log.append, run_id=f"{self.name}-{self.runs}")  # fmt: skip
         plan = d.plan({source.platform: source})
         d.setup(plan)

@@ -129,6 +129,7 @@ def connect_and_deploy(
     try:
         return stage.deploy_cluster(
             pipe, cluster, sources, remote, wiring.make_scheduler(cluster), presign=wiring.presigner(pipe, log),
+            open_registry=wiring.registry_opener(pipe, log),
             run_id=run_id, deadline=deadline,
             deadline_text=deadline_text, stop=stop, info=info, mask=log.mask, journal=journal, release=release,
         )  # fmt: skip

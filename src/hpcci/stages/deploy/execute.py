@@ -41,6 +41,7 @@ from hpcci.stages.layers.index import index_archive
 from hpcci.stages.layers.stage import (
     LayerResult,
     LayerStager,
+    OpenRegistry,
     Target,
     fetch_index,
     pull_range,
@@ -78,6 +79,7 @@ class Deployer:
         scheduler: Scheduler,
         *,
         presign: Presign | None = None,
+        open_registry: OpenRegistry | None = None,
         info: Callable[[str], None] = print,
         stop: threading.Event | None = None,
         run_id: str,
@@ -93,6 +95,7 @@ class Deployer:
         self.remote = remote
         self.scheduler = scheduler
         self.presign = presign
+        self.open_registry = open_registry  # the registry's manifests, for layer staging from a registry
         self.info = info
         self.stop = stop or threading.Event()
         self.run_id = run_id
@@ -212,7 +215,13 @@ class Deployer:
             index = index_archive(Path(src.local_tar), trust_diff_ids=True)  # the cluster hashes what it gets
             stager = LayerStager(self.remote, self.cluster.name, self.info, local_tar=Path(src.local_tar))
         elif image.layers.via == "registry":
-            index, config = registry_blobs(self.pipeline, src, self.mask)
+            if self.open_registry is None:
+                raise UsageError(
+                    f"cluster {self.cluster.name}: layer staging from a registry needs a registry client"
+                )
+            reg = self.pipeline.publish.registry
+            insecure = bool(reg and reg.insecure)
+            index, config = registry_blobs(src, self.open_registry, insecure=insecure, mask=self.mask)
             stager = LayerStager(self.remote, self.cluster.name, self.info, curl_config=config)
         else:
             obj = src.s3

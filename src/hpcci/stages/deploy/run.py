@@ -28,6 +28,7 @@ from hpcci.stages.deploy.outcome import Outcome, Progress, outcome
 from hpcci.stages.deploy.plan import ClusterPlan, TestJob
 from hpcci.stages.deploy.provenance import read_sif_checksums
 from hpcci.stages.deploy.reattach import find_reattached
+from hpcci.stages.layers.stage import OpenRegistry
 from hpcci.stages.release.plan import ReleaseRequest
 from hpcci.stages.release.promote import promote as install_release
 from hpcci.stages.sources import ImageSource
@@ -41,6 +42,7 @@ def deploy_cluster(
     scheduler: Scheduler,
     *,
     presign: Presign | None,
+    open_registry: OpenRegistry | None = None,
     run_id: str,
     deadline: float,
     deadline_text: str,
@@ -53,8 +55,8 @@ def deploy_cluster(
     """Stage, convert, submit, follow and judge on one cluster, then install a release whose tests all passed
     (stages/promote.py). Never raises: errors become its result."""
     deployer = Deployer(
-        pipe, cluster, remote, scheduler, presign=presign, info=info, stop=stop, run_id=run_id, mask=mask,
-        journal=journal,
+        pipe, cluster, remote, scheduler, presign=presign, open_registry=open_registry, info=info, stop=stop,
+        run_id=run_id, mask=mask, journal=journal,
     )  # fmt: skip
     done = Progress()
     try:

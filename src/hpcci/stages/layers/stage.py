@@ -14,16 +14,16 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
-from hpcci.backends.builders.spec import RegistryAuth
-from hpcci.backends.registry import RegistryClient
 from hpcci.backends.ssh.remote import Remote
-from hpcci.config.models import Pipeline, resolve_value
 from hpcci.digests import parse_sha256sum
 from hpcci.errors import HpcciError, TransferError, UsageError
 from hpcci.records import S3Object
+from hpcci.references import Destination
 from hpcci.stages.layers import store as bs
 from hpcci.stages.layers.index import (
     OCI_LAYOUT,
@@ -136,21 +136,26 @@ def pull_range(
     return out
 
 
+class Manifests(Protocol):
+    """What layer staging reads of a registry: a manifest, and the Authorization header the registry granted."""
+
+    def get(self, tag_or_digest: str) -> dict[str, Any]: ...
+
+    @property
+    def authorization(self) -> str | None: ...
+
+
+OpenRegistry = Callable[[Destination], AbstractContextManager[Manifests]]  # built by hpcci.wiring
+
+
 def registry_blobs(
-    pipeline: Pipeline, src: ImageSource, mask: Callable[[str], None]
+    src: ImageSource, open_registry: OpenRegistry, *, insecure: bool, mask: Callable[[str], None]
 ) -> tuple[LayerIndex, Callable[[Blob], str]]:
     """The image's blobs from its registry manifest, and curl's config for each: its URL and the Authorization
     header the registry granted this deploy for the manifest (on curl's stdin, never on a command line)."""
     assert src.registry_ref is not None
-    reg = pipeline.publish.registry
-    auth = None
-    if reg is not None and reg.username is not None and reg.password is not None:
-        user = resolve_value(reg.username, "publish.registry.username").strip()
-        password = reg.password.resolve("publish.registry.password").strip()
-        mask(password)
-        auth = RegistryAuth(host="", username=user, password=password)
-    dest, digest = registry_blob_source(src.registry_ref, insecure=bool(reg and reg.insecure))
-    with RegistryClient(dest, auth) as client:
+    dest, digest = registry_blob_source(src.registry_ref, insecure=insecure)
+    with open_registry(dest) as client:
         index = index_from_manifest(client.get(digest))
         authz = client.authorization
     if authz:
