@@ -75,13 +75,17 @@ class ObjectStore(Protocol):
 
 
 class S3Store:
-    """The real object store: a boto3 client, and one whose requests are tried once for resumable uploads."""
+    """The real object store: a boto3 client, and one whose requests are tried once for resumable uploads.
 
-    def __init__(self, settings: S3Settings) -> None:
+    botocore's ``max_attempts`` counts retries after the first try; ``total_max_attempts`` counts every try, so
+    ``1`` is what "tried once" says. Every retry botocore makes is logged with its cause (``log_retries``)."""
+
+    def __init__(self, settings: S3Settings, log: Log | None = None) -> None:
         import boto3
         from botocore.config import Config
 
         self.settings = settings
+        self.log = log or Log()
         self.bucket = settings.bucket
         session = boto3.session.Session()
 
@@ -97,12 +101,12 @@ class S3Store:
                 s3={"addressing_style": "path" if settings.path_style else "auto"},
                 signature_version="s3v4",
                 request_checksum_calculation=checksums,
-                retries={"mode": "standard", "max_attempts": attempts},
+                retries={"mode": "standard", "total_max_attempts": attempts},
                 max_pool_connections=settings.concurrency + 2,
                 connect_timeout=15,
                 read_timeout=120,
             )
-            return session.client(
+            made = session.client(
                 "s3",
                 endpoint_url=settings.endpoint_url,
                 region_name=settings.region,
@@ -110,8 +114,10 @@ class S3Store:
                 aws_secret_access_key=settings.secret_key,
                 config=config,
             )
+            log_retries(made, self.log)
+            return made
 
-        self.client = client(settings.retries)
+        self.client = client(settings.retries + 1)  # the first try and settings.retries retries
         # multipart requests are tried once each: the upload's outage window decides when to retry and give up
         self.upload_client = client(1)
         self.last_upload: UploadStats | None = None
@@ -193,8 +199,10 @@ class S3Store:
             progress,
         )
         self.last_upload = upload.stats
+        ok = False
         try:
             upload.run({"Metadata": metadata, "ContentType": "application/x-tar"})
+            ok = True
         except (BotoCoreError, ClientError, ObjectStoreError) as e:
             err = (
                 e
@@ -205,7 +213,7 @@ class S3Store:
                 err = ObjectStoreError(f"{err}; {upload.abort_note}", transient=err.transient)
             raise err from e
         finally:
-            progress.close()
+            progress.close(failed=not ok, resumed=upload.stats.held)
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != metadata.get(SHA256_META):
             got = "nothing" if info is None else f"{info.size} bytes, sha256 {info.sha256}"
@@ -256,6 +264,42 @@ class S3Store:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
         return url
+
+
+def log_retries(client: Any, log: Log) -> None:
+    """Log every retry ``client`` (boto3) makes, with its cause: botocore's own retries are otherwise silent."""
+
+    def failed(request_dict: dict[str, Any], caught_exception: Exception | None = None, response: Any = None,
+               **_kw: Any) -> None:  # fmt: skip
+        request_dict["context"]["hpcci-cause"] = retry_cause(caught_exception, response)
+
+    def sending(request: Any, event_name: str, **_kw: Any) -> None:
+        tries = getattr(request, "context", {}).get("retries", {})
+        if int(tries.get("attempt", 1)) > 1:
+            cause = request.context.get("hpcci-cause") or "no reply"
+            log.info(
+                retry_line(event_name.rsplit(".", 1)[-1], cause, int(tries["attempt"]), tries.get("max"))
+            )
+
+    client.meta.events.register("needs-retry.s3", failed)
+    client.meta.events.register("before-send.s3", sending)
+
+
+def retry_cause(error: Exception | None, response: Any) -> str:
+    """Why a request is tried again: the exception's cause in words, else the reply's HTTP status and code."""
+    if error is not None:
+        return cause_of(error)
+    if isinstance(response, tuple) and len(response) == 2:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code", "") if isinstance(parsed, dict) else ""
+        return f"HTTP {getattr(http, 'status_code', '?')} {code}".strip()
+    return "no reply"
+
+
+def retry_line(operation: str, cause: str, attempt: int, most: object) -> str:
+    """E.g. "  S3 HeadObject: connection closed by the server; botocore retry 1 of 8" (pure)."""
+    of = f" of {int(most) - 1}" if isinstance(most, int) else ""
+    return f"  S3 {operation}: {cause}; botocore retry {attempt - 1}{of}"
 
 
 def part_size_for(size: int, wanted: int, concurrency: int = 8) -> int:
@@ -332,18 +376,33 @@ class Progress:
             f"{rate / MiB:.0f} MiB/s, ETA {eta_s}"
         )
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False, resumed: int = 0) -> None:
+        """The last line: ``failed`` when the upload did not complete; ``resumed``: bytes the server held when
+        the upload resumed after an outage (already counted in ``done``)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elapsed = max(time.monotonic() - self.t0, 1e-6)
-        self.log.info(
-            f"  {self.what}: {self.done / MiB:.0f} MiB in {elapsed:.1f}s ({self.done / MiB / elapsed:.0f} MiB/s)"
+        elapsed = time.monotonic() - self.t0
+        self.log.info(closing_line(self.what, self.total, self.done, elapsed, failed=failed, resumed=resumed))
+
+
+def closing_line(what: str, total: int, done: int, elapsed: float, *, failed: bool, resumed: int = 0) -> str:
+    """An upload's last progress line (pure): a complete upload counts the whole object, and says how much of it
+    the server held when it resumed after an outage; a failed one reads as a failure and says how far it got."""
+    elapsed = max(elapsed, 1e-6)
+    if failed:
+        return f"  {what}: upload failed after {done / MiB:.0f} of {total / MiB:.0f} MiB in {elapsed:.1f}s"
+    line = f"  {what}: {total / MiB:.0f} MiB in {elapsed:.1f}s ({total / MiB / elapsed:.0f} MiB/s)"
+    if resumed:
+        line += (
+            f"; resumed after an outage: the server held {resumed / MiB:.0f} MiB of it whose replies were lost, "
+            f"{max(total - resumed, 0) / MiB:.0f} MiB acknowledged as sent"
         )
+    return line
 
 
-def make_store(settings: S3Settings) -> ObjectStore:
-    return S3Store(settings)
+def make_store(settings: S3Settings, log: Log | None = None) -> ObjectStore:
+    return S3Store(settings, log)
 
 
 Factory = Callable[[S3Settings], ObjectStore]

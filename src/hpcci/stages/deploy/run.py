@@ -78,11 +78,15 @@ def _deploy(
     plan = done.plan = deployer.plan(sources)
     deployer.setup(plan)
     attached = find_reattached(deployer, plan)
+    # converted by an earlier attempt of this run: its recorded sha256 is read, not recomputed
+    kept: set[str] = set()
     for platform, image in plan.images.items():
         convert = attached.converts.get(platform)
         if convert is not None or not _needs_image(plan, platform, attached):
             # its conversion still runs, or every test of it was re-attached: staging again would duplicate it
             done.staged[platform] = Staged(image, convert_job=convert.job_id if convert else None)
+            if convert is None:
+                kept.add(platform)
             continue
         done.staged[platform] = deployer.stage_image(image)
     if time.monotonic() > deadline:
@@ -112,7 +116,8 @@ def _deploy(
             done.outputs[job.index] = _tail(remote, _output_path(plan, job, attached), info)
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
-    done.sif_sha256 = read_sif_checksums(remote, plan, [p for p, s in done.staged.items() if not s.cache_hit])
+    converted = [p for p, s in done.staged.items() if not s.cache_hit and p not in kept]
+    done.sif_sha256 = read_sif_checksums(remote, plan, converted)
 
 
 def _needs_image(plan: ClusterPlan, platform: str, attached: Reattached) -> bool:
