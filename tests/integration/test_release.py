@@ -11,6 +11,7 @@ Needs `scripts/local-stack up docker registry cluster`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,11 +30,8 @@ from deploy_support import Project, cluster_config, login, make_project, unique
 from test_access_modes import automation_cluster
 
 from hpcci.backends.ssh.remote import SSHRemote
-from hpcci.config.models import LoginConfig
-from hpcci.config.types import FromFile
 from hpcci.process import Completed, run
 from hpcci.shell import login_argv
-from hpcci.wiring import ssh_target
 from stack_env import skip_or_fail
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
@@ -86,13 +84,11 @@ def second_user() -> SSHRemote:
         )
     first = login()
     try:
-        c = first.login
+        target = first.login  # the first user's SSH target: same host, port and known hosts
     finally:
         first.close()
-    config = LoginConfig(
-        host=c.host, port=c.port, user=user, key=FromFile(file=key), known_hosts=c.known_hosts
-    )
-    return SSHRemote(ssh_target("local", config))
+    key_text = Path(key).read_text(encoding="utf-8")
+    return SSHRemote(dataclasses.replace(target, user=user, key=lambda: key_text))
 
 
 def require_module_system(remote: SSHRemote, system: str) -> None:
