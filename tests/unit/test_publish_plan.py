@@ -140,11 +140,11 @@ def test_progress_in_ci_prints_plain_lines_with_rate_and_eta() -> None:
     out = io.StringIO()
     progress = Progress("s3://b/k.tar", 100 * MiB, Log(out, github=False), every=0.0, tty=False)
     progress(50 * MiB)
-    progress.close()
+    progress.close(failed=True)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("  s3://b/k.tar: 50/100 MiB (50%), ")
     assert "MiB/s, ETA " in lines[0]
-    assert lines[-1].startswith("  s3://b/k.tar: 50 MiB in ")
+    assert lines[-1].startswith("  s3://b/k.tar: upload failed after 50 of 100 MiB in ")
 
 
 def test_publishing_one_target_keeps_the_other_from_an_earlier_run() -> None:

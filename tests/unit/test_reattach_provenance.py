@@ -18,7 +18,7 @@ from test_sbatch_scripts import DIGEST, FIB, PATHS, local_cluster, pipeline
 from hpcci.backends.schedulers import slurm
 from hpcci.backends.schedulers.jobs import Found
 from hpcci.process import Completed
-from hpcci.stages import deploy
+from hpcci.stages import deploy, smoke
 from hpcci.stages.execute import Deployer
 from hpcci.stages.journal import Journal, Labelled
 from hpcci.stages.outcomes import Progress
@@ -58,7 +58,7 @@ def _run(
                  journal=Journal(tmp_path, RUN))  # fmt: skip
     monkeypatch.setattr(d, "plan", lambda _sources: plan)  # the paths as planned (no login shell to ask)
     monkeypatch.setattr(deploy, "find_reattached", lambda _d, _plan: attached)
-    monkeypatch.setattr(deploy.smoke, "follow", lambda _jobs, _ids, **_kw: Followed(states={}))
+    monkeypatch.setattr(smoke, "follow", lambda _jobs, _ids, **_kw: Followed(states={}))
     done = Progress()
     sources = {p: i.source for p, i in plan.images.items()}
     deploy._deploy(d, sources, done, deadline=time.monotonic() + 600, deadline_text="10m")

@@ -1,13 +1,20 @@
-"""The pure parts of the resumable S3 upload: parts, the retry schedule, the outage clock, the error wording."""
+"""The pure parts of the resumable S3 upload: parts, the retry schedule, the outage clock, the error wording, the
+progress lines (and a resume against a server object in memory)."""
 
 from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from hpcci.backends.resumable import Outage, Part, backoff, cause_of, is_transient, plan_parts
+from hpcci.backends.objectstore import MiB, Progress, closing_line
+from hpcci.backends.resumable import Outage, Part, Resumable, backoff, cause_of, is_transient, plan_parts
 from hpcci.commands.publish import outage_window
 from hpcci.errors import ConfigError
+from hpcci.log import Log
 
 
 def test_parts_cover_the_file_once_in_order() -> None:
@@ -121,3 +128,68 @@ def test_outage_window_env_overrides_the_config() -> None:
         outage_window(120.0, {"HPCCI_S3_OUTAGE_WINDOW": "soon"})
     with pytest.raises(ConfigError, match="negative"):
         outage_window(120.0, {"HPCCI_S3_OUTAGE_WINDOW": "-1"})
+
+
+# -- the progress lines of an upload ---------------------------------------------------------------------------
+
+
+def test_a_complete_upload_s_last_line_counts_the_whole_object_and_what_the_server_held() -> None:
+    line = closing_line("s3://b/k.tar", 1633 * MiB, 1633 * MiB, 21.9, failed=False, resumed=320 * MiB)
+    assert line.startswith("  s3://b/k.tar: 1633 MiB in 21.9s (75 MiB/s); resumed after an outage: ")
+    assert "the server held 320 MiB of it" in line and "1313 MiB acknowledged as sent" in line
+    plain = closing_line("s3://b/k.tar", 128 * MiB, 128 * MiB, 2.0, failed=False)
+    assert plain == "  s3://b/k.tar: 128 MiB in 2.0s (64 MiB/s)"
+
+
+def test_a_failed_upload_s_last_line_reads_as_a_failure_with_how_far_it_got() -> None:
+    line = closing_line("s3://b/k.tar", 1633 * MiB, 128 * MiB, 30.2, failed=True, resumed=0)
+    assert line == "  s3://b/k.tar: upload failed after 128 of 1633 MiB in 30.2s"
+
+
+class Server:
+    """A multipart upload's server side: part 2's first reply is lost (the server keeps the part)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, int] = {}
+        self.lost = False
+
+    def create_multipart_upload(self, **kw: Any) -> dict[str, str]:
+        return {"UploadId": "u1"}
+
+    def upload_part(self, **kw: Any) -> dict[str, str]:
+        body = kw["Body"].read()
+        self.parts[int(kw["PartNumber"])] = len(body)
+        if kw["PartNumber"] == 2 and not self.lost:
+            self.lost = True
+            raise ConnectionClosedError(endpoint_url="http://x")
+        return {"ETag": f"e{kw['PartNumber']}"}
+
+    def get_paginator(self, name: str) -> Any:
+        server = self
+
+        class Pages:
+            def paginate(self, **kw: Any) -> list[dict[str, Any]]:
+                return [
+                    {
+                        "Parts": [
+                            {"PartNumber": n, "Size": s, "ETag": f"e{n}"} for n, s in server.parts.items()
+                        ]
+                    }
+                ]
+
+        return Pages()
+
+    def complete_multipart_upload(self, **kw: Any) -> dict[str, str]:
+        return {}
+
+
+def test_parts_the_server_held_at_a_resume_count_in_the_progress(tmp_path: Path) -> None:
+    src = tmp_path / "f.tar"
+    src.write_bytes(b"x" * 30)
+    out = io.StringIO()
+    progress = Progress("s3://b/k.tar", 30, Log(out, github=False), tty=False)
+    upload = Resumable(Server(), "b", "k.tar", src, 10, 1, 60.0, Log(out, github=False), progress,
+                       sleep=lambda _s: None)  # fmt: skip
+    upload.run({})
+    assert upload.stats.sent == [1, 2, 3] and upload.stats.held == 10  # part 2 was not sent again
+    assert progress.done == 30

@@ -193,8 +193,10 @@ class S3Store:
             progress,
         )
         self.last_upload = upload.stats
+        ok = False
         try:
             upload.run({"Metadata": metadata, "ContentType": "application/x-tar"})
+            ok = True
         except (BotoCoreError, ClientError, ObjectStoreError) as e:
             err = (
                 e
@@ -205,7 +207,7 @@ class S3Store:
                 err = ObjectStoreError(f"{err}; {upload.abort_note}", transient=err.transient)
             raise err from e
         finally:
-            progress.close()
+            progress.close(failed=not ok, resumed=upload.stats.held)
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != metadata.get(SHA256_META):
             got = "nothing" if info is None else f"{info.size} bytes, sha256 {info.sha256}"
@@ -332,14 +334,29 @@ class Progress:
             f"{rate / MiB:.0f} MiB/s, ETA {eta_s}"
         )
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False, resumed: int = 0) -> None:
+        """The last line: ``failed`` when the upload did not complete; ``resumed``: bytes the server held when
+        the upload resumed after an outage (already counted in ``done``)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elapsed = max(time.monotonic() - self.t0, 1e-6)
-        self.log.info(
-            f"  {self.what}: {self.done / MiB:.0f} MiB in {elapsed:.1f}s ({self.done / MiB / elapsed:.0f} MiB/s)"
+        elapsed = time.monotonic() - self.t0
+        self.log.info(closing_line(self.what, self.total, self.done, elapsed, failed=failed, resumed=resumed))
+
+
+def closing_line(what: str, total: int, done: int, elapsed: float, *, failed: bool, resumed: int = 0) -> str:
+    """An upload's last progress line (pure): a complete upload counts the whole object, and says how much of it
+    the server held when it resumed after an outage; a failed one reads as a failure and says how far it got."""
+    elapsed = max(elapsed, 1e-6)
+    if failed:
+        return f"  {what}: upload failed after {done / MiB:.0f} of {total / MiB:.0f} MiB in {elapsed:.1f}s"
+    line = f"  {what}: {total / MiB:.0f} MiB in {elapsed:.1f}s ({total / MiB / elapsed:.0f} MiB/s)"
+    if resumed:
+        line += (
+            f"; resumed after an outage: the server held {resumed / MiB:.0f} MiB of it whose replies were lost, "
+            f"{max(total - resumed, 0) / MiB:.0f} MiB acknowledged as sent"
         )
+    return line
 
 
 def make_store(settings: S3Settings) -> ObjectStore:

@@ -132,6 +132,7 @@ class UploadStats:
     parts: int = 0
     sent: list[int] = field(default_factory=list)  # part numbers, in the order their requests went out
     retries: int = 0
+    held: int = 0  # bytes of parts the server held when the upload resumed, though their replies never came
 
 
 @dataclass
@@ -195,7 +196,14 @@ class Resumable:
                 if not errors:
                     continue
                 self._wait(outage, f"{len(errors)} of {len(missing)} parts failed")
-                etags = self._retrying(lambda: self._listed(upload_id, parts), outage, "listing parts")
+                before, etags = (
+                    etags,
+                    self._retrying(lambda: self._listed(upload_id, parts), outage, "listing parts"),
+                )
+                held = sum(p.size for p in parts if p.number in etags and p.number not in before)
+                if held:  # sent whole, only the reply was lost: they count as done
+                    self.stats.held += held
+                    self.progress(held)
         return etags
 
     def _send(self, part: Part, upload_id: str, outage: Outage, trouble: threading.Event) -> str | None:
