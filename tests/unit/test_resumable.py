@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from hpcci.backends.objectstore import MiB, Progress, closing_line
+from hpcci.backends.objectstore import (
+    MiB,
+    Progress,
+    S3Settings,
+    S3Store,
+    closing_line,
+    retry_cause,
+    retry_line,
+)
 from hpcci.backends.resumable import Outage, Part, Resumable, backoff, cause_of, is_transient, plan_parts
 from hpcci.commands.publish import outage_window
 from hpcci.errors import ConfigError
@@ -193,3 +201,24 @@ def test_parts_the_server_held_at_a_resume_count_in_the_progress(tmp_path: Path)
     upload.run({})
     assert upload.stats.sent == [1, 2, 3] and upload.stats.held == 10  # part 2 was not sent again
     assert progress.done == 30
+
+
+def test_a_botocore_retry_is_one_line_with_its_operation_cause_and_count() -> None:
+    assert (
+        retry_line("HeadObject", "read timed out", 2, 9)
+        == "  S3 HeadObject: read timed out; botocore retry 1 of 8"
+    )
+    assert retry_cause(ReadTimeoutError(endpoint_url="http://x"), None) == "read timed out"
+
+    class Reply:
+        status_code = 503
+
+    assert retry_cause(None, (Reply(), {"Error": {"Code": "SlowDown"}})) == "HTTP 503 SlowDown"
+
+
+def test_the_upload_client_is_tried_once_and_the_main_client_retries_as_configured() -> None:
+    settings = S3Settings(bucket="b", endpoint_url="http://127.0.0.1:9", region="us-east-1", retries=3,
+                          access_key="k", secret_key="s3cret")  # fmt: skip
+    store = S3Store(settings)
+    assert store.upload_client.meta.config.retries["total_max_attempts"] == 1
+    assert store.client.meta.config.retries["total_max_attempts"] == 4

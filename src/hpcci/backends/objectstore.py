@@ -75,13 +75,17 @@ class ObjectStore(Protocol):
 
 
 class S3Store:
-    """The real object store: a boto3 client, and one whose requests are tried once for resumable uploads."""
+    """The real object store: a boto3 client, and one whose requests are tried once for resumable uploads.
 
-    def __init__(self, settings: S3Settings) -> None:
+    botocore's ``max_attempts`` counts retries after the first try; ``total_max_attempts`` counts every try, so
+    ``1`` is what "tried once" says. Every retry botocore makes is logged with its cause (``log_retries``)."""
+
+    def __init__(self, settings: S3Settings, log: Log | None = None) -> None:
         import boto3
         from botocore.config import Config
 
         self.settings = settings
+        self.log = log or Log()
         self.bucket = settings.bucket
         session = boto3.session.Session()
 
@@ -97,12 +101,12 @@ class S3Store:
                 s3={"addressing_style": "path" if settings.path_style else "auto"},
                 signature_version="s3v4",
                 request_checksum_calculation=checksums,
-                retries={"mode": "standard", "max_attempts": attempts},
+                retries={"mode": "standard", "total_max_attempts": attempts},
                 max_pool_connections=settings.concurrency + 2,
                 connect_timeout=15,
                 read_timeout=120,
             )
-            return session.client(
+            made = session.client(
                 "s3",
                 endpoint_url=settings.endpoint_url,
                 region_name=settings.region,
@@ -110,8 +114,10 @@ class S3Store:
                 aws_secret_access_key=settings.secret_key,
                 config=config,
             )
+            log_retries(made, self.log)
+            return made
 
-        self.client = client(settings.retries)
+        self.client = client(settings.retries + 1)  # the first try and settings.retries retries
         # multipart requests are tried once each: the upload's outage window decides when to retry and give up
         self.upload_client = client(1)
         self.last_upload: UploadStats | None = None
@@ -260,6 +266,42 @@ class S3Store:
         return url
 
 
+def log_retries(client: Any, log: Log) -> None:
+    """Log every retry ``client`` (boto3) makes, with its cause: botocore's own retries are otherwise silent."""
+
+    def failed(request_dict: dict[str, Any], caught_exception: Exception | None = None, response: Any = None,
+               **_kw: Any) -> None:  # fmt: skip
+        request_dict["context"]["hpcci-cause"] = retry_cause(caught_exception, response)
+
+    def sending(request: Any, event_name: str, **_kw: Any) -> None:
+        tries = getattr(request, "context", {}).get("retries", {})
+        if int(tries.get("attempt", 1)) > 1:
+            cause = request.context.get("hpcci-cause") or "no reply"
+            log.info(
+                retry_line(event_name.rsplit(".", 1)[-1], cause, int(tries["attempt"]), tries.get("max"))
+            )
+
+    client.meta.events.register("needs-retry.s3", failed)
+    client.meta.events.register("before-send.s3", sending)
+
+
+def retry_cause(error: Exception | None, response: Any) -> str:
+    """Why a request is tried again: the exception's cause in words, else the reply's HTTP status and code."""
+    if error is not None:
+        return cause_of(error)
+    if isinstance(response, tuple) and len(response) == 2:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code", "") if isinstance(parsed, dict) else ""
+        return f"HTTP {getattr(http, 'status_code', '?')} {code}".strip()
+    return "no reply"
+
+
+def retry_line(operation: str, cause: str, attempt: int, most: object) -> str:
+    """E.g. "  S3 HeadObject: connection closed by the server; botocore retry 1 of 8" (pure)."""
+    of = f" of {int(most) - 1}" if isinstance(most, int) else ""
+    return f"  S3 {operation}: {cause}; botocore retry {attempt - 1}{of}"
+
+
 def part_size_for(size: int, wanted: int, concurrency: int = 8) -> int:
     """Parts small enough that every thread has one (a 256 MiB tar is not 4 parts for 8 threads), at most
     ``wanted``, at least 8 MiB (S3: >= 5 MiB), and few enough for S3's 10,000-part limit."""
@@ -359,8 +401,8 @@ def closing_line(what: str, total: int, done: int, elapsed: float, *, failed: bo
     return line
 
 
-def make_store(settings: S3Settings) -> ObjectStore:
-    return S3Store(settings)
+def make_store(settings: S3Settings, log: Log | None = None) -> ObjectStore:
+    return S3Store(settings, log)
 
 
 Factory = Callable[[S3Settings], ObjectStore]
