@@ -272,10 +272,11 @@ class SchedulerConfig(ConfigModel):
     partitions: dict[Name, Partition] = Field(min_length=1)
     default_partition: str = "cpu"
     gpu_partition: str = "gpu"
-    memory_per: Literal["node", "cpu"] = Field(
+    memory_per: Literal["node", "cpu", "none"] = Field(
         "node",
-        description="How a test's resources.memory is asked for: per node (--mem) or per CPU (--mem-per-cpu, "
-        "as the Alliance's clusters document)",
+        description="How a test's resources.memory is asked for: per node (--mem), per CPU (--mem-per-cpu, "
+        "as the Alliance's clusters document) or not at all (none: nodes are given whole and the site refuses "
+        "--mem, as TACC documents)",
     )
     directives: list[OneLine] = Field(
         default_factory=list, description="Extra #SBATCH lines, without '#SBATCH '"

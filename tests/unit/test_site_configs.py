@@ -129,3 +129,28 @@ def test_a_gpu_test_on_a_site_without_a_gpu_partition_is_a_config_error_naming_t
 def test_every_shipped_config_plans_the_example_cpu_and_mpi_tests(path: Path) -> None:
     out = scripts(path.stem, FIB, MPI)
     assert set(out) == {"fib", "mpi"}
+
+
+@pytest.mark.parametrize("name", ["frontera", "stampede2"])
+def test_tacc_jobs_carry_only_the_options_its_submission_filter_accepts(name: str) -> None:
+    # TACC's user guides ("Common sbatch Options"): -N and -t required; --mem "Not available. If you attempt to
+    # use this option, the scheduler will not accept your job."; --array not available; --export to be avoided
+    c = cluster(name)
+    pipe = Pipeline.model_validate({"image": {"name": "reg/org/app"}, "tests": [FIB, MPI]})
+    source = {"linux/amd64": ImageSource("linux/amd64", DIGEST, local_tar="/tmp/x.tar")}
+    plan = plan_cluster(pipe, c, source, resolve_paths(c, ENV, "r1"), "r1", slurm)
+    (image,) = plan.images.values()
+    assert image.convert_job is not None
+    for text in [image.convert_job.script.text, *(t.script for t in plan.tests)]:
+        options = [ln.split("=", 1)[0] for ln in text.splitlines() if ln.startswith("#SBATCH ")]
+        assert {"#SBATCH --nodes", "#SBATCH --ntasks", "#SBATCH --time"} <= set(options), text
+        refused = [o for o in options if o.split()[1] in ("--mem", "--mem-per-cpu", "--array", "--export")]
+        assert not refused, text
+
+
+def test_frontera_sends_one_and_two_node_jobs_to_its_small_queue() -> None:
+    # Table 6: jobs of one or two nodes go to `small`; `normal` has a lower limit of three nodes
+    out = scripts("frontera", FIB, MPI)
+    assert '#SBATCH --partition="small"' in out["fib"] and '#SBATCH --partition="small"' in out["mpi"]
+    big = {**MPI, "name": "big", "resources": {"nodes": 4, "partition": "normal"}}
+    assert '#SBATCH --partition="normal"' in scripts("frontera", big)["big"]

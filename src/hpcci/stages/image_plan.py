@@ -184,7 +184,7 @@ def plan_image(
             qos=cluster.scheduler.qos,
             time="00:30:00",
             cpus_per_task=cluster.runtime.convert_cpus,
-            memory="4G",
+            memory="4G" if cluster.scheduler.memory_per != "none" else None,
             chdir=paths.run_dir,
             extra=[*cluster.scheduler.directives],
             body=[

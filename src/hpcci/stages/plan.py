@@ -178,7 +178,7 @@ def plan_test(
         tasks_per_node=r.tasks_per_node,
         cpus_per_task=r.cpus_per_task,
         time=r.time,
-        memory=r.memory,
+        memory=r.memory if cluster.scheduler.memory_per != "none" else None,
         memory_per_cpu=cluster.scheduler.memory_per == "cpu",
         gres=part.gres if test.gpu else None,
         chdir=paths.run_dir,
