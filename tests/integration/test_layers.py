@@ -87,6 +87,32 @@ def test_a_corrupt_blob_is_fetched_again_never_used(session: Session, tmp_path: 
     assert got == victim.hex and _sif_exists(session, session.image_path(src))
 
 
+def test_a_second_stage_trusts_the_recorded_blobs_and_hashes_only_one_that_changed(
+    session: Session, tmp_path: Path
+) -> None:
+    tar = write_archive(tmp_path / "t.tar", [*BASE, ("top-t", 1 * MiB)])
+    src = session.source(tar)
+    blobs = index_archive(tar).blobs()
+    first = session.deploy(src)
+    assert first.layers is not None and first.layers.hashed == []  # all fetched, each hashed once on arrival
+    record = on_login(session.remote, ["cat", "--", f"{session.cache}/blobs/verified"]).stdout
+    assert {line.split()[0] for line in record.splitlines()} == {b.hex for b in blobs}, record
+    on_login(session.remote, ["rm", "-f", "--", session.image_path(src)])  # so the next deploy stages again
+    second = session.deploy(src)
+    assert second.layers is not None and second.layers.hashed == [], second.layers  # nothing hashed again
+    assert set(second.layers.reused) == {b.digest for b in blobs} and not second.layers.fetched
+    victim = blobs[1]  # its mtime moved, as a write would move it (the bytes stay right)
+    on_login(session.remote, ["touch", "-d", "2001-01-01", "--", f"{session.store()}/{victim.hex}"])
+    on_login(session.remote, ["rm", "-f", "--", session.image_path(src)])
+    third = session.deploy(src)
+    assert third.layers is not None and third.layers.hashed == [victim.digest], third.layers
+    assert (
+        not third.layers.fetched
+        and not third.layers.corrupt
+        and _sif_exists(session, session.image_path(src))
+    )
+
+
 def test_eviction_keeps_the_deployed_image_and_the_kept_ones(
     tmp_path: Path, require: Callable[..., None]
 ) -> None:

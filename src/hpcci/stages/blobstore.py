@@ -1,8 +1,11 @@
 """The cluster's content-addressed blob store (under paths.image_cache): its layout, commands and eviction (pure).
 
 Layout: ``<image_cache>/blobs/sha256/<hex>`` holds complete, verified blobs only. A blob arrives under a temporary
-name (``.<hex>.<run>.part``, never counted as present), is hashed, and only then renamed to its digest. Before a
-deploy uses a blob it hashes it again: a blob whose bytes no longer match its name is deleted and fetched anew.
+name (``.<hex>.<run>.part``, never counted as present), is hashed, and only then renamed to its digest. A deploy
+trusts a stored blob as verified while its size and mtime are those recorded in ``<image_cache>/blobs/verified``
+(``<hex> <size> <mtime> <verified at>`` a line, written under a temporary name and renamed, after the deploy's own
+touch) and its last hash is under ``REHASH_DAYS`` old; otherwise it hashes it again, and a blob whose bytes no longer
+match its name is deleted and fetched anew. A lost or stale record only costs a hash, never trust.
 Every deploy touches the blobs it uses, so a blob's mtime is when it was last used; beyond the size limit the least
 recently used blobs go, except the image being deployed and every digest listed in ``<image_cache>/blobs/keep``
 (one ``sha256:<hex>`` per line: installed releases, stages/release_keep.py). Each image staged this way leaves its
@@ -42,6 +45,11 @@ class Store:
     def images(self) -> str:
         return f"{self.root}/images"
 
+    @property
+    def verified(self) -> str:
+        """The record of each blob's size and mtime when its sha256 last matched its name."""
+        return f"{self.root}/verified"
+
     def image_list(self, image: str) -> str:
         """The blob list of the image whose deploy digest (the cache key, ``sha256:<hex>``) is ``image``."""
         return f"{self.images}/{image.removeprefix('sha256:')}"
@@ -55,6 +63,20 @@ class Store:
 
 def store_for(cache: str) -> Store:
     return Store(f"{cache}/blobs")
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A blob as it was when its sha256 last matched its name: size, mtime (whole seconds), when it was hashed."""
+
+    size: int
+    mtime: int
+    at: float  # seconds since the epoch, the deploy's clock
+
+
+REHASH_DAYS = (
+    7  # a blob unchanged in size and mtime is hashed again after this long (bit rot, a preserved mtime)
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,12 @@ def verify_argv(store: Store, blobs: list[Blob]) -> list[str]:
     paths = [store.path(b) for b in blobs]
     return login_argv([Pipe(["printf", "%s\\0", *paths], ["xargs", "-0", "-r", "-P", str(HASHERS), "-n", "1",
                                                           "sha256sum", "--"])])  # fmt: skip
+
+
+def stat_argv(store: Store, blobs: list[Blob]) -> list[str]:
+    """``<mtime> <size> <path>`` of each blob in the store (GNU stat; a missing one is an error line on stderr, the
+    command runs unchecked)."""
+    return ["stat", "--format=%Y %s %n", "--", *(store.path(b) for b in blobs)]
 
 
 def fetch_step(curl: list[str], start: int, end: int, partial: str) -> Pipe:
@@ -142,6 +170,12 @@ def image_list_steps(store: Store, image: str, text: str, run_id: str) -> list[C
     ]
 
 
+def record_steps(store: Store, text: str, run_id: str) -> list[Command | WriteFile]:
+    """The verified record written under a temporary name and renamed over the old one (never read half-written)."""
+    tmp = f"{store.root}/.verified.{run_id}"
+    return [WriteFile(tmp, text), Command(["mv", "-f", "-T", "--", tmp, store.verified])]
+
+
 def remove_argv(store: Store, names: list[str]) -> list[str]:
     return ["rm", "-f", "--", *(f"{store.dir}/{n}" for n in names)]
 
@@ -160,6 +194,75 @@ def parse_verified(stdout: str, store: Store, blobs: list[Blob]) -> tuple[set[st
         if blob is not None and HEX.fullmatch(got):
             (good if got == blob.hex else bad).add(blob.digest)
     return good, bad
+
+
+def parse_stat(stdout: str, store: Store, blobs: list[Blob]) -> dict[str, tuple[int, int]]:
+    """hex -> (mtime, size) of each blob `stat_argv` found."""
+    by_path = {store.path(b): b for b in blobs}
+    out: dict[str, tuple[int, int]] = {}
+    for line in stdout.splitlines():
+        parts = line.split(" ", 2)
+        blob = by_path.get(parts[2]) if len(parts) == 3 else None
+        if blob is not None and parts[0].isdigit() and parts[1].isdigit():
+            out[blob.hex] = (int(parts[0]), int(parts[1]))
+    return out
+
+
+def parse_record(text: str) -> dict[str, Verified]:
+    """The verified record: hex -> Verified; a damaged line is skipped (that blob is hashed again)."""
+    out: dict[str, Verified] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and HEX.fullmatch(parts[0]) and parts[1].isdigit() and parts[2].isdigit():
+            try:
+                out[parts[0]] = Verified(int(parts[1]), int(parts[2]), float(parts[3]))
+            except ValueError:
+                continue
+    return out
+
+
+def record_text(record: dict[str, Verified]) -> str:
+    return "".join(f"{h} {v.size} {v.mtime} {v.at:.0f}\n" for h, v in sorted(record.items()))
+
+
+def to_hash(
+    blobs: list[Blob], found: dict[str, tuple[int, int]], record: dict[str, Verified], now: float
+) -> tuple[list[Blob], list[Blob]]:
+    """(blobs trusted as verified, blobs in the store to hash again): a blob is trusted when its size is the one
+    its index names and both size and mtime are those recorded after its last matching hash, under REHASH_DAYS
+    ago. Blobs not in the store are in neither list (they are fetched)."""
+    trusted: list[Blob] = []
+    again: list[Blob] = []
+    for b in blobs:
+        if b.hex not in found:
+            continue
+        mtime, size = found[b.hex]
+        r = record.get(b.hex)
+        fresh = r is not None and now - r.at < REHASH_DAYS * 86400
+        same = r is not None and (r.size, r.mtime) == (size, mtime) and size == b.size
+        (trusted if fresh and same else again).append(b)
+    return trusted, again
+
+
+def recorded(
+    record: dict[str, Verified],
+    found: dict[str, tuple[int, int]],
+    trusted: list[Blob],
+    checked: list[Blob],
+    dropped: set[str],
+    now: float,
+) -> dict[str, Verified]:
+    """The record after a deploy: ``found`` (hex -> (mtime, size) after its touch) for the image's blobs, keeping
+    the hash time of ``trusted`` ones and ``now`` for ``checked`` ones (hashed this deploy, or fetched and hashed);
+    ``dropped`` (deleted or evicted) leave it. Other blobs' entries stay as they were."""
+    out = {h: v for h, v in record.items() if h not in dropped}
+    for b in trusted:
+        if b.hex in found and b.hex in record:
+            out[b.hex] = Verified(found[b.hex][1], found[b.hex][0], record[b.hex].at)
+    for b in checked:
+        if b.hex in found:
+            out[b.hex] = Verified(found[b.hex][1], found[b.hex][0], now)
+    return out
 
 
 def parse_listing(text: str) -> list[Entry]:
@@ -245,7 +348,10 @@ class LayerPlan:
         )
         return [
             Command(mkdir_argv(self.store)),
-            Command(verify_argv(self.store, [each]), timeout=900, note="each blob of the image: which the store "
+            Command(stat_argv(self.store, [each]), note="each blob of the image: its mtime and size"),
+            Command(["cat", "--", self.store.verified], note="trusted while size and mtime are as recorded after its "
+                    f"last matching sha256, under {REHASH_DAYS} days ago"),
+            Command(verify_argv(self.store, [each]), timeout=900, note="each blob not trusted so: which the store "
                     "has intact (a corrupt one is deleted and fetched again)"),
             *fetch,
             Command(["sha256sum", "--", partial], timeout=900, note="must equal DIGEST"),
@@ -260,4 +366,7 @@ class LayerPlan:
             Command(listing_argv(self.store), note=f"over {self.limit / GiB:g} GiB? then rm -f the least recently "
                     f"used blobs, never this image's or those in {self.store.keep}"),
             *[Command(a, note="leftovers of deploys that never finished") for a in leftovers_argv(self.store, self.cache)],
+            Command(stat_argv(self.store, [each]), note="each blob of the image, as touched"),
+            *record_steps(self.store, "(<hex> <size> <mtime> <verified at> a line: the image's blobs as stat "
+                          "found them, and every other blob's line as it was)\n", self.run_id),
         ]  # fmt: skip

@@ -56,6 +56,7 @@ class LayerResult:
     """What one layer-level staging did."""
 
     reused: list[str] = field(default_factory=list)  # digests the store had, intact
+    hashed: list[str] = field(default_factory=list)  # stored blobs hashed again (not trusted from the record)
     fetched: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # found damaged in the store, deleted and fetched again
     evicted: list[str] = field(default_factory=list)
@@ -182,8 +183,16 @@ class LayerStager:
         store = plan.store
         blobs = index.blobs()
         self.remote.run(bs.mkdir_argv(store), timeout=60, check=True)
-        done = self.remote.run(bs.verify_argv(store, blobs), timeout=900)
-        good, bad = bs.parse_verified(done.stdout, store, blobs)
+        now = time.time()
+        found = bs.parse_stat(self.remote.run(bs.stat_argv(store, blobs), timeout=120).stdout, store, blobs)
+        record = bs.parse_record(self.remote.read_tail(store.verified, 4 << 20))
+        trusted, again = bs.to_hash(blobs, found, record, now)
+        good, bad = {b.digest for b in trusted}, set[str]()
+        if again:  # size or mtime changed, nothing recorded, or hashed too long ago
+            result.hashed = [b.digest for b in again]
+            intact, bad = bs.parse_verified(self.remote.run(bs.verify_argv(store, again), timeout=900).stdout,
+                                            store, again)  # fmt: skip
+            good |= intact
         if bad:
             result.corrupt = sorted(bad)
             self.info(f"{len(bad)} blob(s) in the store do not match their digest: deleted, fetched again")
@@ -200,7 +209,22 @@ class LayerStager:
         self._assemble(plan, index)
         self._record(plan, blobs)
         result.evicted = self._evict(plan, {b.hex for b in blobs})
+        checked = [b for b in blobs if b not in trusted and (b.digest in good or b.digest in result.fetched)]
+        dropped = {d.removeprefix("sha256:") for d in [*bad, *result.evicted]}
+        self._remember(plan, blobs, record, trusted, checked, dropped, now)
         return result
+
+    def _remember(self, plan: bs.LayerPlan, blobs: list[Blob], record: dict[str, bs.Verified],
+                  trusted: list[Blob], checked: list[Blob], dropped: set[str], now: float) -> None:  # fmt: skip
+        """The verified record: each blob of the image's size and mtime as touched, for the next deploy to trust."""
+        store = plan.store
+        found = bs.parse_stat(self.remote.run(bs.stat_argv(store, blobs), timeout=120).stdout, store, blobs)
+        text = bs.record_text(bs.recorded(record, found, trusted, checked, dropped, now))
+        for step in bs.record_steps(store, text, plan.run_id):
+            if isinstance(step, WriteFile):
+                self.remote.write_text(step.path, step.text)
+            else:
+                self.remote.run(step.argv, timeout=step.timeout, check=True)
 
     def _fetch(self, plan: bs.LayerPlan, blob: Blob, result: LayerResult) -> int:
         """One blob to the store via its temporary name; returns the bytes that crossed the wire."""
