@@ -138,7 +138,9 @@ def bench_staging(size_mib: int, runs: int, streams: int) -> list[tuple[str, str
         remote.close()
         shutil.rmtree(work, ignore_errors=True)
         try:
-            store.delete(s3key)
+            from swift_cleanup import delete_keys
+
+            delete_keys(store.bucket, [s3key])  # its multipart segments too
         except Exception as e:  # the S3 server may refuse when the disk is full: say what is left behind
             print(f"bench_deploy: could not delete s3://{store.bucket}/{s3key}: {e}", file=sys.stderr)
     base = statistics.median(results["OpenSSH scp"])

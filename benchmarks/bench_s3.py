@@ -347,14 +347,10 @@ def outage_rows(workdir: Path, size_mib: int, outage_s: float) -> list[str]:
 
 
 def cleanup_s3() -> None:
-    import boto3
-    from botocore.config import Config
+    """Everything this run uploaded, multipart segments included (tests/swift_cleanup.py)."""
+    from swift_cleanup import delete_prefix
 
-    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
-    bucket = os.environ.get("HPCCI_S3_BUCKET", "hpcci")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"bench-{RUN}/"):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    delete_prefix(os.environ.get("HPCCI_S3_BUCKET", "hpcci"), f"bench-{RUN}/")
 
 
 def main() -> None:

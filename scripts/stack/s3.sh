@@ -96,6 +96,9 @@ max_upload_part_num = 10000
 [filter:slo]
 use = egg:swift#slo
 max_manifest_segments = 10000
+# s3api deletes a multipart object with async=on, which only the object expirer (not run here) would finish: its
+# parts stayed in <bucket>+segments. Synchronous: the S3 DELETE removes them.
+allow_async_delete = false
 
 [filter:catch_errors]
 use = egg:swift#catch_errors
@@ -172,41 +175,13 @@ print(f"bucket {bucket} created")
 PY
 }
 
-# s3_prune: empty the test bucket, including the `<bucket>+segments` container that s3api keeps multipart parts
-# in. Overwritten or interrupted multipart uploads leave their parts there, invisible to S3 listings, and over
-# many test runs they fill the disk (60 GB seen). Swift's native API with bulk delete; credentials via env.
+# s3_prune: remove the test bucket's orphaned multipart segments (s3_prune.py: parts no object names and no upload in
+# progress owns, kept by s3api in `<bucket>+segments`, invisible to S3 listings; they filled the disk, 60 GB seen).
+# Objects stay: safe while others test. HPCCI_PRUNE_BUCKET picks another bucket (a test's own). Credentials via env.
 s3_prune() {
   _s3_healthy || { warn "s3: not running, nothing pruned"; return 0; }
   HPCCI_S3_USER=$(creds_get "$S3_CREDS" access_key) HPCCI_S3_KEY=$(creds_get "$S3_CREDS" secret_key) \
-    "$S3_DIR/venv/bin/python" - "$S3_URL" "$S3_BUCKET" <<'PY'
-import json, os, sys, urllib.parse, urllib.request
-
-url, bucket = sys.argv[1:3]
-auth = urllib.request.Request(f"{url}/auth/v1.0", headers={
-    "X-Auth-User": os.environ["HPCCI_S3_USER"], "X-Auth-Key": os.environ["HPCCI_S3_KEY"]})
-with urllib.request.urlopen(auth, timeout=10) as r:
-    token, storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
-total = 0
-for container in (f"{bucket}+segments", bucket):
-    while True:
-        q = urllib.parse.quote(container)
-        req = urllib.request.Request(f"{storage}/{q}?format=plain&limit=10000", headers={"X-Auth-Token": token})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                names = [n for n in r.read().decode().splitlines() if n]
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
-                break
-            raise
-        if not names:
-            break
-        body = "\n".join(f"/{q}/{urllib.parse.quote(n)}" for n in names).encode()
-        req = urllib.request.Request(f"{storage}?bulk-delete", data=body, method="POST", headers={
-            "X-Auth-Token": token, "Content-Type": "text/plain", "Accept": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as r:
-            total += json.load(r).get("Number Deleted", 0)
-print(f"s3: pruned {total} objects from bucket {bucket}")
-PY
+    "$S3_DIR/venv/bin/python" "$STACK_SRC/s3_prune.py" "$S3_URL" "$S3_BUCKET"
 }
 
 s3_up() {

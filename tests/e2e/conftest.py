@@ -26,6 +26,7 @@ from act_harness import E2E_RELEASES, REPO, UserRepo, make_user_repo
 
 from hpcci.process import run
 from stack_env import read_env, require_services
+from swift_cleanup import delete_keys
 
 SERVICES = ("docker", "registry", "s3", "cluster", "github")
 
@@ -132,7 +133,7 @@ def remove_what_the_session_made(stack_env: dict[str, str]) -> Iterator[None]:
             removed |= _remove_session_images(tool, before[tool], set(digest_of.values()))
         for key, digest in digest_of.items():
             if digest in removed:
-                s3.delete_object(Bucket=bucket, Key=key)
+                delete_keys(bucket, [key])  # its multipart segments too (tests/swift_cleanup.py)
     except Exception as e:  # cleanup must not turn a passing run red
         print(f"e2e cleanup failed: {type(e).__name__}: {e}")
 

@@ -40,6 +40,7 @@ from hpcci.stages.layers import (
     registry_blob_source,
 )
 from hpcci.stages.sources import ImageSource, docker_archive_info
+from swift_cleanup import delete_keys
 
 MiB = 1 << 20
 REGISTRY = os.environ.get("HPCCI_REGISTRY", "127.0.0.1:5000")
@@ -206,9 +207,7 @@ class Session:
         on_login(self.remote, ["rm", "-rf", "--", self.cache.rsplit("/", 1)[0]], timeout=300)
         self.remote.close()
         if self.s3_keys:
-            store = make_store(self.s3_settings())
-            for key in self.s3_keys:
-                store.delete(key)
+            delete_keys(self.s3_settings().bucket, self.s3_keys)  # their multipart segments too
 
     def s3_settings(self) -> S3Settings:
         return S3Settings(bucket=os.environ.get("HPCCI_S3_BUCKET", "hpcci"), path_style=True,

@@ -20,6 +20,7 @@ from deploy_support import FIB_TAG, Project, cluster_config, hpcci, login, make_
 
 from hpcci import cli, records
 from hpcci.process import run
+from swift_cleanup import delete_keys
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
@@ -99,11 +100,8 @@ def _report(proj: Project, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _remove_s3_objects(published: records.PublishRecord) -> None:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     for obj in published.s3:
-        s3.delete_object(Bucket=obj.bucket, Key=obj.key)
+        delete_keys(obj.bucket, [obj.key])  # its multipart segments too
 
 
 def test_the_check_run_shows_queue_wait_run_time_nodes_and_core_hours(

@@ -42,6 +42,7 @@ from hpcci.errors import (
 )
 from hpcci.process import run
 from stack_env import skip_or_fail
+from swift_cleanup import delete_keys
 
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
@@ -244,13 +245,10 @@ def _remove_what_the_tests_published() -> Iterator[None]:
     yield
     if not _PUBLISHED:
         return
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     remote = login()
     try:
         for obj in _PUBLISHED:
-            s3.delete_object(Bucket=obj.bucket, Key=obj.key)
+            delete_keys(obj.bucket, [obj.key])  # its multipart segments too
             hexd = obj.digest.removeprefix("sha256:")
             remote.run(
                 ["bash", "-c", f'rm -f -- "$SCRATCH"/hpcci/images/{hexd}.* "$SCRATCH"/hpcci/images/.{hexd}.*']

@@ -20,6 +20,7 @@ from test_build import RUN_ID, SHA, hpcci, need_builder, write_pipeline
 from hpcci import records
 from hpcci.process import run
 from hpcci.records import BuildRecord, PublishRecord
+from swift_cleanup import delete_prefix
 
 _published: dict[str, Published] = {}
 
@@ -44,9 +45,7 @@ def remove_this_runs_objects(stack_env: dict[str, str]) -> Iterator[None]:
     prefix = f"hpcci-test-{RUN_ID}/"
     try:
         s3 = s3_client()
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="hpcci", Prefix=prefix):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket="hpcci", Key=obj["Key"])
+        delete_prefix("hpcci", prefix)  # multipart segments included (tests/swift_cleanup.py)
         for upload in s3.list_multipart_uploads(Bucket="hpcci", Prefix=prefix).get("Uploads", []):
             s3.abort_multipart_upload(Bucket="hpcci", Key=upload["Key"], UploadId=upload["UploadId"])
     except Exception as e:  # cleanup must not turn a passing run red

@@ -27,6 +27,7 @@ from test_build import RUN_ID
 
 from hpcci.backends import objectstore
 from hpcci.log import Log
+from swift_cleanup import delete_keys
 
 pytestmark = pytest.mark.integration
 
@@ -122,10 +123,7 @@ def tar(tmp_path: Path) -> tuple[Path, str]:
 def key(endpoint: tuple[str, int]) -> Iterator[str]:
     name = f"hpcci-test-{RUN_ID}/retries/{os.urandom(4).hex()}.tar"
     yield name
-    url = f"http://{endpoint[0]}:{endpoint[1]}"
-    objectstore.S3Store(objectstore.S3Settings(bucket="hpcci", endpoint_url=url, path_style=True)).delete(
-        name
-    )  # the object's segments go with it (Swift's s3api deletes a multipart object whole)
+    delete_keys("hpcci", [name])  # its multipart segments too
 
 
 def store_at(url: str, log: Log, retries: int = 8) -> objectstore.S3Store:

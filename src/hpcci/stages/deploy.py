@@ -75,7 +75,8 @@ def _deploy(
     plan = done.plan = deployer.plan(sources)
     deployer.setup(plan)
     attached = find_reattached(deployer, plan)
-    kept: set[str] = set()  # converted by an earlier attempt of this run: its recorded sha256 is read, not recomputed
+    # converted by an earlier attempt of this run: its recorded sha256 is read, not recomputed
+    kept: set[str] = set()
     for platform, image in plan.images.items():
         convert = attached.converts.get(platform)
         if convert is not None or not _needs_image(plan, platform, attached):
