@@ -3,7 +3,7 @@
 - a `/hpcci deploy @<40 hex> local` comment by a user with write permission (examples/fibonacci/.github/workflows/
   hpcci-comment.yml, a real issue_comment.created payload) builds, publishes and deploys exactly that commit of a
   fork's pull request, reacts to the comment and lists the check run in a reply, which also says that the fork's
-  change to hpcci.yaml is not used;
+  change to hpcci.yaml is not used; after a push to the PR, a Re-run keeps that commit;
 - on a fork's pull request, `@<7 hex>` and a bare `/hpcci deploy` deploy nothing (no build, no deploy, no check run);
   the reply says why and names the head's full sha and the comment to post; a push between the comment and the
   trigger job deploys nothing either;
@@ -172,6 +172,23 @@ def test_a_maintainers_full_sha_comment_deploys_exactly_that_commit(repo: UserRe
     (answer,) = [c for c in comments if "hpcci-trigger" in c["body"]]
     assert f"sha={head}" in answer["body"] and "| local | [success](" in answer["body"], answer["body"]
     assert "Not used: this pull request's changes to `hpcci.yaml`." in answer["body"], answer["body"]
+    assert f"base-sha={repo.git('rev-parse', 'main')}" in result.output, "the trigger named no base-sha"
+
+    # A push after the trigger job, then Re-run: attempt 2 keeps the pinned commit; the pushed one never runs.
+    repo.edit("fib.py", "# from a fork", "# from a fork, pushed after the deploy")
+    pushed = repo.commit("pushed after the maintainer's comment")
+    github.admin("pulls", repo=repo.repository, number=number, head_sha=pushed)
+    repo.git(
+        "reset", "-q", "--hard", head
+    )  # act runs the working tree: what a checkout of the pinned sha fetches
+    again = repo.act(
+        "issue_comment", payload, workflow=COMMENT_WORKFLOW, env={**env, "GITHUB_RUN_ATTEMPT": "2"}
+    )
+
+    assert again.ok, again.tail()
+    assert f"keeping the pinned commit {head}" in again.output, again.tail()
+    assert github.runs(repo.repository, pushed) == []
+    assert github.runs(repo.repository, head) == [run], "the deploy that succeeded was touched again"
 
 
 def assert_nothing_deployed(result: ActRun, github: GitHub, repo: UserRepo, *shas: str) -> None:

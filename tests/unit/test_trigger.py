@@ -481,3 +481,65 @@ def test_no_code_of_the_pull_request_runs_before_the_permission_check() -> None:
     assert jobs["build"]["needs"] == "trigger" and "needs.trigger.outputs.sha != ''" in jobs["build"]["if"]
     for job in ("build", "deploy"):
         assert jobs[job]["with"]["sha"] == "${{ needs.trigger.outputs.sha }}", f"{job} does not use the pin"
+
+
+def run_main(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    api: RestGitHub,
+    request: Request,
+    body: str,
+    attempt: str,
+) -> dict[str, str]:
+    """`hpcci trigger` as the action runs it: the event from GITHUB_EVENT_PATH, outputs to GITHUB_OUTPUT."""
+    import argparse
+    import json
+
+    from hpcci.commands import report, trigger
+
+    payload = issue_comment_created(REPO, 7, request.comment_id, body, request.user)
+    (tmp_path / "event.json").write_text(json.dumps(payload), encoding="utf-8")
+    out = tmp_path / "output"
+    out.write_text("", encoding="utf-8")
+    env = {"GITHUB_EVENT_PATH": str(tmp_path / "event.json"), "GITHUB_EVENT_NAME": "issue_comment"}
+    for k, v in {**env, "GITHUB_OUTPUT": str(out), "GITHUB_RUN_ATTEMPT": attempt}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(
+        report, "client", lambda *_a: api
+    )  # the in-process stand-in instead of $GITHUB_API_URL
+    parser = argparse.ArgumentParser()
+    trigger.add_arguments(parser)
+    assert trigger.main(parser.parse_args(["--config", "./hpcci.yaml"]), log()[0]) == 0
+    return dict(line.split("=", 1) for line in out.read_text(encoding="utf-8").splitlines())
+
+
+def test_the_outputs_name_the_pin_and_the_base_sha(
+    admin: httpx.Client, api: RestGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = f"/hpcci deploy @{HEAD} local"
+    request = setup_pr(admin, "mona", "write", body)
+
+    outputs = run_main(tmp_path, monkeypatch, api, request, body, "1")
+
+    assert outputs == {"sha": HEAD, "pr": "7", "clusters": "local", "base-sha": BASE}
+
+
+def test_the_outputs_are_empty_when_nothing_deploys(
+    admin: httpx.Client, api: RestGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = "/hpcci deploy local"  # bare, on a fork's PR
+    request = setup_pr(admin, "mona", "write", body)
+
+    outputs = run_main(tmp_path, monkeypatch, api, request, body, "1")
+
+    assert outputs == {"sha": "", "pr": "", "clusters": "", "base-sha": ""}
+
+
+def test_a_run_attempt_that_is_no_number_is_a_usage_error(
+    admin: httpx.Client, api: RestGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcci.errors import UsageError
+
+    request = setup_pr(admin, "mona", "write")
+    with pytest.raises(UsageError, match="GITHUB_RUN_ATTEMPT is 'x'"):
+        run_main(tmp_path, monkeypatch, api, request, f"/hpcci deploy @{HEAD}", "x")

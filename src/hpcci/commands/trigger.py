@@ -1,4 +1,4 @@
-"""`hpcci trigger`: a maintainer's `/hpcci deploy [cluster ...]` pull-request comment, checked and pinned.
+"""`hpcci trigger`: a maintainer's `/hpcci deploy [@COMMIT] [cluster ...]` pull-request comment, checked and pinned.
 
 hpcci trigger            (an issue_comment workflow's first job) decide whether the comment deploys: the commenter's
                          permission on the repository must be write, maintain or admin (asked from GitHub's API, never
