@@ -150,6 +150,7 @@ def log() -> tuple[Log, io.StringIO]:
         ("/hpcci deploy @xyz local", ("local",)),  # a command: the reply says why @xyz deploys nothing
         ("/hpcci deploy local; rm -rf /", None),
         ("/hpcci deploy local @1a2b3c4", None),  # @COMMIT comes first
+        ("/hpcci deploy @ local", None),  # an @ naming nothing is no bare command
         ("/hpcci deployed", None),
         ("please /hpcci deploy", None),
         ("", None),

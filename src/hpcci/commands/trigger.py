@@ -40,7 +40,7 @@ TRUSTED = ("admin", "maintain", "write")
 # `/hpcci deploy [@COMMIT] [cluster ...]`: @COMMIT names the commit the maintainer reviewed. Anything after the @ is
 # taken here, so that a short or mistyped one gets a reply saying why it deploys nothing (FULL_SHA decides).
 COMMAND = re.compile(
-    r"^/hpcci[ \t]+deploy(?:[ \t]+@(?P<sha>\S*))?(?P<clusters>(?:[ \t]+[A-Za-z0-9][A-Za-z0-9_.-]*)*)[ \t]*$"
+    r"^/hpcci[ \t]+deploy(?:[ \t]+@(?P<sha>\S+))?(?P<clusters>(?:[ \t]+[A-Za-z0-9][A-Za-z0-9_.-]*)*)[ \t]*$"
 )
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 REACTION = "rocket"
