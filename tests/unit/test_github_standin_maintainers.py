@@ -26,7 +26,10 @@ def gh() -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.mark.parametrize("name", ["github-maintainers-subset.json", "github-webhooks-subset.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["github-maintainers-subset.json", "github-webhooks-subset.json", "github-deployments-subset.json"],
+)
 def test_the_spec_files_are_the_ones_source_md_names(name: str) -> None:
     digest = hashlib.sha256((STANDIN / name).read_bytes()).hexdigest()
     assert digest in (STANDIN / "SOURCE.md").read_text(encoding="utf-8")
@@ -64,3 +67,30 @@ def test_only_a_completed_check_run_can_be_rerequested(gh: httpx.Client) -> None
     done = {"conclusion": "failure", "output": {"title": "t", "summary": "s"}}
     gh.patch(f"/repos/{REPO}/check-runs/{run['id']}", json=done).raise_for_status()
     assert gh.post(f"/repos/{REPO}/check-runs/{run['id']}/rerequest").status_code == 201
+
+
+def test_files_at_a_commit_have_gits_object_ids(gh: httpx.Client) -> None:
+    # The ids git gives these files (`git ls-tree` of a repository holding them): a, b, and the tree over both.
+    files = {"hpcci.yaml": "x: 1\n", "cluster-configs/local.yaml": "a\n", "cluster-configs/sub/x.yaml": "b"}
+    gh.post("/_standin/commits", json={"repo": REPO, "sha": "d" * 40, "files": files}).raise_for_status()
+    gh.post("/_standin/branches", json={"repo": REPO, "branch": "main", "sha": "d" * 40}).raise_for_status()
+
+    listing = gh.get(f"/repos/{REPO}/contents/cluster-configs", params={"ref": "main"}).json()
+    one = gh.get(f"/repos/{REPO}/contents/cluster-configs/local.yaml", params={"ref": "d" * 40}).json()
+
+    assert [(e["name"], e["type"], e["sha"]) for e in listing] == [
+        ("local.yaml", "file", "78981922613b2afb6025042ff6bd878ac1994e85"),
+        ("sub", "dir", "92be766f76465435423c29fb1f75e0d41554a30d"),
+    ]
+    assert (one["sha"], one["encoding"], one["content"]) == (listing[0]["sha"], "base64", "YQo=")
+    assert gh.get(f"/repos/{REPO}/contents/nothing.yaml", params={"ref": "d" * 40}).status_code == 404
+    assert gh.get(f"/repos/{REPO}/contents/hpcci.yaml", params={"ref": "e" * 40}).status_code == 404
+
+
+def test_a_branch_answers_its_head_and_moves_on_push(gh: httpx.Client) -> None:
+    gh.post("/_standin/branches", json={"repo": REPO, "branch": "dev", "sha": "e" * 40}).raise_for_status()
+    first = gh.get(f"/repos/{REPO}/branches/dev").json()  # a response that broke the schema would be a 500
+    gh.post("/_standin/branches", json={"repo": REPO, "branch": "dev", "sha": "f" * 40}).raise_for_status()
+    assert (first["name"], first["commit"]["sha"]) == ("dev", "e" * 40)
+    assert gh.get(f"/repos/{REPO}/branches/dev").json()["commit"]["sha"] == "f" * 40
+    assert gh.get(f"/repos/{REPO}/branches/nowhere").status_code == 404

@@ -1,5 +1,6 @@
 """The stand-in's own side under /_standin/ (not GitHub's API): health, state, reset, faults, permissions, apps,
-and what a maintainer-triggered deploy needs set up: collaborators, pull requests, comments by a user."""
+and what a maintainer-triggered deploy needs set up: collaborators, pull requests, comments by a user, the files of
+a commit and the head of a branch."""
 
 from __future__ import annotations
 
@@ -124,6 +125,33 @@ def admin_comments(state: State, request: Request) -> Response:
     with state.lock:
         state.comments[cid] = c
     return json_response(c, 201)
+
+
+def admin_commits(state: State, request: Request) -> Response:
+    """{"repo": ..., "sha": SHA, "files": {"hpcci.yaml": "text", ...}}: the files of a commit (what
+    repos/get-content answers at that ref)."""
+    body = _admin_body(request)
+    repo, sha, files = _repo(body), str(body.get("sha", "")), body.get("files")
+    if (
+        not SHA_RE.match(sha)
+        or not isinstance(files, dict)
+        or not all(isinstance(v, str) for v in files.values())
+    ):
+        raise GitHubError(422, "a 40-hex sha and files (path -> text) are required")
+    with state.lock:
+        state.trees.setdefault(repo, {})[sha] = {str(k).strip("/"): v.encode() for k, v in files.items()}
+    return json_response({"repo": repo, "sha": sha, "files": len(files)}, 201)
+
+
+def admin_branches(state: State, request: Request) -> Response:
+    """{"repo": ..., "branch": "main", "sha": SHA}: where a branch points (a push to it moves sha)."""
+    body = _admin_body(request)
+    repo, branch, sha = _repo(body), str(body.get("branch", "")), str(body.get("sha", ""))
+    if not branch or not SHA_RE.match(sha):
+        raise GitHubError(422, "a branch and a 40-hex sha are required")
+    with state.lock:
+        state.branches.setdefault(repo, {})[branch] = sha
+    return json_response({"repo": repo, "branch": branch, "sha": sha}, 201)
 
 
 def _repo(body: JSON) -> str:

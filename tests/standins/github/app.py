@@ -1,5 +1,6 @@
 """A GitHub REST API stand-in: the check-runs / statuses / comments / app-installation subset hpcci uses, and the
-maintainer-trigger subset (collaborator permission, pulls/get, get-comment, reactions, rerequest).
+maintainer-trigger subset (collaborator permission, pulls/get, get-comment, reactions, rerequest, and of the
+deployments subset get-branch and get-content).
 
 It is a stand-in, not GitHub: state lives in memory, and only the operations of github-checks-subset.json and
 github-maintainers-subset.json exist. What makes it worth testing against:
@@ -14,7 +15,7 @@ github-maintainers-subset.json exist. What makes it worth testing against:
 
 This module is the WSGI application: routing, authentication, faults and validation around each handler. The
 handlers live by resource: checks.py, statuses.py (with comments), auth.py (app installations), maintainers.py
-(permission, pull requests, reactions, rerequest), admin.py.
+(permission, pull requests, reactions, rerequest), contents.py (files at a commit, branches), admin.py.
 Only werkzeug, openapi-core and cryptography are needed: it runs in its own small venv (scripts/stack/github.sh).
 """
 
@@ -30,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import admin, auth, checks, maintainers, statuses
+from . import admin, auth, checks, contents, maintainers, statuses
 from .faults import fault_response, take_fault
 from .replies import JSON, GitHubError
 from .spec import Validator, load_spec
@@ -57,6 +58,8 @@ API: dict[str, Handler] = {
     "get_permission": maintainers.get_permission,
     "get_pull": maintainers.get_pull,
     "rerequest_run": maintainers.rerequest_run,
+    "get_branch": contents.get_branch,
+    "get_content": contents.get_content,
 }
 ADMIN: dict[str, Callable[[State, Request], Response]] = {
     "admin_health": admin.admin_health,
@@ -68,6 +71,8 @@ ADMIN: dict[str, Callable[[State, Request], Response]] = {
     "admin_collaborators": admin.admin_collaborators,
     "admin_pulls": admin.admin_pulls,
     "admin_comments": admin.admin_comments,
+    "admin_commits": admin.admin_commits,
+    "admin_branches": admin.admin_branches,
 }
 APP_ENDPOINTS = ("create_token", "get_installation")  # authenticated by an app's JWT
 
@@ -106,6 +111,9 @@ API_RULES = [
     Rule(
         "/repos/<owner>/<repo>/check-runs/<int:run_id>/rerequest", methods=["POST"], endpoint="rerequest_run"
     ),
+    Rule("/repos/<owner>/<repo>/branches/<path:branch>", methods=["GET"], endpoint="get_branch"),
+    Rule("/repos/<owner>/<repo>/contents/", methods=["GET"], endpoint="get_content", defaults={"path": ""}),
+    Rule("/repos/<owner>/<repo>/contents/<path:path>", methods=["GET"], endpoint="get_content"),
 ]
 ADMIN_RULES = [
     Rule("/_standin/health", methods=["GET"], endpoint="admin_health"),
@@ -117,6 +125,8 @@ ADMIN_RULES = [
     Rule("/_standin/collaborators", methods=["POST"], endpoint="admin_collaborators"),
     Rule("/_standin/pulls", methods=["POST"], endpoint="admin_pulls"),
     Rule("/_standin/comments", methods=["POST"], endpoint="admin_comments"),
+    Rule("/_standin/commits", methods=["POST"], endpoint="admin_commits"),
+    Rule("/_standin/branches", methods=["POST"], endpoint="admin_branches"),
 ]
 OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -168,11 +178,12 @@ class StandIn:
                 time.sleep(fault["delay"])
             if fault is not None and not fault.get("apply"):
                 return fault_response(fault)
-            self.check_request(request)
+            as_validated = one_segment(request, params) if endpoint == "get_content" else request
+            self.check_request(as_validated)
             check_names(params)
             response = API[endpoint](self.state, request, who=who, **params)
             if self.validate_responses:
-                errors = self.validator.response_errors(request, response)
+                errors = self.validator.response_errors(as_validated, response)
                 if errors:
                     return GitHubError(
                         500, "stand-in bug: response breaks GitHub's schema: " + " | ".join(errors)
@@ -196,6 +207,14 @@ class StandIn:
                 "Invalid request. " + " | ".join(errors),
                 errors=[{"resource": "Request", "code": "invalid", "message": m} for m in errors],
             )
+
+
+def one_segment(request: Request, params: dict[str, Any]) -> Request:
+    """repos/get-content's `{path}` spans segments (GitHub's `x-multi-segment`), which openapi-core's path matching
+    does not know: the request is validated with the slashes of that parameter encoded."""
+    folded = params["path"].replace("/", "%2F")
+    prefix = request.path[: len(request.path) - len(params["path"])]
+    return Request({**request.environ, "PATH_INFO": prefix + folded})
 
 
 def check_names(params: dict[str, Any]) -> None:

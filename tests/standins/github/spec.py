@@ -1,5 +1,5 @@
-"""The OpenAPI description (github-checks-subset.json + github-maintainers-subset.json, merged and fixed in
-memory) and request/response validation."""
+"""The OpenAPI description (github-checks-subset.json + github-maintainers-subset.json + two operations of
+github-deployments-subset.json, merged and fixed in memory) and request/response validation."""
 
 from __future__ import annotations
 
@@ -14,15 +14,22 @@ from .replies import JSON
 
 SPEC_PATH = Path(__file__).with_name("github-checks-subset.json")
 MAINTAINERS_PATH = Path(__file__).with_name("github-maintainers-subset.json")
+DEPLOYMENTS_PATH = Path(__file__).with_name("github-deployments-subset.json")
+# What the comment trigger reads of the deployments subset: the base branch's head (repos/get-branch) and the
+# configuration files at a commit (repos/get-content). Only these: the rest of that subset disagrees with the checks
+# subset on components/schemas/check-run (another cut of GitHub's description).
+TRIGGER_PATHS = ("/repos/{owner}/{repo}/branches/{branch}", "/repos/{owner}/{repo}/contents/{path}")
 _EXAMPLES: dict[str, JSON] = {}
 
 
 def load_spec(path: Path = SPEC_PATH, more: Path | None = MAINTAINERS_PATH) -> JSON:
     """GitHub's description with the two changes openapi-core needs (see SOURCE.md); the files stay untouched.
-    ``more``: a second subset cut from the same description, merged in (paths by method, components by name)."""
+    ``more``: a second subset cut from the same description, merged in (paths by method, components by name),
+    and with it the trigger's operations of the deployments subset (TRIGGER_PATHS)."""
     spec: JSON = json.loads(path.read_text(encoding="utf-8"))
     if more is not None:
         merge(spec, json.loads(more.read_text(encoding="utf-8")))
+        merge(spec, only(json.loads(DEPLOYMENTS_PATH.read_text(encoding="utf-8")), TRIGGER_PATHS))
     _fix_schemas(spec)
     # Match requests on any host: the stand-in answers on 127.0.0.1, not api.github.com.
     spec["servers"] = [{"url": "/"}]
@@ -43,11 +50,36 @@ def merge(spec: JSON, other: JSON) -> None:
                 raise ValueError(f"the subsets disagree on components/{section}/{name}")
 
 
-def example(name: str) -> JSON:
+def only(spec: JSON, paths: tuple[str, ...]) -> JSON:
+    """``spec`` cut down to ``paths`` and every component they reference (followed through components too)."""
+    cut: JSON = {"paths": {p: spec["paths"][p] for p in paths}, "components": {}}
+    todo, seen = list(_refs(cut["paths"])), set()
+    while todo:
+        ref = todo.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        _, _, section, name = ref.split("/", 3)
+        value = spec["components"][section][name]
+        cut["components"].setdefault(section, {})[name] = value
+        todo += _refs(value)
+    return cut
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def example(name: str, source: Path = MAINTAINERS_PATH) -> JSON:
     """A fresh copy of one of GitHub's own examples (components/examples of the maintainers subset): the template
     a stand-in view starts from, so every field GitHub's schema requires is there."""
     if name not in _EXAMPLES:
-        spec = json.loads(MAINTAINERS_PATH.read_text(encoding="utf-8"))
+        spec = json.loads(source.read_text(encoding="utf-8"))
         _EXAMPLES[name] = spec["components"]["examples"][name]["value"]
     value: JSON = copy.deepcopy(_EXAMPLES[name])
     return value

@@ -1,5 +1,5 @@
 """What the stand-in remembers (check runs, statuses, comments, tokens, apps, permissions, collaborators, pull
-requests, faults, requests)."""
+requests, files of commits, branches, faults, requests)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class State:
             self.permissions: dict[str, dict[str, str]] = {}  # "owner/repo" -> {"checks": "read", ...}
             self.collaborators: dict[str, dict[str, str]] = {}  # "owner/repo" -> {login (lower case): level}
             self.pulls: dict[str, dict[int, JSON]] = {}  # "owner/repo" -> {number: {"head_sha", ...}}
+            self.trees: dict[str, dict[str, dict[str, bytes]]] = {}  # "owner/repo" -> {sha: {path: content}}
+            self.branches: dict[str, dict[str, str]] = {}  # "owner/repo" -> {branch: sha}
             self.faults: list[JSON] = []
             self.requests: list[JSON] = []  # method, path, status of every API request (not admin ones)
 
@@ -56,6 +58,7 @@ class State:
                     "permissions": self.permissions,
                     "collaborators": self.collaborators,
                     "pulls": {repo: list(prs.values()) for repo, prs in self.pulls.items()},
+                    "branches": self.branches,
                     "faults": self.faults,
                     "requests": self.requests,
                 }

@@ -1,5 +1,6 @@
 """GitHub seam: check runs, commit statuses, PR comments and what a maintainer's `/hpcci deploy` comment needs
-(a collaborator's permission, a pull request's head, a reaction) over GitHub's REST API (plain httpx).
+(a collaborator's permission, a pull request's head, a branch's head, a file at a commit, a reaction) over GitHub's
+REST API (plain httpx).
 
 Every request has a timeout. Retries are ours and bounded: 5xx and dropped connections (backoff), secondary rate
 limits (403/429 with Retry-After, capped), an exhausted primary limit (until x-ratelimit-reset, within the bound).
@@ -73,6 +74,10 @@ class Maintainers(GitHub, Protocol):
     def permission(self, username: str) -> str: ...
 
     def pull(self, number: int) -> JSON: ...
+
+    def branch(self, name: str) -> JSON: ...
+
+    def content(self, path: str, ref: str) -> JSON | list[JSON] | None: ...
 
     def react(self, comment_id: int, content: str) -> JSON: ...
 
@@ -372,6 +377,24 @@ class RestGitHub:
 
     def pull(self, number: int) -> JSON:
         result: JSON = self.call("GET", self._repo(f"/pulls/{number}"))
+        return result
+
+    def branch(self, name: str) -> JSON:
+        """repos/get-branch: the branch and the commit it points at now (`commit.sha`)."""
+        result: JSON = self.call("GET", self._repo(f"/branches/{quote(name, safe='')}"))
+        return result
+
+    def content(self, path: str, ref: str) -> JSON | list[JSON] | None:
+        """repos/get-content at ``ref``: a file (with its blob `sha`), a folder's entries, or None when ``path`` is
+        not there (404)."""
+        try:
+            result: JSON | list[JSON] = self.call(
+                "GET", self._repo(f"/contents/{quote(path.strip('/'), safe='/')}"), params={"ref": ref}
+            )
+        except GitHubRequestError as e:
+            if e.status != 404:
+                raise
+            return None
         return result
 
     def react(self, comment_id: int, content: str) -> JSON:
