@@ -359,7 +359,7 @@ def plan_section(ctx: common.PlanContext) -> str:
     from hpcci import records as rec
     from hpcci.backends.schedulers import SCHEDULERS
     from hpcci.stages.journal import Labelled
-    from hpcci.stages.paths import unresolved_paths
+    from hpcci.stages.paths import file_tag, unresolved_paths
     from hpcci.stages.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
 
@@ -381,7 +381,12 @@ def plan_section(ctx: common.PlanContext) -> str:
         scheduler = Labelled(SCHEDULERS[cluster.scheduler.type], identity(pipe, None, "RUN_ID"), name)
         try:
             plan = plan_cluster(
-                pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID", scheduler
+                pipe,
+                cluster,
+                sources,
+                unresolved_paths(cluster, "RUN_ID"),
+                file_tag("RUN_ID", cluster),
+                scheduler,
             )
         except HpcciError as e:
             out.append(f"### cluster {name}\ncannot plan: {e}")

@@ -42,7 +42,7 @@ from hpcci.stages.image_plan import (
 )
 from hpcci.stages.journal import Entry, Journal, Labelled, RunIdentity
 from hpcci.stages.layers import index_archive
-from hpcci.stages.paths import needed_variables, require_absolute_paths, resolve_paths
+from hpcci.stages.paths import file_tag, needed_variables, require_absolute_paths, resolve_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
 from hpcci.stages.reattach import Reattached
 from hpcci.stages.sources import ImageSource
@@ -129,7 +129,8 @@ class Deployer:
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
         labelled = Labelled(self.scheduler, self.identity, self.cluster.name)
-        return plan_cluster(self.pipeline, self.cluster, sources, paths, self.run_id, labelled)
+        tag = file_tag(self.run_id, self.cluster)  # temporary files in the image cache clusters may share
+        return plan_cluster(self.pipeline, self.cluster, sources, paths, tag, labelled)
 
     # -- image --------------------------------------------------------------------------------------------------
     def setup(self, plan: ClusterPlan) -> None:

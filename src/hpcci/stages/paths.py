@@ -1,4 +1,10 @@
-"""Where a deploy puts things on a cluster: its paths, with the login shell's $VARS resolved (or shown as written)."""
+"""Where a deploy puts things on a cluster: its paths, with the login shell's $VARS resolved (or shown as written).
+
+Two cluster configs may share a login node and a file system (a cpu and a gpu config of one machine): every path a
+deploy writes there is unique per (run, cluster, platform). The run folder is ``<scratch>/runs/<run id>/<cluster>``
+(its files are named by test, or by image key, which holds the platform), and temporary files in the shared image
+cache carry ``file_tag``: the run id and the cluster name.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +33,24 @@ def resolve_paths(cluster: Cluster, env: dict[str, str], run_id: str) -> Paths:
     tmpdir = (
         expand(p.tmpdir, env, what=f"cluster {cluster.name}: paths.tmpdir") if p.tmpdir else f"{scratch}/tmp"
     )
-    return Paths(scratch, cache, tmpdir, f"{scratch}/runs/{run_id}")
+    return Paths(scratch, cache, tmpdir, run_dir(scratch, run_id, cluster))
 
 
 def unresolved_paths(cluster: Cluster, run_id: str) -> Paths:
     p = cluster.paths
-    return Paths(p.scratch, p.image_cache, p.tmpdir or f"{p.scratch}/tmp", f"{p.scratch}/runs/{run_id}")
+    return Paths(
+        p.scratch, p.image_cache, p.tmpdir or f"{p.scratch}/tmp", run_dir(p.scratch, run_id, cluster)
+    )
+
+
+def run_dir(scratch: str, run_id: str, cluster: Cluster) -> str:
+    """The run's folder for one cluster: the run's own folder (--run-id) holds one per cluster config."""
+    return f"{scratch}/runs/{run_id}/{cluster.name}"
+
+
+def file_tag(run_id: str, cluster: Cluster) -> str:
+    """What names a temporary file of this run and cluster in a folder other clusters share (the image cache)."""
+    return f"{run_id}.{cluster.name}"
 
 
 def needed_variables(cluster: Cluster) -> list[str]:
