@@ -1,6 +1,7 @@
 """Judging a job by its steps on the local stack's Slurm (issue 20 item 2): a site template that runs a cleanup line
 after the body hides a failed srun step from the batch script's exit code; the test is judged failed all the same,
-naming the step and its exit code. And an --output folder Slurm cannot open is said as such.
+naming the step and its exit code. And a short 2-node job is recorded on both nodes, not on the batch host alone (the
+first record sacct gives of a job that just ended; item 11).
 
 Needs `scripts/local-stack up docker registry cluster`; skips without them (fails under CI=true).
 """
@@ -39,3 +40,14 @@ def test_a_failed_srun_step_before_a_cleanup_line_fails_the_test_and_names_the_s
         "reason"
     ]
     assert done.returncode == 70, done.stderr[-3000:]
+
+
+def test_a_short_two_node_job_is_recorded_on_both_nodes(
+    fib_tar: Path, project: Callable[..., Project]
+) -> None:
+    # Ends within a second: sacct's first record of it names only the batch host (and 'allocation' as its name).
+    proj = project([{"name": "two", "command": "true", "resources": {"nodes": 2, "tasks_per_node": 1}}])
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    t = proj.tests()["two"]
+    assert t["verdict"] == "pass", (t, done.stderr[-3000:])
+    assert (t["usage"]["node_count"], t["usage"]["nodes"]) == (2, "node[1-2]"), t["usage"]
