@@ -7,6 +7,7 @@ from test_sbatch_scripts import DIGEST, FIB, local_cluster, pipeline
 
 from hpcci.backends.schedulers import slurm
 from hpcci.config import Cluster
+from hpcci.stages.image_plan import setup_steps
 from hpcci.stages.layers import Blob
 from hpcci.stages.paths import file_tag, resolve_paths, unresolved_paths
 from hpcci.stages.plan import ClusterPlan, plan_cluster
@@ -56,3 +57,17 @@ def test_the_run_folder_keeps_the_run_id_and_the_plan_shows_the_same_layout() ->
     cluster = local_cluster()
     assert planned(cluster, "gh-7-1").paths.run_dir.endswith("/runs/gh-7-1/local")
     assert unresolved_paths(cluster, "RUN_ID").run_dir == "$SCRATCH/hpcci/runs/RUN_ID/local"
+
+
+def test_the_run_s_folder_and_the_cluster_s_in_it_are_both_made_private() -> None:
+    paths = planned(local_cluster()).paths
+    (mkdir,) = [s.argv for s in setup_steps(paths) if "700" in s.argv]
+    assert mkdir == [
+        "mkdir",
+        "-p",
+        "-m",
+        "700",
+        "--",
+        "/scratch/u/hpcci/runs/r1",
+        "/scratch/u/hpcci/runs/r1/local",
+    ]

@@ -22,7 +22,13 @@ class Paths:
     scratch: str
     cache: str
     tmpdir: str
-    run_dir: str
+    run_dir: str  # this cluster's folder of the run: job scripts, outputs, registry credentials
+    run_folder: str = ""  # the run's own folder (--run-id), holding one run_dir per cluster config
+
+    @property
+    def private_folders(self) -> list[str]:
+        """The folders made mode 700 (the run's, then this cluster's in it): only the deploying user reads them."""
+        return [f for f in (self.run_folder, self.run_dir) if f]
 
 
 def resolve_paths(cluster: Cluster, env: dict[str, str], run_id: str) -> Paths:
@@ -33,7 +39,7 @@ def resolve_paths(cluster: Cluster, env: dict[str, str], run_id: str) -> Paths:
     tmpdir = (
         expand(p.tmpdir, env, what=f"cluster {cluster.name}: paths.tmpdir") if p.tmpdir else f"{scratch}/tmp"
     )
-    return Paths(scratch, cache, tmpdir, run_dir(scratch, run_id, cluster))
+    return Paths(scratch, cache, tmpdir, run_dir(scratch, run_id, cluster), f"{scratch}/runs/{run_id}")
 
 
 def unresolved_paths(cluster: Cluster, run_id: str) -> Paths:
