@@ -304,7 +304,7 @@ def verdict_error(results: Results, path: Path) -> SmokeTestFailed:
     cluster problem (every check run that is not a success is neutral) is not a code failure."""
     from hpcci.conclusions import SEVERITY, conclude
 
-    worst = min((conclude(c).conclusion for c in results.clusters), key=SEVERITY.index)
+    worst = min((conclude(c).conclusion for c in results.clusters), key=SEVERITY.index, default="failure")
     failed = [f"{c.cluster}/{t.test}" for c in results.clusters for t in c.tests if t.verdict != "pass"]
     if worst == "neutral":
         return ClusterProblem(
@@ -398,14 +398,8 @@ def plan_section(ctx: common.PlanContext) -> str:
         # the job names and comments a deploy gives the jobs: the run's label (RUN_ID outside a workflow run)
         scheduler = Labelled(SCHEDULERS[cluster.scheduler.type], identity(pipe, None, "RUN_ID"), name)
         try:
-            plan = plan_cluster(
-                pipe,
-                cluster,
-                sources,
-                unresolved_paths(cluster, "RUN_ID"),
-                file_tag("RUN_ID", cluster),
-                scheduler,
-            )
+            paths, tag = unresolved_paths(cluster, "RUN_ID"), file_tag("RUN_ID", cluster)
+            plan = plan_cluster(pipe, cluster, sources, paths, tag, scheduler)
         except HpcciError as e:
             out.append(f"### cluster {name}\ncannot plan: {e}")
             continue
