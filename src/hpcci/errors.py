@@ -113,6 +113,13 @@ class SmokeTestFailed(HpcciError):
     exit_code = 70
 
 
+class ClusterProblem(SmokeTestFailed):
+    """The smoke tests did not run to the end because of the cluster (node failure, preemption, the queue wait
+    budget), not the code: the check run is neutral, the annotation a warning; re-run."""
+
+    exit_code = 72
+
+
 class DeadlineExceeded(HpcciError):
     """A deploy ran past its deadline; its jobs were cancelled."""
 

@@ -1,5 +1,6 @@
-"""hpcci on the local cluster's two compute nodes: an MPI test of 2 nodes x 3 tasks per node runs 6 ranks on 2 hosts,
-and a job lost to a node failure (its node's slurmd stopped) is an infra verdict and a neutral check run.
+"""hpcci on the local cluster's two compute nodes: an MPI test of 2 nodes x 3 tasks per node runs 6 ranks on 2 hosts
+(and its Nodes column names both), and a job lost to a node failure (its node's slurmd stopped) is an infra verdict,
+a neutral check run and a cluster problem's exit code with a warning.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from deploy_support import Project, hpcci, journaled_job, login, on_login, unique, wait_for
 
 from hpcci import records as rec
+from hpcci.errors import ClusterProblem
 from hpcci.process import run
 from hpcci.stages.report.text import conclude
 from stack_env import LOCAL_STACK
@@ -33,6 +35,8 @@ def test_mpi_test_of_two_nodes_by_three_tasks_runs_six_ranks_on_two_hosts(
     hosts = Counter(line.split()[-1] for line in t["output_tail"].splitlines() if line.startswith("rank on "))
     assert sum(hosts.values()) == 6 and len(hosts) == 2, t["output_tail"]
     assert set(hosts.values()) == {3}, hosts
+    # the Nodes column names the whole allocation (sacct names only the batch host for a moment after the end)
+    assert (t["usage"]["node_count"], t["usage"]["nodes"]) == (2, "node[1-2]"), t["usage"]
 
 
 def test_a_job_lost_to_a_node_failure_is_infra_and_a_neutral_check_run(
@@ -65,7 +69,7 @@ def test_a_job_lost_to_a_node_failure_is_infra_and_a_neutral_check_run(
     watcher = threading.Thread(target=stop_its_node, daemon=True)
     watcher.start()
     try:
-        hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+        done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
     finally:
         stop.set()
         watcher.join(30)
@@ -78,3 +82,10 @@ def test_a_job_lost_to_a_node_failure_is_infra_and_a_neutral_check_run(
     conclusion = conclude(results.clusters[0])
     assert conclusion.conclusion == "neutral", conclusion
     assert "cluster" in conclusion.reason.lower(), conclusion.reason
+    # one verdict: the deploy says a cluster problem too (its own exit code, a warning), not a code failure
+    assert done.returncode == ClusterProblem.exit_code, done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert not [ln for ln in lines if ln.startswith(("error: ", "hpcci: error"))], done.stderr
+    assert any(ln.startswith("warning: ") and "cluster problem, not the code" in ln for ln in lines), (
+        done.stderr
+    )

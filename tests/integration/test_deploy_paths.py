@@ -31,7 +31,7 @@ def test_a_scratch_path_with_a_space_and_a_quote_deploys_and_passes(
     assert fib["output_tail"].strip() == "55"
     remote = login()
     try:
-        listed = on_login(remote, ["bash", "-c", 'ls -d -- "$SCRATCH/$1"/runs/*/fib.out', "_", name])
+        listed = on_login(remote, ["bash", "-c", 'ls -d -- "$SCRATCH/$1"/runs/*/local/fib.out', "_", name])
         assert f"/{name}/runs/" in listed.stdout, listed.stdout
         on_login(remote, ["bash", "-c", 'rm -rf -- "$SCRATCH/$1"', "_", name])
     finally:

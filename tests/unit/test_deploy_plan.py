@@ -119,7 +119,7 @@ def test_paths_are_resolved_from_the_login_shell_values() -> None:
     paths = resolve_paths(local_cluster(), {"SCRATCH": "/st/scratch/hpcci", "HOME": "/home/hpcci"}, "r9")
     assert paths.cache == "/st/scratch/hpcci/hpcci/images"
     assert paths.tmpdir == "/st/scratch/hpcci/tmp"
-    assert paths.run_dir == "/st/scratch/hpcci/hpcci/runs/r9"
+    assert paths.run_dir == "/st/scratch/hpcci/hpcci/runs/r9/local"
 
 
 def test_the_presigned_url_goes_to_curl_on_stdin_and_the_bytes_are_hashed_as_they_land() -> None:

@@ -118,11 +118,11 @@ def test_argv_builders_poll_all_jobs_in_one_call() -> None:
     assert slurm.queue_argv(["1", "2"]) == [
         "squeue", "--noheader", "--states=all", "--jobs=1,2", "--format=%i|%T|%r|%M|%N|%V|%S|%D|%C|%b",
     ]  # fmt: skip
-    assert slurm.history_argv(["3"])[-2:] == [
-        "--jobs=3",
+    assert slurm.history_argv(["3"]) == [
+        "sacct", "--noheader", "--parsable2", "--jobs=3",
         "--format=JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList,Submit,Start,End,ElapsedRaw,AllocTRES,NNodes,"
-        "AllocCPUS",
-    ]
+        "AllocCPUS,DerivedExitCode,JobName",
+    ]  # fmt: skip
     assert slurm.cancel_argv(["1", "2"]) == ["scancel", "1", "2"]
     assert slurm.submit_argv("/s/x.sbatch") == ["sbatch", "--parsable", "/s/x.sbatch"]
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from hpcci import context, wiring
 from hpcci.commands import common
-from hpcci.errors import HpcciError, Interrupted, SmokeTestFailed, UsageError
+from hpcci.errors import ClusterProblem, HpcciError, Interrupted, SmokeTestFailed, UsageError
 from hpcci.log import Log
 
 if TYPE_CHECKING:
@@ -224,11 +224,27 @@ def main(args: argparse.Namespace, log: Log) -> int:
             log.error(str(err))
         return errors[0].exit_code
     if not results.passed:
-        failed = [f"{c.cluster}/{t.test}" for c in results.clusters for t in c.tests if t.verdict != "pass"]
-        raise SmokeTestFailed(
-            f"smoke tests did not pass: {', '.join(failed)}; see {records / 'results.json'}"
-        )
+        err = verdict_error(results, records / "results.json")
+        if isinstance(err, ClusterProblem):  # a warning and its own exit code, as the neutral check run says
+            log.warning(str(err))
+            return err.exit_code
+        raise err
     return 0
+
+
+def verdict_error(results: Results, path: Path) -> SmokeTestFailed:
+    """The deploy's error for smoke tests that did not all pass, in the family of the check runs' conclusion: a
+    cluster problem (every check run that is not a success is neutral) is not a code failure."""
+    from hpcci.stages.report.text import SEVERITY, conclude
+
+    worst = min((conclude(c).conclusion for c in results.clusters), key=SEVERITY.index, default="failure")
+    failed = [f"{c.cluster}/{t.test}" for c in results.clusters for t in c.tests if t.verdict != "pass"]
+    if worst == "neutral":
+        return ClusterProblem(
+            f"the cluster did not run the smoke tests to the end (a cluster problem, not the code): "
+            f"{', '.join(failed)}; re-run the deploy; see {path}"
+        )
+    return SmokeTestFailed(f"smoke tests did not pass: {', '.join(failed)}; see {path}")
 
 
 def _mask_secrets(pipe: Pipeline, log: Log) -> None:
@@ -256,7 +272,9 @@ def _report(outcomes: list[Outcome], results: Results, log: Log) -> None:
             )
             log.info(f"   {t.verdict.upper():9} {t.test}: {why} [job {t.job_id or '-'}, {t.state}, {el}]")
             if t.verdict != "pass" and not (r.error and t.job_id is None):
-                log.error(f"{r.cluster}/{t.test}: {t.reason}", file=t.source_file, line=t.source_line)
+                # a cluster problem (neutral check run) is a warning: the code did not fail
+                annotate = log.warning if t.verdict == "infra" else log.error
+                annotate(f"{r.cluster}/{t.test}: {t.reason}", file=t.source_file, line=t.source_line)
     log.summary(step_summary(results, heading="hpcci deploy"))
 
 
@@ -299,7 +317,7 @@ class _stop_on_signals:
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
-    from hpcci.stages.deploy.paths import unresolved_paths
+    from hpcci.stages.deploy.paths import file_tag, unresolved_paths
     from hpcci.stages.deploy.plan import plan_cluster, plan_lines, platforms_needed
     from hpcci.stages.sources import ImageSource, sources_from_publish
 
@@ -321,10 +339,8 @@ def plan_section(ctx: common.PlanContext) -> str:
         identity = wiring.run_identity(pipe, None, "RUN_ID")
         scheduler = wiring.make_scheduler(cluster)
         try:
-            plan = plan_cluster(
-                pipe, cluster, sources, unresolved_paths(cluster, "RUN_ID"), "RUN_ID",
-                scheduler, identity,
-            )  # fmt: skip
+            paths, tag = unresolved_paths(cluster, "RUN_ID"), file_tag("RUN_ID", cluster)
+            plan = plan_cluster(pipe, cluster, sources, paths, tag, scheduler, identity)
         except HpcciError as e:
             out.append(f"### cluster {name}\ncannot plan: {e}")
             continue

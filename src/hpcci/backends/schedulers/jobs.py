@@ -14,6 +14,10 @@ from hpcci.shell import login_command
 if TYPE_CHECKING:
     from hpcci.backends.ssh.remote import Remote
 
+# Rounds to ask again for a job whose history record is incomplete right after it ended (sacct names only the
+# batch host, or a step still runs, for a few seconds): about 13 s at the default poll intervals.
+SETTLE_ROUNDS = 5
+
 
 @dataclass(frozen=True)
 class Found:
@@ -43,6 +47,8 @@ class RemoteJobs:
         self.scheduler = scheduler
         self.modules = None if modules is None else list(modules)
         self.info = info or (lambda _m: None)
+        self._allocation: dict[str, str] = {}  # job id -> its nodes as the queue named them while it ran
+        self._unsettled: dict[str, int] = {}  # job id -> rounds its ended job's history record was incomplete
 
     def _argv(self, argv: list[str]) -> list[str]:
         return login_command(argv, self.modules)
@@ -63,19 +69,33 @@ class RemoteJobs:
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         sched = self.scheduler
         states = sched.parse_queue(self._run(sched.queue_argv(job_ids), queue=True))
+        for j, st in states.items():
+            if st.nodes and st.status not in ("pending", "unknown"):
+                self._allocation[j] = st.nodes  # the queue names the whole allocation once the job started
         gone = [j for j in job_ids if j not in states or states[j].final]
         if gone:
             history = sched.parse_history(self._run(sched.history_argv(gone), queue=False))
             for j in gone:
                 h = history.get(j)
-                if h is not None and h.final:
-                    states[j] = h
-                elif j in states:
-                    # the queue says done but the history has not caught up: ask again next round for the exit code
-                    states[j] = replace(states[j], status="running", what="is finishing")
+                if h is not None and h.final and self._settled(h):
+                    states[j] = replace(h, nodes=self._allocation.get(j) or h.nodes)
+                elif j in states or (h is not None and h.final):
+                    # done, but the history has not caught up (no exit code yet, or only part of the record):
+                    # ask again next round
+                    states[j] = replace(
+                        states.get(j) or h or unknown(j), status="running", what="is finishing"
+                    )
                 else:
                     states[j] = h or unknown(j)
         return states
+
+    def _settled(self, h: JobState) -> bool:
+        """The history's record of a job that ended is complete (every node, every step), or was asked for long
+        enough: after SETTLE_ROUNDS rounds the last answer is taken as it is."""
+        if h.settled:
+            return True
+        waited = self._unsettled[h.job_id] = self._unsettled.get(h.job_id, 0) + 1
+        return waited > SETTLE_ROUNDS
 
     def find(self, user: str, names: Sequence[str], *, history: bool = True) -> list[Found]:
         """``user``'s jobs named ``names``: queued and running ones, and (``history``) those that ended since."""

@@ -23,6 +23,35 @@ FINAL: frozenset[Status] = frozenset({"completed", "failed", "timeout", "cancell
 
 
 @dataclass(frozen=True)
+class JobStep:
+    """One step of a finished job (an `srun` inside the batch script) as the scheduler's history recorded it."""
+
+    step_id: str  # the scheduler's id of the step: '0', '1' (Slurm: JOBID.0)
+    name: str  # the command it ran, as the scheduler names it ('sh', 'python3')
+    state: str  # the scheduler's word: COMPLETED, FAILED, OUT_OF_MEMORY
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return (
+            self.status not in ("completed", "running", "pending")
+            or bool(self.exit_code)
+            or bool(self.signal)
+        )
+
+    def sentence(self, job_id: str) -> str:
+        """'job step 41.0 (sh) failed with exit code 3'."""
+        what = f"job step {job_id}.{self.step_id}" + (f" ({self.name})" if self.name else "")
+        if self.signal:
+            return f"{what} was killed by signal {self.signal} (state {self.state})"
+        if self.status == "failed" or (self.status == "completed" and self.exit_code):
+            return f"{what} failed with exit code {self.exit_code}"
+        return f"{what} ended {self.state}" + (f" with exit code {self.exit_code}" if self.exit_code else "")
+
+
+@dataclass(frozen=True)
 class JobState:
     """One job as the scheduler last described it: its own state word, hpcci's status, and what that means."""
 
@@ -46,6 +75,15 @@ class JobState:
     hopeless: bool = False  # pending on a reason that never clears by waiting
     needs_fix: bool = False  # ... and only a change of the cluster config (account, QOS, limits) clears it
     waits_on_dependency: bool = False  # pending until the job it depends on ends (that job's outcome decides)
+    # a finished job's steps (each srun in the script) and the highest exit code among them, from the history
+    steps: tuple[JobStep, ...] = ()
+    derived_exit_code: int | None = None
+    cause: str = ""  # why the job failed, when the scheduler's words say more than its exit code
+    settled: bool = True  # False: the history's record of a job that just ended is still incomplete
+
+    @property
+    def failed_steps(self) -> list[JobStep]:
+        return [s for s in self.steps if s.failed]
 
     @property
     def final(self) -> bool:
@@ -53,6 +91,8 @@ class JobState:
 
     def sentence(self) -> str:
         """What happened to the job, for a person: 'the job failed with exit code 3'."""
+        if self.status == "failed" and self.cause:
+            return f"the job failed: {self.cause}"
         if self.status == "failed" and self.signal:
             return f"the job was killed by signal {self.signal}"
         if self.status == "failed" and self.exit_code == 0:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hpcci.backends.schedulers.model import (
+    FINAL,
     JobSpec,
     JobState,
+    JobStep,
     PartitionInfo,
     Status,
     packaged_template,
     render_template,
 )
-from hpcci.backends.schedulers.slurm_accounting import NO_NODES, history_usage, queue_usage
+from hpcci.backends.schedulers.slurm_accounting import NO_NODES, count, history_usage, host_count, queue_usage
 from hpcci.backends.schedulers.slurm_directives import directives
 from hpcci.backends.schedulers.slurm_reasons import is_hopeless, needs_action, pending_sentence
 from hpcci.durations import duration_seconds as slurm_time_seconds
@@ -144,8 +147,20 @@ def _exit_pair(raw: str) -> tuple[int | None, int | None]:
 # The accounting columns come after the first ones (their parsing: slurm_accounting.py). squeue: %V submit,
 # %S start, %D nodes, %C CPUs, %b GRES per node; sacct: Submit, Start, End, ElapsedRaw, AllocTRES, NNodes, AllocCPUS.
 SQUEUE_FORMAT = "%i|%T|%r|%M|%N|%V|%S|%D|%C|%b"
+# Then the steps' columns: DerivedExitCode (on the job's line: the highest exit code of its steps) and JobName
+# (on a step's line: the command it ran; last, since a name may hold anything).
 SACCT_FIELDS = (
-    "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList,Submit,Start,End,ElapsedRaw,AllocTRES,NNodes,AllocCPUS"
+    "JobIDRaw,State,ExitCode,Elapsed,Reason,NodeList,Submit,Start,End,ElapsedRaw,AllocTRES,NNodes,AllocCPUS,"
+    "DerivedExitCode,JobName"
+)
+# Steps that are not the user's commands: the batch script itself (its exit code is the job's) and the extern step.
+_OWN_STEPS = frozenset({"batch", "extern", "interactive"})
+# sacct's ExitCode of a job whose batch step could not open its --output/--error file: slurmd's error 4021 & 127
+# (seen on the local stack: FAILED 0:53, the batch step CANCELLED 0:53), not a signal.
+_NO_OUTPUT_FILE = 53
+NO_OUTPUT_FILE = (
+    "Slurm could not open its output file (ExitCode 0:53): the folder of #SBATCH --output is missing or "
+    "cannot be written from the compute node"
 )
 
 
@@ -176,32 +191,62 @@ def parse_queue(text: str) -> dict[str, JobState]:
 
 
 def parse_history(text: str) -> dict[str, JobState]:
-    """Parse `sacct -X -n -P -o SACCT_FIELDS` output (allocations only: job steps are left out)."""
+    """Parse `sacct -n -P -o SACCT_FIELDS` output: a line per job, then a line per step of it (JOBID.STEP)."""
     jobs: dict[str, JobState] = {}
+    steps: dict[str, list[JobStep]] = {}
     for line in text.splitlines():
         row = _row(SACCT_FIELDS, ",", line)
         job_id = row.get("JobIDRaw", "")
-        if len(row) < 3 or not job_id or "." in job_id:
+        if len(row) < 3 or not job_id:
             continue
-        state, by = _state_word(row["State"])
-        code, sig = _exit_pair(row["ExitCode"])
-        reason = row.get("Reason", "")
-        ran = status(state) in ("completed", "failed")  # only then is the exit code the program's own
-        seen: dict[str, Any] = {
-            "elapsed_s": slurm_time_seconds(row["Elapsed"]) if "Elapsed" in row else None,
-            **history_usage(row),
-        }
-        jobs[job_id] = job(
-            job_id,
-            state,
-            exit_code=code if ran else None,
-            signal=(sig or None) if ran else None,
-            reason="" if reason in ("None", "(null)") else reason,
-            nodes="" if row.get("NodeList") == NO_NODES else row.get("NodeList", ""),
-            cancelled_by=by,
-            **seen,
-        )
+        if "." in job_id:
+            parent, _, step = job_id.partition(".")
+            if step not in _OWN_STEPS:
+                steps.setdefault(parent, []).append(_step(step, row))
+            continue
+        jobs[job_id] = _history_job(job_id, row)
+    for job_id, found in steps.items():
+        st = jobs.get(job_id)
+        if st is not None:
+            unsettled = st.final and any(s.status in ("pending", "running") for s in found)
+            jobs[job_id] = replace(st, steps=tuple(found), settled=st.settled and not unsettled)
     return jobs
+
+
+def _history_job(job_id: str, row: dict[str, str]) -> JobState:
+    state, by = _state_word(row["State"])
+    code, sig = _exit_pair(row["ExitCode"])
+    reason = row.get("Reason", "")
+    ran = status(state) in ("completed", "failed")  # only then is the exit code the program's own
+    no_output = ran and state == FAILED and code == 0 and sig == _NO_OUTPUT_FILE
+    nodes = "" if row.get("NodeList") == NO_NODES else row.get("NodeList", "")
+    seen: dict[str, Any] = {
+        "elapsed_s": slurm_time_seconds(row["Elapsed"]) if "Elapsed" in row else None,
+        **history_usage(row),
+    }
+    # Right after a job ends sacct may name only its batch host (and a placeholder name) for a few seconds:
+    # the record is complete once its NodeList names every allocated node.
+    allocated = count(row.get("NNodes", ""))
+    settled = not (status(state) in FINAL and nodes and allocated and host_count(nodes) < allocated)
+    return job(
+        job_id,
+        state,
+        exit_code=code if ran else None,
+        signal=(sig or None) if ran and not no_output else None,
+        reason="" if reason in ("None", "(null)") else reason,
+        nodes=nodes,
+        cancelled_by=by,
+        derived_exit_code=_exit_pair(row.get("DerivedExitCode", ""))[0],
+        cause=NO_OUTPUT_FILE if no_output else "",
+        settled=settled,
+        **seen,
+    )
+
+
+def _step(step_id: str, row: dict[str, str]) -> JobStep:
+    state, _ = _state_word(row["State"])
+    code, sig = _exit_pair(row["ExitCode"])
+    return JobStep(step_id, row.get("JobName", ""), state, status(state), code, sig or None)
 
 
 def parse_submit(stdout: str) -> str:
@@ -262,7 +307,8 @@ def queue_argv(job_ids: Iterable[str]) -> list[str]:
 
 
 def history_argv(job_ids: Iterable[str]) -> list[str]:
-    return ["sacct", "-X", "--noheader", "--parsable2", f"--jobs={_ids(job_ids)}", f"--format={SACCT_FIELDS}"]
+    """The jobs' lines and their steps' (no -X): a failed srun step is a failed test even when the script went on."""
+    return ["sacct", "--noheader", "--parsable2", f"--jobs={_ids(job_ids)}", f"--format={SACCT_FIELDS}"]
 
 
 def cancel_argv(job_ids: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ node=1'; squeue %S is only an estimate while a job is pending, and %b is the GRE
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,25 @@ def gres_gpus_per_node(text: str) -> int:
             continue
         total += (count(parts[-1]) or 1) if len(parts) > 2 else 1  # 'gres:gpu' alone is one
     return total
+
+
+def host_count(nodelist: str) -> int:
+    """How many hosts a Slurm hostlist names: 'node1' 1, 'node[1-2]' 2, 'a[01-03,7],gpu5' 5; 0 for none."""
+    total = 0
+    for name in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,]*", nodelist.strip()):
+        ranges = re.findall(r"\[([^\]]*)\]", name)
+        n = 1
+        for spec in ranges:
+            n *= sum(_range_size(part) for part in spec.split(","))
+        total += n
+    return total
+
+
+def _range_size(part: str) -> int:
+    lo, dash, hi = part.partition("-")
+    if dash and lo.isdigit() and hi.isdigit():
+        return max(0, int(hi) - int(lo) + 1)
+    return 1
 
 
 def count(text: str) -> int | None:

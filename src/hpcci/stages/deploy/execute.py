@@ -35,7 +35,7 @@ from hpcci.stages.cluster import automation, remove_argv, runtime
 from hpcci.stages.deploy.identity import RunIdentity
 from hpcci.stages.deploy.image_plan import ImagePlan, curl_config, s3_curl_argv
 from hpcci.stages.deploy.journal import Entry, Journal, Reattached
-from hpcci.stages.deploy.paths import needed_variables, require_absolute_paths, resolve_paths
+from hpcci.stages.deploy.paths import file_tag, needed_variables, require_absolute_paths, resolve_paths
 from hpcci.stages.deploy.plan import ClusterPlan, plan_cluster
 from hpcci.stages.layers.index import index_archive
 from hpcci.stages.layers.stage import (
@@ -125,9 +125,8 @@ class Deployer:
             require_absolute_paths(self.cluster)
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
-        return plan_cluster(
-            self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler, self.identity
-        )
+        tag = file_tag(self.run_id, self.cluster)  # temporary files in the image cache clusters may share
+        return plan_cluster(self.pipeline, self.cluster, sources, paths, tag, self.scheduler, self.identity)
 
     # -- image --------------------------------------------------------------------------------------------------
     def setup(self, plan: ClusterPlan) -> None:

@@ -59,7 +59,7 @@ def setup_steps(paths: Paths) -> list[Command]:
     """The image cache, and this run's folder mode 700: it holds job scripts, outputs and registry credentials."""
     return [
         Command(["mkdir", "-p", "--", paths.cache]),
-        Command(["mkdir", "-p", "-m", "700", "--", paths.run_dir]),
+        Command(["mkdir", "-p", "-m", "700", "--", *paths.private_folders]),
     ]
 
 

@@ -10,7 +10,8 @@ reason that never clears (an invalid account) is cancelled at once, and one stil
 budget (scheduler.max_queue_wait) is cancelled then: the cluster could not run it, an infra verdict (neutral).
 
 Judging (``judge``, the one place a verdict is decided) keeps the scheduler's meaning: exit code and expected output
-for finished jobs; timeout, cancelled, out of memory, node failure, ... each with its own verdict and a sentence a
+for finished jobs, and every step of the job (an `srun` that failed fails the test even when the batch script went
+on and exited 0); timeout, cancelled, out of memory, node failure, ... each with its own verdict and a sentence a
 person understands.
 """
 
@@ -242,17 +243,38 @@ def _judge_end(test: SmokeTest, st: JobState, output: str) -> Judgement:
         return Judgement("infra", st.sentence())
     if st.status not in ("completed", "failed"):
         return Judgement("error", f"{st.sentence()} (unexpected final state)")
-    if st.signal:
+    if st.signal or (st.status == "failed" and st.cause):
         return Judgement("fail", st.sentence())
     want = test.expect
     code = st.exit_code if st.exit_code is not None else (0 if st.status == "completed" else None)
     if st.status == "failed" and code == 0:  # a known Slurm pitfall: FAILED with ExitCode 0:0 is never a pass
         return Judgement("fail", f"{st.sentence()}; a job that ends {st.state} never passes")
+    step = failed_step(st, want.exit_code)
     if code != want.exit_code:
         last = _last_line(output)
         shown = f"; last output line: {last!r}" if last else "; no output"
-        return Judgement("fail", f"the job exited with code {code}, expected {want.exit_code}{shown}")
+        also = f"; {step}" if step else ""
+        return Judgement("fail", f"the job exited with code {code}, expected {want.exit_code}{also}{shown}")
+    if step:
+        return Judgement(
+            "fail",
+            f"{step}, although the batch script exited with code {code} (a command after it hid the failure); "
+            "a test fails when any of its steps fails",
+        )
     return _judge_output(want.output, code, output)
+
+
+def failed_step(st: JobState, expected: int) -> str:
+    """The first step of the job that failed, as a sentence ('' for none). A step that exits with the test's
+    expected (non-zero) exit code is what the test expects; the steps' highest exit code counts when the history
+    kept no step lines."""
+    for s in st.failed_steps:
+        if not (s.status == "failed" and not s.signal and expected and s.exit_code == expected):
+            return s.sentence(st.job_id)
+    derived = st.derived_exit_code
+    if not st.steps and derived not in (None, 0, expected):
+        return f"a job step exited with code {derived} (the highest exit code of its steps)"
+    return ""
 
 
 def _judge_output(pattern: str | None, code: int | None, output: str) -> Judgement:
