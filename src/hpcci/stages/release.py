@@ -25,6 +25,7 @@ from hpcci.stages.release_modulefile import (
     modulefile_name,
     modulefile_text,
     version_file,
+    wrapper_gpu_flag,
     wrappers,
 )
 from hpcci.stages.steps import Command, WriteFile
@@ -225,7 +226,10 @@ def plan_install(
         ),
         *scripts,
         Command(["chmod", "0755", "--", *(s.path for s in scripts)]),
-        WriteFile(tmp_module, modulefile_text(cfg.module_system, info, cluster.runtime.type)),
+        WriteFile(
+            tmp_module,
+            modulefile_text(cfg.module_system, info, cluster.runtime.type, wrapper_gpu_flag(cluster)),
+        ),
         *share(cfg.group, [tmp], recursive=True),
         *share(cfg.group, [tmp_module]),
     ]
