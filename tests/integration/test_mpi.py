@@ -13,6 +13,7 @@ Needs `scripts/local-stack up docker registry s3 cluster`; skips without them (f
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,11 +48,13 @@ def mpi_run(fib_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     mpi = example_mpi_test()
     tests = [
         mpi,
-        {**mpi, "name": "copies", "command": ["python3", "-c", ALONE]},
+        {**copy.deepcopy(mpi), "name": "copies", "command": ["python3", "-c", ALONE]},
         {"name": "open-mpi", "command": IMAGE_OPEN_MPI},
     ]
     proj = make_project(tmp_path_factory.mktemp("mpi"), tests)
-    yield proj, hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    done = hpcci(proj, "deploy", "--image-tar", str(fib_tar))
+    assert (proj.records / "results.json").exists(), done.stdout + done.stderr
+    yield proj, done
 
 
 def test_the_examples_mpi_test_sees_the_world_size_and_every_rank(mpi_run: tuple[Project, Completed]) -> None:
