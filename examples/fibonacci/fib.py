@@ -11,5 +11,6 @@ def fib(x):
     return fib(x - 1) + fib(x - 2)
 
 
-fib_num = int(sys.argv[1])
-print(fib(fib_num))
+if __name__ == "__main__":
+    fib_num = int(sys.argv[1])
+    print(fib(fib_num))

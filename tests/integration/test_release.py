@@ -175,6 +175,20 @@ def _play(st: Story, remote: SSHRemote, good: Project, bad: Project, tar: str, o
     st.shells["env"] = module_shell(remote, st, ["module", "load", "fibonacci/0.1.0"],
                                     ["printenv", "FIBONACCI_VERSION", "FIBONACCI_SIF"],
                                     ["fibonacci-exec", "python3", "/app/fib.py", "11"])  # fmt: skip
+    load = ["module", "load", "fibonacci/0.1.0"]
+    gpu_job = ["srun", "--partition=gpu", "--gres=gpu:1", "--time=1", "--account=hpcci"]
+    show_gpu = ["sh", "-c", 'echo "gpu=${HPCCI_STANDIN_GPU:-none}"']  # the stand-in's record of --nv/--rocm
+    st.shells["gpu job"] = module_shell(remote, st, load, [*gpu_job, "fibonacci-exec", *show_gpu])
+    st.shells["gpu job, off"] = module_shell(
+        remote, st, load, [*gpu_job, "env", "FIBONACCI_GPU=off", "fibonacci-exec", *show_gpu]
+    )
+    st.shells["login, on"] = module_shell(
+        remote, st, load, ["env", "FIBONACCI_GPU=on", "fibonacci-run", "10"]
+    )
+    st.shells["login, typo"] = module_shell(
+        remote, st, load, ["env", "FIBONACCI_GPU=yes", "fibonacci-run", "10"]
+    )
+    st.shells["help"] = module_shell(remote, st, ["module", "help", "fibonacci/0.1.0"])
     if os.environ.get("HPCCI_LOCAL_SSH_USER2"):
         user2 = second_user()
         try:
@@ -229,6 +243,38 @@ def test_module_load_then_run_prints_55_with_the_module_system_under_test(story:
     assert last_line(shell) == "55"
     # `module --version` (stderr for both) names the implementation that loaded it
     assert ("Lua" if story.system == "lmod" else "Modules Release") in shell.stdout + shell.stderr
+
+
+NO_GPU_WARNING = "Could not find any nv files"
+
+
+def test_on_the_cpu_login_node_run_passes_no_gpu_flag_and_prints_no_warning(story: Story) -> None:
+    shell = story.shells["first"]
+    assert last_line(shell) == "55" and NO_GPU_WARNING not in shell.stdout + shell.stderr
+
+
+def test_in_a_job_given_a_gpu_the_wrappers_pass_the_gpu_flag(story: Story) -> None:
+    shell = story.shells["gpu job"]
+    assert shell.ok, shell.stdout + shell.stderr
+    assert last_line(shell) == "gpu=nv:0"  # --nv reached the runtime, which gave the container the job's GPU
+
+
+def test_the_users_choice_overrides_the_gpu_check_both_ways(story: Story) -> None:
+    off, on = story.shells["gpu job, off"], story.shells["login, on"]
+    assert off.ok and last_line(off) == "gpu=none", off.stdout + off.stderr
+    assert last_line(on) == "55" and NO_GPU_WARNING in on.stdout + on.stderr  # --nv, as asked, on a CPU node
+
+
+def test_a_gpu_choice_that_is_not_auto_on_or_off_stops_with_one_line(story: Story) -> None:
+    typo = story.shells["login, typo"]
+    assert typo.returncode == 2 and "fibonacci-run: FIBONACCI_GPU is yes: use auto, on or off" in typo.stderr
+    assert "55" not in typo.stdout
+
+
+def test_module_help_documents_the_gpu_choice(story: Story) -> None:
+    shell = story.shells["help"]
+    said = shell.stdout + shell.stderr
+    assert shell.ok and "only where a GPU is present" in said and "FIBONACCI_GPU=on or off" in said, said
 
 
 def test_the_module_sets_the_sif_and_version_and_its_exec_wrapper_runs_commands(story: Story) -> None:

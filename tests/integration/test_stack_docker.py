@@ -43,3 +43,19 @@ def test_base_image_has_python3_and_bash(docker_client: Any, arch: str) -> None:
         remove=True,
     )
     assert out.decode().strip() == "55"
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_base_image_has_the_clusters_open_mpi_and_mpi4py(docker_client: Any, arch: str) -> None:
+    """The hybrid MPI model needs the cluster's Open MPI inside the image: Debian bookworm's 4.1, as on the cluster."""
+    out = docker_client.containers.run(
+        f"hpcci/base:bookworm-{arch}",
+        [
+            "sh",
+            "-c",
+            "python3 -c 'import mpi4py' && dpkg-query --showformat='${Version}\\n' --show libopenmpi3",
+        ],
+        platform=f"linux/{arch}",
+        remove=True,
+    )
+    assert out.decode().strip().startswith("4.1.")

@@ -6,7 +6,15 @@ from typing import get_args
 
 import pytest
 
-from hpcci.backends.launchers import LAUNCHERS, LauncherName, Layout, launch_argv, probe_argv
+from hpcci.backends.launchers import (
+    LAUNCHERS,
+    RANK_ENV,
+    LauncherName,
+    Layout,
+    launch_argv,
+    probe_argv,
+    rank_env,
+)
 from hpcci.backends.schedulers import SCHEDULERS, SchedulerName
 from hpcci.config.models import MpiConfig
 
@@ -46,3 +54,15 @@ def test_a_pmi_plugin_is_only_for_srun() -> None:
     assert MpiConfig(launcher="srun", plugin="pmi2").plugin == "pmi2"
     with pytest.raises(ValueError, match="srun's option"):
         MpiConfig(launcher="mpirun", plugin="pmix")
+
+
+def test_every_launcher_names_what_its_ranks_need_to_find_each_other() -> None:
+    assert set(RANK_ENV) == set(LAUNCHERS)
+    assert {"OMPI_", "PMIX_"} <= set(rank_env("mpirun"))  # Open MPI 4.1 wires up through PMIx
+    assert {"SLURM_", "PMIX_", "PMI_"} <= set(rank_env("srun"))  # --mpi=pmix and --mpi=pmi2
+    assert {"PMI_", "HYDRA_"} <= set(rank_env("mpiexec"))  # MPICH's Hydra: PMI_FD, PMI_RANK, PMI_SIZE
+    assert {"MV2_", "I_MPI_", "SLURM_"} <= set(rank_env("ibrun"))
+
+
+def test_mpirun_ranks_get_no_slurm_variables() -> None:
+    assert not any(p.startswith("SLURM") for p in rank_env("mpirun") + rank_env("mpiexec"))

@@ -11,12 +11,15 @@ from hpcci.config.models import Cluster
 from hpcci.errors import ConfigError
 from hpcci.modules import modulefile_name
 from hpcci.stages.release.modulefile import (
+    GPU_PRESENT,
     ModuleInfo,
     lua_modulefile,
     lua_string,
+    modulefile_text,
     tcl_modulefile,
     tcl_string,
     version_file,
+    wrapper_gpu_flag,
     wrapper_script,
     wrappers,
 )
@@ -92,17 +95,46 @@ def test_environment_names_are_variable_names() -> None:
     assert info(name="3d").env_prefix == "_3D"
 
 
-def test_apptainer_wrappers_run_exec_and_shell_with_the_gpu_flag_and_binds_but_the_users_environment() -> (
-    None
-):
+def test_apptainer_wrappers_run_exec_and_shell_with_binds_but_the_users_environment() -> None:
     scripts = wrappers(local(binds=["/data:/data"]), info())
     assert set(scripts) == {"fibonacci-run", "fibonacci-exec", "fibonacci-shell"}
     sif = "/p/apps/fibonacci/0.1.0/fibonacci.sif"
     last = {name: text.splitlines()[-1] for name, text in scripts.items()}
-    assert last["fibonacci-run"] == f'exec apptainer run --nv --bind /data:/data {sif} "$@"'
-    assert last["fibonacci-exec"] == f'exec apptainer exec --nv --bind /data:/data {sif} "$@"'
-    assert last["fibonacci-shell"] == f"exec apptainer shell --nv --bind /data:/data {sif}"
+    assert last["fibonacci-run"] == f'exec apptainer run --bind /data:/data {sif} "$@"'
+    assert last["fibonacci-exec"] == f'exec apptainer exec --bind /data:/data {sif} "$@"'
+    assert last["fibonacci-shell"] == f"exec apptainer shell --bind /data:/data {sif}"
     assert all(text.startswith("#!/bin/sh\n") and "--cleanenv" not in text for text in scripts.values())
+
+
+def test_the_gpu_flag_is_passed_only_where_a_gpu_is_present_or_the_user_says_so() -> None:
+    lines = wrappers(local(), info())["fibonacci-run"].splitlines()
+    sif = "/p/apps/fibonacci/0.1.0/fibonacci.sif"
+    assert lines[-2:] == [
+        f'[ -z "$gpu" ] || exec apptainer run --nv {sif} "$@"',
+        f'exec apptainer run {sif} "$@"',
+    ]
+    choice = "\n".join(lines)
+    assert (
+        'case "${FIBONACCI_GPU:-auto}" in' in choice
+        and "  on) gpu=1 ;;" in choice
+        and "  off) gpu= ;;" in choice
+    )
+    assert f"  auto) if {GPU_PRESENT['nvidia']}; then gpu=1; else gpu=; fi ;;" in choice
+    assert "[ -e /dev/nvidiactl ]" in GPU_PRESENT["nvidia"] and "NoDevFiles" in GPU_PRESENT["nvidia"]
+    assert "exit 2" in choice and "use auto, on or off" in choice
+
+
+def test_amd_clusters_check_for_the_rocm_device() -> None:
+    text = wrappers(local(gpu="amd"), info())["fibonacci-exec"]
+    assert "--rocm" in text and "[ -e /dev/kfd ]" in text and "--nv" not in text
+
+
+def test_the_module_help_says_when_the_gpu_flag_is_passed_and_how_to_choose() -> None:
+    cluster = local()
+    text = modulefile_text("lmod", info(), "apptainer", wrapper_gpu_flag(cluster))
+    assert "the commands pass apptainer --nv only where a GPU is present" in text
+    assert "FIBONACCI_GPU=on or off chooses (default auto)" in text
+    assert "GPU:" not in modulefile_text("tcl", info(), "apptainer", None)
 
 
 def test_no_gpu_flag_where_the_cluster_has_no_gpu_partition() -> None:
@@ -111,7 +143,8 @@ def test_no_gpu_flag_where_the_cluster_has_no_gpu_partition() -> None:
     cluster = cluster.model_copy(
         update={"scheduler": cluster.scheduler.model_copy(update={"partitions": parts})}
     )
-    assert "--nv" not in wrappers(cluster, info())["fibonacci-run"]
+    text = wrappers(cluster, info())["fibonacci-run"]
+    assert "--nv" not in text and "FIBONACCI_GPU" not in text and wrapper_gpu_flag(cluster) is None
 
 
 def test_charliecloud_has_no_runscript_or_shell_subcommand() -> None:

@@ -7,7 +7,15 @@ from typing import get_args
 
 import pytest
 
-from hpcci.backends.runtime import RUNTIMES, ExecOptions, GpuKind, RuntimeName, Squashfs, runtime_for
+from hpcci.backends.runtime import (
+    RUNTIMES,
+    ExecOptions,
+    GpuKind,
+    RuntimeName,
+    Squashfs,
+    pass_env_argv,
+    runtime_for,
+)
 from hpcci.config.load import load_cluster
 from hpcci.config.models import RuntimeConfig
 from hpcci.errors import ConfigError
@@ -172,3 +180,41 @@ def test_a_bad_env_name_is_refused() -> None:
 def test_a_bind_that_looks_like_an_option_is_refused() -> None:
     with pytest.raises(ConfigError):
         runtime_for("apptainer").exec("x.sif", ["true"], ExecOptions(binds=["--writable"]))
+
+
+MPI = ("OMPI_", "PMIX_")
+
+
+def test_a_clean_apptainer_environment_keeps_the_mpi_launchers_variables() -> None:
+    opts = ExecOptions(pass_env=MPI, env={"K": "v"})
+    argv = runtime_for("apptainer").exec("x.sif", ["a.out"], opts)
+    shim = pass_env_argv(MPI, "APPTAINERENV_")
+    assert argv == [*shim, "env", "APPTAINERENV_K=v", "apptainer", "exec", "--cleanenv", "x.sif", "a.out"]
+    assert shim[:2] == ["sh", "-c"] and shim[3] == "hpcci-pass-env"
+    assert "/^(OMPI_|PMIX_)[A-Za-z0-9_]*=/" in shim[2] and "export APPTAINERENV_$n=" in shim[2]
+
+
+def test_singularity_keeps_them_under_its_own_prefix() -> None:
+    argv = runtime_for("singularity").exec("x.sif", ["a.out"], ExecOptions(pass_env=MPI))
+    assert "export SINGULARITYENV_$n=" in argv[2] and argv[4:6] == ["singularity", "exec"]
+
+
+def test_an_environment_that_is_not_cleaned_needs_no_pass_through() -> None:
+    argv = runtime_for("apptainer").exec("x.sif", ["a.out"], ExecOptions(cleanenv=False, pass_env=MPI))
+    assert argv == ["apptainer", "exec", "x.sif", "a.out"]
+
+
+def test_podman_passes_the_variables_by_name_prefix() -> None:
+    argv = runtime_for("podman").exec("img", ["a.out"], ExecOptions(pass_env=MPI))
+    assert "--env=OMPI_*" in argv and "--env=PMIX_*" in argv and argv[-2:] == ["img", "a.out"]
+
+
+def test_charliecloud_cannot_keep_a_subset_so_mpi_runs_are_not_cleaned() -> None:
+    assert "--unset-env=*" in runtime_for("charliecloud").exec("x.sqfs", ["a"], ExecOptions())
+    assert "--unset-env=*" not in runtime_for("charliecloud").exec("x.sqfs", ["a"], ExecOptions(pass_env=MPI))
+
+
+@pytest.mark.parametrize("bad", ["OMPI_$(x)", "1X", "", "A-B"])
+def test_a_prefix_that_is_not_a_variable_name_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="not the start of an environment variable name"):
+        pass_env_argv([bad], "APPTAINERENV_")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def body_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
 
 
+def launched(line: str) -> str:
+    """An MPI test's launch line without the host shell that passes the rank's MPI variables (which must be there)."""
+    words = shlex.split(line)
+    i = words.index("hpcci-pass-env")
+    assert words[i - 3 : i - 1] == ["sh", "-c"]
+    return shlex.join(words[: i - 3] + words[i + 1 :])
+
+
 FIB = {
     "name": "fib",
     "command": "python3 /app/fib.py 10",
@@ -100,11 +109,19 @@ def test_mpi_test_runs_the_host_mpirun_around_the_container() -> None:
     test = {"name": "mpi", "command": ["python3", "/app/fib.py", "5"], "mpi": True, "resources": {"tasks": 3}}
     text = scripts(pipeline(test))["mpi"]
     assert '#SBATCH --ntasks="3"' in text
-    assert body_lines(text) == [
-        "module load openmpi",
-        "module load apptainer",
-        f"mpirun -n 3 apptainer exec --cleanenv /scratch/u/hpcci/images/{'ab' * 32}.sif python3 /app/fib.py 5",
-    ]
+    loads, run = body_lines(text)[:2], shlex.split(body_lines(text)[2])
+    assert loads == ["module load openmpi", "module load apptainer"]
+    # the launcher starts a host shell per rank that hands the rank's MPI variables to the clean container env
+    assert run[:5] == ["mpirun", "-n", "3", "sh", "-c"] and "APPTAINERENV_$n" in run[5]
+    assert run[6:] == [
+        "hpcci-pass-env", "apptainer", "exec", "--cleanenv", f"/scratch/u/hpcci/images/{'ab' * 32}.sif",
+        "python3", "/app/fib.py", "5",
+    ]  # fmt: skip
+
+
+def test_only_mpi_tests_pass_the_launchers_variables_into_the_container() -> None:
+    text = scripts(pipeline({"name": "plain", "command": "true", "resources": {"tasks": 3}}))["plain"]
+    assert body_lines(text)[-1].startswith("apptainer exec --cleanenv ") and "hpcci-pass-env" not in text
 
 
 def test_srun_launcher_takes_its_task_count_from_slurm() -> None:
@@ -118,7 +135,7 @@ def test_srun_launcher_takes_its_task_count_from_slurm() -> None:
         "mpi"
     ]
     assert '#SBATCH --ntasks-per-node="2"' in text and '#SBATCH --nodes="2"' in text
-    assert body_lines(text)[-1].startswith("srun --mpi=pmix apptainer exec")
+    assert launched(body_lines(text)[-1]).startswith("srun --mpi=pmix apptainer exec")
 
 
 def test_reservation_qos_and_extra_directives_are_written() -> None:
@@ -217,7 +234,9 @@ def test_a_command_with_an_unbalanced_quote_is_a_config_error() -> None:
 def test_tacc_clusters_launch_mpi_containers_with_ibrun(name: str, runtime: str) -> None:
     test = {"name": "mpi", "command": "hello", "mpi": True, "resources": {"tasks": 4, "nodes": 2}}
     cluster = load_cluster(ROOT / "cluster-configs" / f"{name}.yaml")
-    assert body_lines(scripts(pipeline(test), cluster)["mpi"])[-1].startswith(f"ibrun {runtime} exec")
+    assert launched(body_lines(scripts(pipeline(test), cluster)["mpi"])[-1]).startswith(
+        f"ibrun {runtime} exec"
+    )
 
 
 def test_two_nodes_of_three_tasks_make_six_ranks() -> None:
@@ -225,7 +244,7 @@ def test_two_nodes_of_three_tasks_make_six_ranks() -> None:
     text = scripts(pipeline(test))["mpi"]
     lines = sbatch_lines(text)
     assert {'#SBATCH --nodes="2"', '#SBATCH --ntasks="6"', '#SBATCH --ntasks-per-node="3"'} <= set(lines)
-    assert body_lines(text)[-1].startswith("mpirun -n 6 apptainer exec")
+    assert launched(body_lines(text)[-1]).startswith("mpirun -n 6 apptainer exec")
 
 
 def test_a_test_that_does_not_fit_the_partitions_cpus_is_a_config_error_at_plan() -> None:

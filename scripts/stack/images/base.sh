@@ -1,5 +1,6 @@
 # The multi-arch base image, made locally (nothing can be pulled from Docker Hub). Sourced by registry.sh.
-#   rootfs:   $STACK_DIR/images/rootfs-bookworm-<arch>.tar (+ .sha256), made once per machine by rootfs.sh
+#   rootfs:   $STACK_DIR/images/rootfs-bookworm-<arch>.tar (+ .sha256), made by rootfs.sh once per machine and
+#             again when rootfs.sh changes (.def holds the sha256 of the rootfs.sh that made it)
 #   dockerd:  hpcci/base:bookworm-amd64, hpcci/base:bookworm-arm64 (Architecture set right)
 #   registry: 127.0.0.1:5000/hpcci/base:bookworm (manifest list) + :bookworm-<arch>
 BASE_ARCHES=(amd64 arm64)
@@ -9,19 +10,26 @@ BASE_IMAGES_DIR="$STACK_DIR/images"
 
 _base_docker() { DOCKER_HOST="unix://${DOCKER_SOCK:-/var/run/docker.sock}" DOCKER_CONFIG="$STACK_DIR/docker/client" docker "$@"; }
 
-# _base_rootfs ARCH...: make the rootfs tars that are missing, all arches at once (the foreign one is the slow one).
+# _base_def: the sha256 of the rootfs definition (rootfs.sh: packages and options).
+_base_def() { sha256sum "$STACK_SRC/images/rootfs.sh" | cut -d' ' -f1; }
+
+# _base_rootfs ARCH...: make the rootfs tars that are missing or made by another rootfs.sh, all arches at once (the
+# foreign one is the slow one).
 _base_rootfs() {
-  local arch tar pids=() names=() i
+  local arch tar pids=() names=() i def
+  def=$(_base_def)
   mkdir -p "$BASE_IMAGES_DIR"
   for arch in "$@"; do
     tar="$BASE_IMAGES_DIR/rootfs-$BASE_TAG-$arch.tar"
-    [ -s "$tar" ] && continue
-    say "making the $arch Debian $BASE_TAG rootfs (once per machine; about 30 s amd64, 1-3 min arm64 under QEMU)"
+    [ -s "$tar" ] && [ "$(cat "$tar.def" 2>/dev/null)" = "$def" ] && continue
+    rm -f "$tar" "$tar.sha256" "$tar.def"
+    say "making the $arch Debian $BASE_TAG rootfs (once per machine and definition; about 1 min amd64, 3-6 min arm64 under QEMU)"
     "$STACK_SRC/images/rootfs.sh" "$arch" "$tar" >"$STACK_DIR/log/rootfs-$arch.log" 2>&1 &
     pids+=($!); names+=("$arch")
   done
   for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || die 4 "making the ${names[$i]} rootfs failed: see $STACK_DIR/log/rootfs-${names[$i]}.log"
+    echo "$def" >"$BASE_IMAGES_DIR/rootfs-$BASE_TAG-${names[$i]}.tar.def"
   done
   for arch in "$@"; do
     tar="$BASE_IMAGES_DIR/rootfs-$BASE_TAG-$arch.tar"

@@ -3,7 +3,8 @@
 One Protocol-like base, one table of names (``RUNTIMES``). Each runtime says how to turn a docker-archive tar
 into its image file (``convert``), how to pull from a registry (``pull``) and how to run a command in the image
 (``exec``), with binds, environment, a clean environment, the site's own options (the cluster config's
-``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). Apptainer
+``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). A clean
+environment can keep the variables an MPI launcher gives each rank (``ExecOptions.pass_env``). Apptainer
 packs its SIF with the cluster's SquashFS settings (``Squashfs``: compression and a thread cap), given through
 ``--mksquashfs-args`` (Apptainer >= 1.4) only when they differ from Apptainer's own defaults, so older
 versions keep working with the defaults. On the local stack `apptainer` and `singularity` are a stand-in that
@@ -50,6 +51,9 @@ class ExecOptions:
     cleanenv: bool = True
     env: Mapping[str, str] | None = None
     exec_args: Sequence[str] = ()  # the site's options for every run, from the cluster config
+    # Name prefixes of host variables a clean environment keeps: an MPI test's launcher variables
+    # (backends/launchers.py rank_env), set per rank when the launcher starts it, so known only at run time.
+    pass_env: Sequence[str] = ()
 
 
 def _check_env(env: Mapping[str, str] | None) -> list[tuple[str, str]]:
@@ -64,6 +68,34 @@ def _check_bind(bind: str) -> str:
     if not bind or "\n" in bind or bind.startswith("-"):
         raise ConfigError(f"bind {bind!r} is not 'src[:dst[:opts]]'")
     return bind
+
+
+# The host side of ``pass_env``: `sh -c SCRIPT hpcci-pass-env RUNTIME-ARGV...` exports every host variable whose name
+# starts with one of the prefixes again as EXPORT + name; Apptainer (APPTAINERENV_X) and Singularity
+# (SINGULARITYENV_X) set those as X inside the container even under --cleanenv ("SINGULARITYENV_ prefix" in
+# https://apptainer.org/docs/user/main/environment_and_metadata.html), then the runtime starts as given. Prefixes and
+# names are [A-Za-z0-9_] before eval sees them; a line of a multi-line value that looks like NAME= is skipped unless
+# NAME is set.
+_KEEP_ENV_SHIM = (
+    r"""for n in $(env | awk -F= '/^(PATTERN)[A-Za-z0-9_]*=/ {print $1}'); do """
+    r'eval "[ -z \"\${$n+x}\" ] || export EXPORT$n=\"\$$n\""; done; exec "$@"'
+)
+_NAME_START = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_prefix(word: str) -> str:
+    if not _NAME_START.fullmatch(word):
+        raise ConfigError(f"pass_env: {word!r} is not the start of an environment variable name")
+    return word
+
+
+def pass_env_argv(prefixes: Sequence[str], export: str) -> list[str]:
+    """The argv put in front of a runtime command so that the host variables named ``prefixes``* reach a clean
+    container environment, exported again as ``export`` + name (which the runtime turns back into the name)."""
+    for word in (*prefixes, export):
+        _check_prefix(word)
+    script = _KEEP_ENV_SHIM.replace("PATTERN", "|".join(prefixes)).replace("EXPORT", export)
+    return ["sh", "-c", script, "hpcci-pass-env"]
 
 
 class Runtime:
@@ -140,7 +172,10 @@ class Runtime:
             out += ["--bind", _check_bind(b)]
         # APPTAINERENV_K=V rather than --env K=V: --env splits its value at commas; these survive --cleanenv.
         env = [f"{self.env_prefix}ENV_{k}={v}" for k, v in _check_env(opts.env)]
-        return [*(["env", *env] if env else []), *out, image, *argv]
+        keep = (
+            pass_env_argv(opts.pass_env, f"{self.env_prefix}ENV_") if opts.cleanenv and opts.pass_env else []
+        )
+        return [*keep, *(["env", *env] if env else []), *out, image, *argv]
 
     def wrapper_argv(self, kind: str, image: str, opts: ExecOptions) -> list[str]:
         """The command line of a release's ``<name>-<kind>`` wrapper (exec, run, shell), before the user's
@@ -207,7 +242,9 @@ class Charliecloud(Runtime):
 
     def exec(self, image: str, argv: Sequence[str], opts: ExecOptions) -> list[str]:
         out = [self.executable, *self.gpu(opts.gpu)]
-        if opts.cleanenv:
+        # ch-run can unset variables by name pattern but not keep some: an environment that must keep the MPI
+        # launcher's variables (pass_env) is not cleaned.
+        if opts.cleanenv and not opts.pass_env:
             out.append("--unset-env=*")
         out += opts.exec_args
         for b in opts.binds:
@@ -261,6 +298,9 @@ class Podman(Runtime):
         out += self.gpu(opts.gpu)
         for b in opts.binds:
             out += ["--volume", _check_bind(b)]
+        # podman passes none of the host's environment; `--env NAME*` passes the host's variables named NAME...
+        # (https://docs.podman.io/en/latest/markdown/podman-run.1.html, --env)
+        out += [f"--env={_check_prefix(p)}*" for p in opts.pass_env]
         for k, v in _check_env(opts.env):
             out += ["--env", f"{k}={v}"]
         return [*out, image, *argv]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpcci.backends.launchers import Layout, launch_argv
+from hpcci.backends.launchers import Layout, launch_argv, rank_env
 from hpcci.backends.runtime import ExecOptions
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.schedulers.model import JobSpec
@@ -114,6 +114,7 @@ def test_body(cluster: Cluster, test: SmokeTest, image: str, partition: Partitio
         cleanenv=cluster.runtime.cleanenv,
         env=test.env,
         exec_args=cluster.runtime.type_exec_args,
+        pass_env=rank_env(cluster.mpi.launcher) if test.mpi else (),  # the ranks' wiring survives --cleanenv
     )
     try:
         argv = test.argv

@@ -4,14 +4,17 @@ Pure text from values; every value is quoted for the language it lands in (Lua s
 through hpcci.shell.command_line), so a tag, path or image name never runs as code. Loading ``<name>/<version>``
 loads the runtime's modules, puts ``<name>-run``, ``<name>-exec`` and ``<name>-shell`` on PATH and sets
 ``<NAME>_SIF`` and ``<NAME>_VERSION``; its help and whatis name the tag, commit, image digest and where the tests ran.
+On a cluster with GPUs the wrappers pass the runtime's GPU flag only where a GPU is present, or as ``<NAME>_GPU``
+(auto, on, off) says; the help says so.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
 
-from hpcci.backends.runtime import ExecOptions, Runtime
+from hpcci.backends.runtime import ExecOptions, GpuKind, Runtime
 from hpcci.config.models import Cluster
 from hpcci.config.release import ModuleSystem
 from hpcci.errors import ConfigError
@@ -46,7 +49,12 @@ class ModuleInfo:
     def environment(self) -> dict[str, str]:
         return {f"{self.env_prefix}_SIF": self.sif, f"{self.env_prefix}_VERSION": self.version}
 
-    def help_lines(self, runtime_name: str) -> list[str]:
+    @property
+    def gpu_variable(self) -> str:
+        """FIBONACCI_GPU: a user's choice of the GPU flag (auto, on, off)."""
+        return f"{self.env_prefix}_GPU"
+
+    def help_lines(self, runtime_name: str, gpu_flag: str | None = None) -> list[str]:
         image = f"{self.image}@{self.digest}" if self.image else self.digest
         lines = [
             f"{self.name} {self.version}, installed by hpcci from tag {self.tag} (commit {self.commit or 'unknown'})",
@@ -62,6 +70,11 @@ class ModuleInfo:
             f"{n}-shell (a shell in the image)",
             f"Environment: {self.env_prefix}_SIF (the image file), {self.env_prefix}_VERSION",
         ]
+        if gpu_flag:
+            lines.append(
+                f"GPU: the commands pass {runtime_name} {gpu_flag} only where a GPU is present (a GPU device file, "
+                f"or a GPU the scheduler gave the job); {self.gpu_variable}=on or off chooses (default auto)"
+            )
         return lines
 
     def whatis(self) -> str:
@@ -104,9 +117,9 @@ def comment(text: str) -> str:
     return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
-def lua_modulefile(info: ModuleInfo, runtime_name: str) -> str:
+def lua_modulefile(info: ModuleInfo, runtime_name: str, gpu_flag: str | None = None) -> str:
     """Lmod's Lua modulefile (https://lmod.readthedocs.io/en/latest/050_lua_modulefiles.html)."""
-    help_text = "\n".join(info.help_lines(runtime_name))
+    help_text = "\n".join(info.help_lines(runtime_name, gpu_flag))
     lines = [
         comment(
             f"-- {info.name}/{info.version}: written by hpcci; the release's files are replaced, never edited"
@@ -122,9 +135,9 @@ def lua_modulefile(info: ModuleInfo, runtime_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tcl_modulefile(info: ModuleInfo, runtime_name: str) -> str:
+def tcl_modulefile(info: ModuleInfo, runtime_name: str, gpu_flag: str | None = None) -> str:
     """A Tcl modulefile, read by environment-modules and by Lmod (modulefile(4))."""
-    help_lines = [f"    puts stderr {tcl_string(line)}" for line in info.help_lines(runtime_name)]
+    help_lines = [f"    puts stderr {tcl_string(line)}" for line in info.help_lines(runtime_name, gpu_flag)]
     lines = [
         "#%Module1.0",
         comment(
@@ -141,8 +154,12 @@ def tcl_modulefile(info: ModuleInfo, runtime_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def modulefile_text(system: ModuleSystem, info: ModuleInfo, runtime_name: str) -> str:
-    return lua_modulefile(info, runtime_name) if system == "lmod" else tcl_modulefile(info, runtime_name)
+def modulefile_text(
+    system: ModuleSystem, info: ModuleInfo, runtime_name: str, gpu_flag: str | None = None
+) -> str:
+    """The modulefile; ``gpu_flag`` (wrapper_gpu_flag) puts the wrappers' GPU choice in its help."""
+    make = lua_modulefile if system == "lmod" else tcl_modulefile
+    return make(info, runtime_name, gpu_flag)
 
 
 def version_file(version: str) -> str:
@@ -167,20 +184,58 @@ def check_file_runtime(cluster: Cluster) -> Runtime:
 
 
 def wrapper_options(cluster: Cluster) -> ExecOptions:
-    """The runtime options of every wrapper: the configured binds, the site's exec_args and, where the cluster has a
-    GPU partition, its GPU flag. No --cleanenv: a user's command runs with the user's environment, as the runtime's
-    own default (the smoke tests clean it to be reproducible)."""
-    has_gpu = cluster.scheduler.gpu_partition in cluster.scheduler.partitions
+    """The runtime options of every wrapper: the configured binds and the site's exec_args, no GPU flag (see
+    wrapper_gpu). No --cleanenv: a user's command runs with the user's environment, as the runtime's own default (the
+    smoke tests clean it to be reproducible)."""
     return ExecOptions(
-        gpu=cluster.runtime.gpu if has_gpu else None,
-        binds=list(cluster.runtime.binds),
-        cleanenv=False,
-        exec_args=cluster.runtime.type_exec_args,
+        binds=list(cluster.runtime.binds), cleanenv=False, exec_args=cluster.runtime.type_exec_args
     )
 
 
-def wrapper_script(info: ModuleInfo, kind: str, argv: list[str]) -> str:
-    """``<name>-<kind>``: a POSIX sh script that becomes the runtime (exec), passing its arguments on."""
+def wrapper_gpu(cluster: Cluster) -> GpuKind | None:
+    """The GPU kind the wrappers may pass a flag for: the cluster's, where it has a GPU partition and the runtime a
+    flag (ch-run has none)."""
+    kind = cluster.runtime.gpu
+    has_gpu = cluster.scheduler.gpu_partition in cluster.scheduler.partitions
+    return kind if has_gpu and runtime(cluster).gpu(kind) else None
+
+
+def wrapper_gpu_flag(cluster: Cluster) -> str | None:
+    """The wrappers' GPU option as the module help shows it (``--nv``), or None when they pass none."""
+    kind = wrapper_gpu(cluster)
+    return " ".join(runtime(cluster).gpu(kind)) if kind else None
+
+
+# A GPU is present, as Apptainer users check before --nv/--rocm (whose libraries and devices the runtime binds in,
+# https://apptainer.org/docs/user/main/gpu.html): the driver's device files, or a GPU the scheduler allocated to
+# this job (Slurm's gres sets CUDA_VISIBLE_DEVICES, "NoDevFiles" when the gres has no device file:
+# https://slurm.schedmd.com/gres.html). The local stack's GPU is such a gres (ENVIRONMENT.md, "A fake GPU").
+GPU_PRESENT: dict[GpuKind, str] = {
+    "nvidia": '[ -e /dev/nvidiactl ] || { [ -n "${CUDA_VISIBLE_DEVICES:-}" ] && '
+    '[ "$CUDA_VISIBLE_DEVICES" != NoDevFiles ]; }',
+    "amd": '[ -e /dev/kfd ] || [ -n "${ROCR_VISIBLE_DEVICES:-}" ]',
+}
+
+
+def gpu_choice(info: ModuleInfo, kind: str, gpu: GpuKind) -> list[str]:
+    """Lines that set ``gpu`` non-empty when the GPU flag is to be passed: ``<NAME>_GPU`` on, off or auto (the
+    default: a GPU is present); any other value stops the wrapper with exit code 2."""
+    var = info.gpu_variable
+    bad = shlex.join(["printf", r"%s: %s is %s: use auto, on or off\n", f"{info.name}-{kind}", var])
+    return [
+        f'case "${{{var}:-auto}}" in',
+        "  on) gpu=1 ;;",
+        "  off) gpu= ;;",
+        f"  auto) if {GPU_PRESENT[gpu]}; then gpu=1; else gpu=; fi ;;",
+        f'  *) {bad} "${var}" >&2; exit 2 ;;',
+        "esac",
+    ]
+
+
+def wrapper_script(info: ModuleInfo, kind: str, argv: list[str], gpu_argv: list[str] | None = None,
+                   gpu: GpuKind | None = None) -> str:  # fmt: skip
+    """``<name>-<kind>``: a POSIX sh script that becomes the runtime (exec), passing its arguments on; with
+    ``gpu_argv`` (the command line with the GPU flag) it runs that one where a GPU is present (gpu_choice)."""
     args = "" if kind == "shell" else ' "$@"'
     what = f"{info.name} {info.version} (tag {info.tag}, image {info.digest})"
     lines = [
@@ -189,8 +244,14 @@ def wrapper_script(info: ModuleInfo, kind: str, argv: list[str]) -> str:
         comment(
             f"# `module load {info.name}/{info.version}` puts this on PATH and loads the runtime it calls."
         ),
-        f"exec {command_line(argv)}{args}",
     ]
+    if gpu_argv and gpu:
+        lines += [
+            f"# The GPU flag only where a GPU is present: {info.gpu_variable}=auto (default), on or off.",
+            *gpu_choice(info, kind, gpu),
+            f'[ -z "$gpu" ] || exec {command_line(gpu_argv)}{args}',
+        ]
+    lines.append(f"exec {command_line(argv)}{args}")
     return "\n".join(lines) + "\n"
 
 
@@ -198,4 +259,15 @@ def wrappers(cluster: Cluster, info: ModuleInfo) -> dict[str, str]:
     """File name -> text of the three wrapper commands."""
     rt = check_file_runtime(cluster)
     opts = wrapper_options(cluster)
-    return {f"{info.name}-{k}": wrapper_script(info, k, rt.wrapper_argv(k, info.sif, opts)) for k in WRAPPERS}
+    gpu = wrapper_gpu(cluster)
+    with_gpu = replace(opts, gpu=gpu)
+    return {
+        f"{info.name}-{k}": wrapper_script(
+            info,
+            k,
+            rt.wrapper_argv(k, info.sif, opts),
+            rt.wrapper_argv(k, info.sif, with_gpu) if gpu else None,
+            gpu,
+        )
+        for k in WRAPPERS
+    }

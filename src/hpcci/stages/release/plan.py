@@ -22,7 +22,13 @@ from hpcci.references import parse_reference
 from hpcci.shell import expand, path_variables
 from hpcci.stages.cluster import remove_argv
 from hpcci.stages.release.manifest import Manifest, render
-from hpcci.stages.release.modulefile import ModuleInfo, modulefile_text, version_file, wrappers
+from hpcci.stages.release.modulefile import (
+    ModuleInfo,
+    modulefile_text,
+    version_file,
+    wrapper_gpu_flag,
+    wrappers,
+)
 from hpcci.stages.steps import Command, WriteFile
 from hpcci.tags import parse_semver, sanitize_tag
 
@@ -221,7 +227,10 @@ def plan_install(
         ),
         *scripts,
         Command(["chmod", "0755", "--", *(s.path for s in scripts)]),
-        WriteFile(tmp_module, modulefile_text(cfg.module_system, info, cluster.runtime.type)),
+        WriteFile(
+            tmp_module,
+            modulefile_text(cfg.module_system, info, cluster.runtime.type, wrapper_gpu_flag(cluster)),
+        ),
         *share(cfg.group, [tmp], recursive=True),
         *share(cfg.group, [tmp_module]),
     ]
