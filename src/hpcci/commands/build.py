@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="build only this platform (repeatable; default: image.platforms)",
     )
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached layers")
+    p.add_argument(
+        "--source",
+        metavar="DIR",
+        type=Path,
+        help="take image.context from this tree of the pinned commit (hpcci.yaml stays the workspace's)",
+    )
 
 
 def _created(base: Path, sha: str) -> datetime:
@@ -106,7 +112,16 @@ def main(args: argparse.Namespace, log: Log) -> int:
     # Where bases come from first, then where the image goes (its registry may serve a base too).
     auths = [*build_registries(pipe, log), *registry_auths(pipe, log, required=False)]
     base = common.base_dir(args)
-    meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    meta, spec = plan_build(
+        pipe,
+        event,
+        base,
+        created=_created(base, event.sha),
+        auths=auths,
+        source=getattr(args, "source", None),
+        workspace=Path(workspace) if workspace else None,
+    )
     spec = _overrides(args, spec)
     builder = pick_builder(builder_name(args, pipe.image.builder), log)
     log.info(f"image {meta.repository}, tags {', '.join(meta.tags)}, platforms {', '.join(spec.platforms)}")
