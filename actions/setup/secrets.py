@@ -78,17 +78,21 @@ def exported(
     return env
 
 
+def exec_arguments(argv: list[str]) -> tuple[set[str] | None, list[str]]:
+    """(the --only names, None without --only; PROGRAM and its arguments) of `exec`'s arguments."""
+    if argv[:1] and argv[0].startswith("--only="):
+        return {n for n in argv[0].removeprefix("--only=").split(",") if n}, argv[1:]
+    return None, argv
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["mask"]:
         return mask(argv[1:])
-    if argv[:1] == ["exec"] and len(argv) > 1:
-        only = None
-        if argv[1].startswith("--only="):
-            only = {n for n in argv[1].removeprefix("--only=").split(",") if n}
-            argv = argv[1:]
-        if len(argv) > 1:
+    if argv[:1] == ["exec"]:
+        only, program = exec_arguments(argv[1:])
+        if program:
             env = exported(secrets_object(), dict(os.environ), only)
-            os.execve(argv[1], argv[1:], env)  # noqa: S606 (argv, no shell)
+            os.execve(program[0], program, env)  # noqa: S606 (argv, no shell)
     sys.exit(__doc__)
 
 
