@@ -7,7 +7,8 @@
 
 Prints the names comma separated, for `secrets.py exec --only=NAMES`: every other secret of the workflow's
 `toJSON(secrets)` stays out of hpcci's environment. Runs with the kit's virtualenv Python (it reads the config with
-hpcci.config_load); `$NAME` and `${NAME}` in a `{file: ...}` path count as names too.
+hpcci.config_load); `$NAME` and `${NAME}` in a `{file: ...}` path count as names too, and a publish.s3 without
+keys names boto3's own variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), which it reads then.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from hpcci.config_types import FromEnv, FromFile
 from hpcci.errors import HpcciError
 
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# boto3's credential chain: what hpcci's S3 client reads when publish.s3 names no keys of its own
+AWS_CHAIN = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def env_names(obj: object) -> set[str]:
@@ -54,7 +57,16 @@ def names_for(purpose: str, config: Path, cluster: str = "") -> list[str]:
         parts = [pipe.publish, *load_clusters(pipe, wanted, config.resolve().parent).values()]
     else:
         raise ValueError(purpose)
-    return sorted(env_names(parts))
+    names = env_names(parts)
+    s3 = pipe.publish.s3
+    if (
+        purpose in ("publish", "deploy")
+        and s3 is not None
+        and s3.access_key is None
+        and s3.secret_key is None
+    ):
+        names |= set(AWS_CHAIN)
+    return sorted(names)
 
 
 def main(argv: list[str]) -> int:

@@ -360,6 +360,12 @@ class MpiConfig(ConfigModel):
 class Cluster(ConfigModel):
     name: Name
     description: str = ""
+    environment: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9._-]{1,255})?$",
+        description="The GitHub environment the deploy job runs in, holding this cluster's secrets "
+        "(default hpcci-<name>)",
+    )
     login: LoginConfig
     scheduler: SchedulerConfig
     runtime: RuntimeConfig

@@ -226,3 +226,21 @@ def test_exec_takes_the_names_before_the_program() -> None:
         ["/bin/hpcci"],
     )  # the config names none
     assert secrets.exec_arguments(["/bin/hpcci", "--only=A"]) == (None, ["/bin/hpcci", "--only=A"])
+
+
+def test_an_s3_target_without_keys_names_boto3s_own_variables(trusted_config: Path) -> None:
+    text = trusted_config.read_text(encoding="utf-8").replace(
+        "s3: {bucket: b, access_key: {env: S3_KEY_ID}, secret_key: {env: S3_SECRET}}", "s3: {bucket: b}"
+    )
+    trusted_config.write_text(text, encoding="utf-8")
+    publish = secret_names.names_for("publish", trusted_config)
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} <= set(publish)
+    assert "S3_SECRET" not in publish
+    assert "AWS_SECRET_ACCESS_KEY" not in secret_names.names_for("build", trusted_config)
+
+
+def test_each_cluster_deploys_in_its_own_github_environment(trusted_config: Path) -> None:
+    beta = trusted_config.parent / "cluster-configs" / "beta.yaml"
+    beta.write_text("environment: site-beta\n" + beta.read_text(encoding="utf-8"), encoding="utf-8")
+    envs = clusters.environments(trusted_config, ["alpha", "beta"])
+    assert envs == {"alpha": "hpcci-alpha", "beta": "site-beta"}

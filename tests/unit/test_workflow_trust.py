@@ -74,7 +74,7 @@ def test_the_build_context_of_a_pinned_build_is_the_source_steps_tree() -> None:
 
 def test_each_deploy_job_has_its_clusters_environment_and_waits_for_the_last_deploy() -> None:
     job = load(REPO / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]
-    assert job["environment"] == "hpcci-${{ matrix.cluster }}"
+    assert job["environment"] == "${{ fromJSON(needs.clusters.outputs.environments)[matrix.cluster] }}"
     group = job["concurrency"]["group"]
     assert "matrix.cluster" in group and "inputs.pr" in group and "github.event.pull_request.number" in group
     assert job["concurrency"]["cancel-in-progress"] is False
