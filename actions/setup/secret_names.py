@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
     try:
         print(",".join(names_for(argv[0], Path(argv[1]), argv[2] if len(argv) == 3 else "")))
     except HpcciError as e:
-        print(f"::error title=hpcci secrets::{e}", flush=True)
+        # stderr: the actions read stdout into a variable, and the runner reads workflow commands on both
+        print(f"::error title=hpcci secrets::{e}", file=sys.stderr, flush=True)
         return e.exit_code
     return 0
 

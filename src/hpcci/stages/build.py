@@ -105,8 +105,9 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 @contextmanager
 def clean_context(spec: BuildSpec) -> Iterator[BuildSpec]:
-    """``spec`` with its context replaced by a copy without any .git (hard links where possible), removed after.
-    Builders (buildx, buildah, the Docker SDK) then need no .dockerignore rule of the user's for it."""
+    """``spec`` with its context replaced by a copy without any .git (hard links where possible), removed after;
+    its Dockerfile by the original's absolute path. Builders (buildx, buildah, the Docker SDK) then need no
+    .dockerignore rule of the user's for it."""
     parent = spec.context.parent
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".hpcci-context-", dir=parent))
@@ -115,10 +116,8 @@ def clean_context(spec: BuildSpec) -> Iterator[BuildSpec]:
     try:
         copy = tmp / "context"
         shutil.copytree(spec.context, copy, symlinks=True, ignore=_no_git, copy_function=_link_or_copy)
-        dockerfile = spec.dockerfile
-        if dockerfile.is_absolute() and spec.context in dockerfile.parents:
-            dockerfile = copy / dockerfile.relative_to(spec.context)
-        yield dataclasses.replace(spec, context=copy, dockerfile=dockerfile)
+        # The Dockerfile stays the original file (the same text), so errors name the path the user knows.
+        yield dataclasses.replace(spec, context=copy, dockerfile=spec.dockerfile_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
