@@ -38,6 +38,11 @@ def resolve_value(v: Value, what: str) -> str:
 class ImageConfig(ConfigModel):
     name: str = Field(description="Image repository without tag, e.g. docker.io/org/app")
     context: str = "."
+    context_git: bool = Field(
+        default=False,
+        description="Send the context's .git folders to the builder (a COPY . . then copies them, and any token "
+        "actions/checkout left in .git/config); a pinned pull request's tree never has one",
+    )
     dockerfile: str = "Dockerfile"
     platforms: list[Platform] = Field(default_factory=lambda: ["linux/amd64", "linux/arm64"], min_length=1)
     build_args: dict[str, str] = Field(default_factory=dict)

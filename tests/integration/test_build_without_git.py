@@ -4,6 +4,7 @@ the token, with each builder the local stack has (hpcci.stages.build.clean_conte
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -65,3 +66,27 @@ def test_copy_dot_bakes_neither_git_nor_the_token_into_the_image(
     assert TOKEN in (context / ".git" / "config").read_text(encoding="utf-8"), (
         "the checkout itself is untouched"
     )
+
+
+def test_a_config_that_asks_for_git_gets_it(
+    require: Callable[..., None], capsys: pytest.CaptureFixture[str], tmp_path: Path, local_images: set[str]
+) -> None:
+    require("docker", "registry")
+    need_builder("buildah")
+    context = checkout_with_token(tmp_path / "checkout")
+    repository = f"127.0.0.1:5000/hpcci-test/with-git-{uuid.uuid4().hex[:8]}"
+    local_images.add(repository)
+    config = write_pipeline(
+        tmp_path, name=repository, context=context, builder="buildah", platforms=("linux/amd64",)
+    )
+    pipeline = json.loads(config.read_text(encoding="utf-8"))
+    pipeline["image"]["context_git"] = True
+    config.write_text(json.dumps(pipeline), encoding="utf-8")
+    rc, out = hpcci(
+        capsys, "build", "-c", str(config), "--records", str(tmp_path / "rec"), "--ref", "refs/heads/main"
+    )
+    assert rc == 0, out[-2000:]
+    (image,) = records.read(records.BuildRecord, tmp_path / "rec" / "build.json").platforms
+    local_images.add(image.digest)
+
+    assert ".git" in run_in_image("buildah", image.ref, "ls", "-A", "/src").split()

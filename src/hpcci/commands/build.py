@@ -125,7 +125,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     spec = _overrides(args, spec)
     builder = pick_builder(builder_name(args, pipe.image.builder), log)
     log.info(f"image {meta.repository}, tags {', '.join(meta.tags)}, platforms {', '.join(spec.platforms)}")
-    record = run_build(spec, meta, builder, log, source_sha=event.sha)
+    record = run_build(spec, meta, builder, log, source_sha=event.sha, context_git=pipe.image.context_git)
     path = common.records_dir(args) / records.RECORD_FILES[records.BuildRecord]
     records.write(record, path)
     log.info(f"wrote {path}")

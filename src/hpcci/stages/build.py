@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -139,11 +139,14 @@ def preflight(spec: BuildSpec) -> None:
             raise PlatformError(problems[0])
 
 
-def run_build(spec: BuildSpec, meta: ImageMeta, b: Builder, log: Log, *, source_sha: str) -> BuildRecord:
-    """Build every platform (each in its own log group) and describe the result."""
+def run_build(
+    spec: BuildSpec, meta: ImageMeta, b: Builder, log: Log, *, source_sha: str, context_git: bool = False
+) -> BuildRecord:
+    """Build every platform (each in its own log group) and describe the result. The builder gets the context
+    without .git unless ``context_git`` (image.context_git) asks for it."""
     preflight(spec)
     images: list[PlatformImage] = []
-    with clean_context(spec) as clean:
+    with nullcontext(spec) if context_git else clean_context(spec) as clean:
         for platform in spec.platforms:
             with log.step(f"build {platform} ({b.name})"):
                 built = b.build(clean, platform, log)
