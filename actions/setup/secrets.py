@@ -3,9 +3,12 @@
 secrets.py mask [ENV_NAME...]     register every value of $HPCCI_SECRETS (a JSON object, e.g. the workflow's
                                   `toJSON(secrets)`) and of the named variables with `::add-mask::`, so the runner
                                   redacts them from all later output. Multi-line values are masked line by line too.
-secrets.py exec PROGRAM ARGS...   run PROGRAM with each $HPCCI_SECRETS entry as an environment variable of the
+secrets.py exec [--only=NAMES] PROGRAM ARGS...
+                                  run PROGRAM with each $HPCCI_SECRETS entry as an environment variable of the
                                   same name (so `{env: NAME}` in hpcci.yaml finds the repository secret NAME);
-                                  variables already set win, and HPCCI_SECRETS itself is not passed on.
+                                  variables already set win, and HPCCI_SECRETS itself is not passed on. With
+                                  --only (comma separated, from secret_names.py), only those entries: a job gets
+                                  the secrets its trusted configuration names, not every secret of the repository.
 """
 
 from __future__ import annotations
@@ -62,20 +65,34 @@ def mask(names: list[str]) -> int:
     return 0
 
 
-def exported(secrets: dict[str, str], environ: dict[str, str]) -> dict[str, str]:
-    """The environment PROGRAM gets: ``environ`` plus the secrets it does not set itself."""
+def exported(
+    secrets: dict[str, str], environ: dict[str, str], only: set[str] | None = None
+) -> dict[str, str]:
+    """The environment PROGRAM gets: ``environ`` plus the secrets it does not set itself (of ``only``, if given)."""
     env = {k: v for k, v in environ.items() if k != "HPCCI_SECRETS"}
     for name, value in secrets.items():
+        if only is not None and name not in only:
+            continue
         if _NAME.match(name) and not _RESERVED.search(name) and not env.get(name):
             env[name] = value
     return env
 
 
+def exec_arguments(argv: list[str]) -> tuple[set[str] | None, list[str]]:
+    """(the --only names, None without --only; PROGRAM and its arguments) of `exec`'s arguments."""
+    if argv[:1] and argv[0].startswith("--only="):
+        return {n for n in argv[0].removeprefix("--only=").split(",") if n}, argv[1:]
+    return None, argv
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["mask"]:
         return mask(argv[1:])
-    if argv[:1] == ["exec"] and len(argv) > 1:
-        os.execve(argv[1], argv[1:], exported(secrets_object(), dict(os.environ)))  # noqa: S606 (argv, no shell)
+    if argv[:1] == ["exec"]:
+        only, program = exec_arguments(argv[1:])
+        if program:
+            env = exported(secrets_object(), dict(os.environ), only)
+            os.execve(program[0], program, env)  # noqa: S606 (argv, no shell)
     sys.exit(__doc__)
 
 

@@ -144,3 +144,104 @@ def test_unknown_cluster_fails_before_anything_is_deployed() -> None:
 def test_secrets_named_like_startup_variables_are_not_exported() -> None:
     env = secrets.exported({"LD_PRELOAD": "/x.so", "PYTHONPATH": "/x", "BASH_ENV": "/x", "OK_NAME": "v"}, {})
     assert env == {"OK_NAME": "v"}
+
+
+# -- secret_names.py: a job hands hpcci only the secrets its trusted configuration names ---------------------------
+
+secret_names = script("actions/setup/secret_names.py")
+
+PIPELINE = """\
+image: {name: 127.0.0.1:5000/octo-org/app, platforms: [linux/amd64]}
+build:
+  registries: [{host: ghcr.io, username: bot, password: {env: BASE_PULL_TOKEN}}]
+publish:
+  registry: {url: 127.0.0.1:5000, username: {env: REG_USER}, password: {env: REG_PASSWORD}}
+  s3: {bucket: b, access_key: {env: S3_KEY_ID}, secret_key: {env: S3_SECRET}}
+deploy: {clusters: [alpha, beta]}
+tests: [{name: t, command: "true"}]
+"""
+CLUSTER = """\
+name: {name}
+login: {{host: login.example.org, user: ci, key: {{env: {key}}}, known_hosts: {{file: "$HOSTS_DIR/known"}}}}
+scheduler: {{type: slurm, account: a, partitions: {{cpu: {{name: cpu, arch: x86_64}}}}, default_partition: cpu}}
+runtime: {{type: apptainer}}
+paths: {{scratch: /scratch/ci}}
+"""
+
+
+@pytest.fixture
+def trusted_config(tmp_path: Path) -> Path:
+    (tmp_path / "cluster-configs").mkdir()
+    for name, key in (("alpha", "ALPHA_SSH_KEY"), ("beta", "BETA_SSH_KEY")):
+        text = CLUSTER.format(name=name, key=key)
+        (tmp_path / "cluster-configs" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    config = tmp_path / "hpcci.yaml"
+    config.write_text(PIPELINE, encoding="utf-8")
+    return config
+
+
+def test_the_build_gets_the_registry_secrets_and_no_cluster_key(trusted_config: Path) -> None:
+    assert secret_names.names_for("build", trusted_config) == ["BASE_PULL_TOKEN", "REG_PASSWORD", "REG_USER"]
+    assert secret_names.names_for("publish", trusted_config) == [
+        "REG_PASSWORD",
+        "REG_USER",
+        "S3_KEY_ID",
+        "S3_SECRET",
+    ]
+
+
+def test_a_deploy_gets_only_its_own_clusters_key(trusted_config: Path) -> None:
+    alpha = secret_names.names_for("deploy", trusted_config, "alpha")
+    assert "ALPHA_SSH_KEY" in alpha and "BETA_SSH_KEY" not in alpha, alpha
+    assert "HOSTS_DIR" in alpha  # a `$NAME` in a file path is read from the environment too
+    both = secret_names.names_for("deploy", trusted_config, "")
+    assert {"ALPHA_SSH_KEY", "BETA_SSH_KEY"} <= set(both)
+
+
+def test_only_the_named_secrets_are_exported() -> None:
+    every = {"REG_PASSWORD": "p", "ALPHA_SSH_KEY": "k", "BETA_SSH_KEY": "b"}
+    assert secrets.exported(every, {"PATH": "/bin"}, {"REG_PASSWORD"}) == {
+        "PATH": "/bin",
+        "REG_PASSWORD": "p",
+    }
+    assert secrets.exported(every, {}, set()) == {}
+    assert secrets.exported(every, {}) == every  # no --only: as before (the secrets object is already scoped)
+
+
+def test_secret_names_reports_a_broken_config_as_an_annotation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "hpcci.yaml").write_text("image: {}\n", encoding="utf-8")
+    rc = secret_names.main(["build", str(tmp_path / "hpcci.yaml")])
+    out = capsys.readouterr()
+    assert rc != 0 and out.err.startswith("::error title=hpcci secrets::") and out.out == ""
+
+
+def test_exec_takes_the_names_before_the_program() -> None:
+    assert secrets.exec_arguments(["--only=A,B", "/bin/hpcci", "build"]) == (
+        {"A", "B"},
+        ["/bin/hpcci", "build"],
+    )
+    assert secrets.exec_arguments(["--only=", "/bin/hpcci"]) == (
+        set(),
+        ["/bin/hpcci"],
+    )  # the config names none
+    assert secrets.exec_arguments(["/bin/hpcci", "--only=A"]) == (None, ["/bin/hpcci", "--only=A"])
+
+
+def test_an_s3_target_without_keys_names_boto3s_own_variables(trusted_config: Path) -> None:
+    text = trusted_config.read_text(encoding="utf-8").replace(
+        "s3: {bucket: b, access_key: {env: S3_KEY_ID}, secret_key: {env: S3_SECRET}}", "s3: {bucket: b}"
+    )
+    trusted_config.write_text(text, encoding="utf-8")
+    publish = secret_names.names_for("publish", trusted_config)
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} <= set(publish)
+    assert "S3_SECRET" not in publish
+    assert "AWS_SECRET_ACCESS_KEY" not in secret_names.names_for("build", trusted_config)
+
+
+def test_each_cluster_deploys_in_its_own_github_environment(trusted_config: Path) -> None:
+    beta = trusted_config.parent / "cluster-configs" / "beta.yaml"
+    beta.write_text("environment: site-beta\n" + beta.read_text(encoding="utf-8"), encoding="utf-8")
+    envs = clusters.environments(trusted_config, ["alpha", "beta"])
+    assert envs == {"alpha": "hpcci-alpha", "beta": "site-beta"}

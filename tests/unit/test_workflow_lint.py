@@ -40,6 +40,7 @@ ONLY_USES = {
 NO_KIT_REFERENCES = {
     "actions/build/buildx/action.yml",
     "actions/trigger/checkout/action.yml",
+    "actions/setup/source/action.yml",
     "actions/setup/cache/action.yml",
     ".github/workflows/ci.yml",
 }

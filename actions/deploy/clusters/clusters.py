@@ -7,6 +7,8 @@ trigger (tag, push, pull_request, workflow_dispatch; a trusted `/hpcci deploy` c
 is not in deploy.triggers, so the deploy matrix is skipped. Each named cluster config must load: a typo fails here,
 before anything is deployed. On a re-run (GITHUB_RUN_ATTEMPT > 1) the list keeps only the clusters whose check run
 of this workflow run did not succeed in an earlier attempt (hpcci.stages.report.rerun; needs GITHUB_TOKEN, checks: read).
+Also writes `environments`, a JSON object: each cluster's GitHub environment (the cluster config's `environment`,
+default hpcci-<name>), which its deploy job declares so that only it reads that environment's secrets.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def deploy_clusters(config: Path, override: str, trigger: str) -> tuple[list[str
         )
     load_clusters(pipe, names, config.resolve().parent)
     return names, f"a {trigger} event deploys to {', '.join(names) or 'no cluster'}"
+
+
+def environments(config: Path, names: list[str]) -> dict[str, str]:
+    """{cluster: the GitHub environment its deploy job runs in} for the named clusters."""
+    pipe = load_pipeline(config)
+    loaded = load_clusters(pipe, names, config.resolve().parent)
+    return {name: loaded[name].environment or f"hpcci-{name}" for name in names}
 
 
 def not_yet_succeeded(config: Path, names: list[str], event: GitEvent) -> tuple[list[str], str]:
@@ -68,6 +77,7 @@ def main(argv: list[str]) -> int:
         if names and event.run_attempt not in ("", "1"):
             print(f"hpcci: {why}")
             names, why = not_yet_succeeded(config, names, event)
+        envs = environments(config, names)
     except HpcciError as e:
         print(f"::error title=hpcci deploy::{e}", flush=True)
         return e.exit_code
@@ -76,6 +86,7 @@ def main(argv: list[str]) -> int:
     if target:
         with open(target, "a", encoding="utf-8") as f:
             f.write(f"clusters={json.dumps(names)}\n")
+            f.write(f"environments={json.dumps(envs)}\n")
     return 0
 
 

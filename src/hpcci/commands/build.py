@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="build only this platform (repeatable; default: image.platforms)",
     )
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached layers")
+    p.add_argument(
+        "--source",
+        metavar="DIR",
+        type=Path,
+        help="take image.context from this tree of the pinned commit (hpcci.yaml stays the workspace's)",
+    )
 
 
 def _created(base: Path, sha: str) -> datetime:
@@ -105,11 +111,20 @@ def main(args: argparse.Namespace, log: Log) -> int:
     # Where bases come from first, then where the image goes (its registry may serve a base too).
     auths = [*build_registries(pipe, log), *wiring.registry_auths(pipe, log, required=False)]
     base = common.base_dir(args)
-    meta, spec = plan_build(pipe, event, base, created=_created(base, event.sha), auths=auths)
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    meta, spec = plan_build(
+        pipe,
+        event,
+        base,
+        created=_created(base, event.sha),
+        auths=auths,
+        source=getattr(args, "source", None),
+        workspace=Path(workspace) if workspace else None,
+    )
     spec = _overrides(args, spec)
     builder = pick_builder(builder_name(args, pipe.image.builder), log)
     log.info(f"image {meta.repository}, tags {', '.join(meta.tags)}, platforms {', '.join(spec.platforms)}")
-    record = run_build(spec, meta, builder, log, source_sha=event.sha)
+    record = run_build(spec, meta, builder, log, source_sha=event.sha, context_git=pipe.image.context_git)
     path = common.records_dir(args) / records.RECORD_FILES[records.BuildRecord]
     records.write(record, path)
     log.info(f"wrote {path}")

@@ -39,6 +39,11 @@ def resolve_value(v: Value, what: str) -> str:
 class ImageConfig(ConfigModel):
     name: str = Field(description="Image repository without tag, e.g. docker.io/org/app")
     context: str = "."
+    context_git: bool = Field(
+        default=False,
+        description="Send the context's .git folders to the builder (a COPY . . then copies them, and any token "
+        "actions/checkout left in .git/config); a pinned pull request's tree never has one",
+    )
     dockerfile: str = "Dockerfile"
     platforms: list[Platform] = Field(default_factory=lambda: ["linux/amd64", "linux/arm64"], min_length=1)
     build_args: dict[str, str] = Field(default_factory=dict)
@@ -366,6 +371,12 @@ class MpiConfig(ConfigModel):
 class Cluster(ConfigModel):
     name: Name
     description: str = ""
+    environment: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9._-]{1,255})?$",
+        description="The GitHub environment the deploy job runs in, holding this cluster's secrets "
+        "(default hpcci-<name>)",
+    )
     login: LoginConfig
     scheduler: SchedulerConfig
     runtime: RuntimeConfig
