@@ -152,6 +152,7 @@ class Deploy:
 # -- slurmctld restarted while a job runs ------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)  # its own waits: the job running (240 s), the failed poll (120 s), the deploy (300 s)
 def test_slurmctld_restarted_while_a_job_runs_is_tolerated_and_the_job_completes(
     fib_tar: Path, tmp_path: Path, cluster_restored: None
 ) -> None:
