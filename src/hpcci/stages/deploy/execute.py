@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from hpcci.backends.runtime import Packing, choose_packing, parse_version
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.ssh.remote import Remote
 from hpcci.config.models import Cluster, Pipeline, resolve_value
@@ -116,12 +117,37 @@ class Deployer:
         env = parse_env0(done.stdout)
         return {k: env[k] for k in needed_variables(self.cluster) if k in env}
 
+    def runtime_version(self) -> str | None:
+        """The runtime's version, asked once per connection in a login shell after its modules load; None when
+        its packing does not depend on it, login.mode automation (no login shell), or the login node has no
+        runtime (runtime.convert_on: compute)."""
+        rt = runtime(self.cluster)
+        if automation(self.cluster) or rt.takes_squashfs_options(None) is not None:
+            return None
+        argv = login_argv([rt.version()], modules=[*self.cluster.modules, *self.cluster.runtime.modules])
+        try:
+            done = self.remote.run(argv, timeout=60, echo=f"bash -lc '{shlex.join(rt.version())}'")
+        except HpcciError as e:
+            self.info(f"{rt.name} version not known: {e}")
+            return None
+        return parse_version(done.stdout) if done.ok else None
+
+    def packing(self) -> Packing:
+        """How this deploy packs its images, from runtime.compression and the runtime's version (choose_packing)."""
+        rt, conf = runtime(self.cluster), self.cluster.runtime
+        packing = choose_packing(rt, conf.compression, conf.convert_cpus, self.runtime_version())
+        self.info(f"image packing: {packing.why}")
+        return packing
+
     def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
         env = {} if automation(self.cluster) else self.remote_env()
         if automation(self.cluster):
             require_absolute_paths(self.cluster)
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
+        # every later step (the conversion's --mksquashfs-args) sees the packing chosen for this runtime
+        runtime_conf = self.cluster.runtime.with_packing(self.packing())
+        self.cluster = self.cluster.model_copy(update={"runtime": runtime_conf})
         return plan_cluster(
             self.pipeline, self.cluster, sources, paths, self.run_id, self.scheduler, self.identity
         )
