@@ -125,7 +125,7 @@ def test_as_apptainer_1_3_build_has_no_mksquashfs_args_and_ignores_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.3.6")
-    with pytest.raises(UsageError, match="^unknown flag: --mksquashfs-args$"):
+    with pytest.raises(UsageError, match=r"^unknown flag: --mksquashfs-args$"):
         main(["build", "--mksquashfs-args", "-comp zstd", "x.sif", "docker-archive://x.tar"])
     monkeypatch.setenv("APPTAINER_MKSQUASHFS_ARGS", "-comp lz4")
     opts, _ = parse(["x.sif", "s"], BUILD_FLAGS, 0, "build")

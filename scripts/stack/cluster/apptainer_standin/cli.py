@@ -43,7 +43,6 @@ Global Options:
 """
 
 
-
 def _help() -> str:
     return HELP.format(prog=PROG, version=version().split("+")[0])
 

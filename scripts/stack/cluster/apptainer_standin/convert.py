@@ -107,7 +107,8 @@ def cmd_build(args: list[str]) -> int:
     """`build [-F] [-s] [--tmpdir DIR] [--arch A] [--nohttps] IMAGE SOURCE`."""
     opts, pos = parse(args, BUILD_FLAGS, 0, BUILD_FORM)
     if opts.value("mksquashfs_args") is not None and not at_least(1, 4):
-        raise UsageError(unknown_flag("--mksquashfs-args"))  # Apptainer 1.4 added it (apptainer/apptainer#2707)
+        # Apptainer 1.4 added the option (apptainer/apptainer#2707): before, it is unknown
+        raise UsageError(unknown_flag("--mksquashfs-args"))
     if opts.on("help"):
         print(
             f"{usage(BUILD_FORM)}\n\n"
