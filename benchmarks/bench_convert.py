@@ -9,6 +9,7 @@ full (`unsquashfs` of every file: what a program reading the whole image pays to
 - the test suite's image (the local stack's base image, `docker export`ed), to tell what gzip costs the tests.
 
 Usage:  .venv/bin/python benchmarks/bench_convert.py [--size-mib 1024] [--processors 2] [--runs 1]
+            [--only gzip --only "zstd level 1" ...] [--no-base]
 """
 
 from __future__ import annotations
@@ -101,19 +102,20 @@ def pack(root: Path, out: Path, comp: list[str], processors: int) -> tuple[float
     return took, size, read
 
 
-def rows(what: str, root: Path, processors: int, runs: int) -> list[str]:
+def rows(what: str, root: Path, processors: int, runs: int, only: list[str]) -> list[str]:
     data = tree_size(root)
-    times: dict[str, list[float]] = {c: [] for c in COMPRESSIONS}
-    reads: dict[str, list[float]] = {c: [] for c in COMPRESSIONS}
+    chosen = {c: w for c, w in COMPRESSIONS.items() if not only or c in only or c == "gzip"}
+    times: dict[str, list[float]] = {c: [] for c in chosen}
+    reads: dict[str, list[float]] = {c: [] for c in chosen}
     sizes: dict[str, int] = {}
     for _ in range(runs):  # interleaved: every compression sees the same machine load
-        for comp, words in COMPRESSIONS.items():
+        for comp, words in chosen.items():
             t, sizes[comp], r = pack(root, root.parent / "out.sqfs", words, processors)
             times[comp].append(t)
             reads[comp].append(r)
     gzip_t = statistics.median(times["gzip"])
     out = []
-    for comp in COMPRESSIONS:
+    for comp in chosen:
         t = statistics.median(times[comp])
         out.append(
             f"| convert {what} ({data / MiB:.0f} MiB of files), mksquashfs {' '.join(COMPRESSIONS[comp])} "
@@ -130,6 +132,9 @@ def main() -> None:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--processors", type=int, default=2)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--only", action="append", default=[], choices=list(COMPRESSIONS),
+                   help="these compressions (and gzip, the baseline) only")  # fmt: skip
+    p.add_argument("--no-base", action="store_true", help="skip the test suite's base image")
     args = p.parse_args()
     load = os.getloadavg()[0]
     out: list[str] = []
@@ -139,12 +144,12 @@ def main() -> None:
         big = Path(d) / "big" / "rootfs"
         big.mkdir(parents=True)
         fill_from_usr(big, args.size_mib * MiB)
-        out += rows(f"a {args.size_mib} MiB image", big, args.processors, args.runs)
+        out += rows(f"a {args.size_mib} MiB image", big, args.processors, args.runs, args.only)
         shutil.rmtree(big)
         small = Path(d) / "small" / "rootfs"
         small.mkdir(parents=True)
-        if export_image(small, BASE_IMAGE):
-            out += rows("the test suite's base image", small, args.processors, args.runs)
+        if not args.no_base and export_image(small, BASE_IMAGE):
+            out += rows("the test suite's base image", small, args.processors, args.runs, args.only)
     print(f"load average at the start: {load:.1f} (2 shared cores)")
     print("| what | figure | baseline | ratio |")
     print("|---|---|---|---|")

@@ -24,31 +24,40 @@ ZSTD = f"-comp zstd -Xcompression-level {ZSTD_LEVEL}"
 SOURCE = {"linux/amd64": ImageSource("linux/amd64", DIGEST, local_tar="/tmp/fib.tar")}
 
 
-class VersionedRemote(RecordingRemote):
-    """A login node with $SCRATCH whose runtime, after its modules load, prints ``printed`` for `apptainer --version`."""
+ENV = "SCRATCH=/scratch/hpcci\0HOME=/home/hpcci\0"
 
-    def __init__(self, printed: str) -> None:
+
+class VersionedRemote(RecordingRemote):
+    """A login node with $SCRATCH whose runtime, after its modules load, prints ``printed`` for `apptainer --version`
+    (None: its module does not load there)."""
+
+    def __init__(self, printed: str | None) -> None:
         super().__init__()
         self.printed = printed
 
     def run(self, argv: Sequence[str], **kw: object) -> Completed:
-        if argv[:2] == ["bash", "-lc"] and argv[-1].endswith("\napptainer --version"):
+        if argv[:2] == ["bash", "-lc"] and argv[-1].endswith("\nenv -0\napptainer --version"):
             self.done.append(["run", *argv])
-            return Completed(tuple(argv), 0, self.printed, "")
+            if self.printed is None:
+                return Completed(tuple(argv), 1, "", "ERROR: Unable to locate a modulefile for 'apptainer'")
+            return Completed(tuple(argv), 0, ENV + self.printed, "")
         if argv[:2] == ["bash", "-lc"] and argv[-1].endswith("\nenv -0"):
-            return Completed(tuple(argv), 0, "SCRATCH=/scratch/hpcci\0HOME=/home/hpcci\0", "")
+            self.done.append(["run", *argv])
+            return Completed(tuple(argv), 0, ENV, "")
         return super().run(argv, **kw)
 
 
-def planned(printed: str, **changes: object) -> tuple[str, records.ClusterDeploy, VersionedRemote]:
+def planned(printed: str | None, **changes: object) -> tuple[str, records.ClusterDeploy, VersionedRemote]:
     """(the conversion's login-shell script, the deploy record, the remote) of a deploy to the local cluster."""
     cluster = local_cluster(**{"runtime.compression": "auto", **changes})
     remote = VersionedRemote(printed)
     deployer = Deployer(pipeline(FIB), cluster, remote, slurm, run_id="r1", info=lambda _m: None)  # type: ignore[arg-type]
     plan = deployer.plan(SOURCE)
     image = plan.images["linux/amd64"]
-    assert image.convert is not None
     record = outcome(pipeline(FIB), cluster, SOURCE, Progress(plan=plan)).deploy
+    if image.convert is None:  # runtime.convert_on: compute, a conversion job
+        assert image.convert_job is not None
+        return image.convert_job.script.text, record, remote
     return image.convert.argv[-1], record, remote
 
 
@@ -56,8 +65,11 @@ def test_auto_on_apptainer_1_4_converts_with_zstd_and_records_the_version() -> N
     script, record, remote = planned("apptainer version 1.4.1+hpcci-standin\n")
     assert f" apptainer build --force --mksquashfs-args '{ZSTD}' " in script
     assert (record.runtime_version, record.compression) == ("1.4.1+hpcci-standin", ZSTD)
-    asked = [d for d in remote.done if d[-1].endswith("apptainer --version")]
-    assert len(asked) == 1 and "module load apptainer" in asked[0][-1]  # once, after the runtime's module
+    shells = [d for d in remote.done if d[1:3] == ["bash", "-lc"] and d[-1].startswith("set -e")]
+    asked = [d for d in shells if "env -0" in d[-1]]
+    assert (
+        len(asked) == 1 and "module load apptainer\nenv -0\napptainer --version" in asked[0][-1]
+    )  # one shell
 
 
 def test_auto_on_apptainer_1_3_converts_with_gzip_and_no_mksquashfs_args() -> None:
@@ -70,6 +82,16 @@ def test_a_runtime_that_does_not_answer_is_packed_with_gzip() -> None:
     script, record, _ = planned("")
     assert "--mksquashfs-args" not in script
     assert (record.runtime_version, record.compression) == (None, "gzip")
+
+
+def test_a_login_node_without_the_runtime_asks_the_environment_alone() -> None:
+    script, record, remote = planned(None, **{"runtime.convert_on": "compute"})
+    assert "apptainer build --force" in script and "--mksquashfs-args" not in script
+    assert record.runtime_version is None
+    asked = [
+        d[-1].rsplit("\n", 1)[-1] for d in remote.done if d[1:3] == ["bash", "-lc"] and "env -0" in d[-1]
+    ]
+    assert asked == ["apptainer --version", "env -0"]  # the paths still resolve from the login shell
 
 
 def test_doctor_says_which_compression_and_why() -> None:
