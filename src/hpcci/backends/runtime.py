@@ -28,10 +28,11 @@ Compression = Literal["gzip", "lz4", "zstd", "xz", "lzo"]
 CompressionChoice = Literal[
     "auto", "gzip", "lz4", "zstd", "xz", "lzo"
 ]  # auto: zstd where the runtime takes it
-# mksquashfs's zstd level. Measured on a 1 GiB tree of programs and libraries, 2 threads (benchmarks/
-# bench_convert.py): level 3 packs in 5.6 s to 314 MiB where gzip (Apptainer's default) takes 158 s for 303 MiB;
-# level 1 saves under a second for a 5% larger image (330 MiB); 6 and 9 take 3.5-4.6 times longer than 3 for 6-7%
-# less; mksquashfs's own default 15 is slower than gzip. Reading every file back: 3.2 s (zstd 3), 6.6 s (gzip).
+# mksquashfs's zstd level. Measured on a 1 GiB tree of programs and libraries, 2 threads, three interleaved runs
+# (benchmarks/bench_convert.py): gzip (Apptainer's default) 158-165 s for 303 MiB; zstd 3 5.6-7.7 s for 314 MiB;
+# zstd 1 2.7-4.8 s for 330 MiB; zstd 6 15.6 s for 296 MiB; mksquashfs's own default 15 slower than gzip. Both 1 and
+# 3 are 20x+ faster than gzip; 3 costs 1-5 s more per GiB for an image 5% smaller (kept releases, read from shared
+# file systems), 6 doubles the time for 6% less. Reading every file back: alike (3-6 s).
 ZSTD_LEVEL = 3
 SQUASHFS_OPTIONS_SINCE = (1, 4)  # Apptainer 1.4.0 added `build --mksquashfs-args` (apptainer/apptainer#2707)
 
