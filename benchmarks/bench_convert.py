@@ -1,13 +1,15 @@
-"""Conversion figures: mksquashfs of the same root filesystem with gzip (Apptainer's default), lz4 and zstd.
+"""Conversion figures: mksquashfs of the same root filesystem with gzip (Apptainer's default), lz4 and zstd levels.
 
 Packs each tree the way Apptainer 1.4 does for `apptainer build --mksquashfs-args "-comp X -processors N"` (and
-the hpcci stand-in with it): `mksquashfs ROOT OUT -noappend -all-root -comp X -processors N`; zstd at level 3 (what
-hpcci passes) and at mksquashfs's default level 15. Two trees:
+the hpcci stand-in with it): `mksquashfs ROOT OUT -noappend -all-root -comp X -processors N`; zstd at levels 1, 3
+(what `runtime.compression: auto` and `zstd` pass), 6, 9 and mksquashfs's default 15. Each image is read back in
+full (`unsquashfs` of every file: what a program reading the whole image pays to decompress it). Two trees:
 - a 1 GiB image: files copied from this machine's /usr (programs, libraries, data: what images are made of) until
   the tree holds --size-mib;
 - the test suite's image (the local stack's base image, `docker export`ed), to tell what gzip costs the tests.
 
 Usage:  .venv/bin/python benchmarks/bench_convert.py [--size-mib 1024] [--processors 2] [--runs 1]
+            [--only gzip --only "zstd level 1" ...] [--no-base]
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ MiB = 1 << 20
 COMPRESSIONS = {
     "gzip": ["-comp", "gzip"],
     "lz4": ["-comp", "lz4"],
+    "zstd level 1": ["-comp", "zstd", "-Xcompression-level", "1"],
     "zstd": ["-comp", "zstd", "-Xcompression-level", "3"],
+    "zstd level 6": ["-comp", "zstd", "-Xcompression-level", "6"],
+    "zstd level 9": ["-comp", "zstd", "-Xcompression-level", "9"],
     "zstd level 15": ["-comp", "zstd"],
 }
 BASE_IMAGE = "127.0.0.1:5000/hpcci/base:bookworm"
@@ -79,34 +84,44 @@ def tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def pack(root: Path, out: Path, comp: list[str], processors: int) -> tuple[float, int]:
-    """(wall seconds, image bytes) of one mksquashfs run."""
+def pack(root: Path, out: Path, comp: list[str], processors: int) -> tuple[float, int, float]:
+    """(wall seconds, image bytes, seconds to read every file back) of one mksquashfs run."""
     argv = ["mksquashfs", str(root), str(out), "-noappend", "-all-root", "-no-progress", "-quiet",
             *comp, "-processors", str(processors)]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     took = time.perf_counter() - t0
     size = out.stat().st_size
+    back = out.parent / "back"
+    t0 = time.perf_counter()
+    subprocess.run(["unsquashfs", "-no-progress", "-quiet", "-processors", str(processors), "-d", str(back),
+                    str(out)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    read = time.perf_counter() - t0
+    shutil.rmtree(back)
     out.unlink()
-    return took, size
+    return took, size, read
 
 
-def rows(what: str, root: Path, processors: int, runs: int) -> list[str]:
+def rows(what: str, root: Path, processors: int, runs: int, only: list[str]) -> list[str]:
     data = tree_size(root)
-    times: dict[str, list[float]] = {c: [] for c in COMPRESSIONS}
+    chosen = {c: w for c, w in COMPRESSIONS.items() if not only or c in only or c == "gzip"}
+    times: dict[str, list[float]] = {c: [] for c in chosen}
+    reads: dict[str, list[float]] = {c: [] for c in chosen}
     sizes: dict[str, int] = {}
     for _ in range(runs):  # interleaved: every compression sees the same machine load
-        for comp, words in COMPRESSIONS.items():
-            t, sizes[comp] = pack(root, root.parent / "out.sqfs", words, processors)
+        for comp, words in chosen.items():
+            t, sizes[comp], r = pack(root, root.parent / "out.sqfs", words, processors)
             times[comp].append(t)
+            reads[comp].append(r)
     gzip_t = statistics.median(times["gzip"])
     out = []
-    for comp in COMPRESSIONS:
+    for comp in chosen:
         t = statistics.median(times[comp])
         out.append(
             f"| convert {what} ({data / MiB:.0f} MiB of files), mksquashfs {' '.join(COMPRESSIONS[comp])} "
             f"-processors {processors} "
-            f"| {t:.1f} s, image {sizes[comp] / MiB:.0f} MiB ({100 * sizes[comp] / data:.0f}%) "
+            f"| {t:.1f} s, image {sizes[comp] / MiB:.0f} MiB ({100 * sizes[comp] / data:.0f}%), "
+            f"read back {statistics.median(reads[comp]):.1f} s "
             f"| gzip {gzip_t:.1f} s | {gzip_t / t:.1f}x faster |"
         )
     return out
@@ -117,6 +132,9 @@ def main() -> None:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--processors", type=int, default=2)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--only", action="append", default=[], choices=list(COMPRESSIONS),
+                   help="these compressions (and gzip, the baseline) only")  # fmt: skip
+    p.add_argument("--no-base", action="store_true", help="skip the test suite's base image")
     args = p.parse_args()
     load = os.getloadavg()[0]
     out: list[str] = []
@@ -126,12 +144,12 @@ def main() -> None:
         big = Path(d) / "big" / "rootfs"
         big.mkdir(parents=True)
         fill_from_usr(big, args.size_mib * MiB)
-        out += rows(f"a {args.size_mib} MiB image", big, args.processors, args.runs)
+        out += rows(f"a {args.size_mib} MiB image", big, args.processors, args.runs, args.only)
         shutil.rmtree(big)
         small = Path(d) / "small" / "rootfs"
         small.mkdir(parents=True)
-        if export_image(small, BASE_IMAGE):
-            out += rows("the test suite's base image", small, args.processors, args.runs)
+        if not args.no_base and export_image(small, BASE_IMAGE):
+            out += rows("the test suite's base image", small, args.processors, args.runs, args.only)
     print(f"load average at the start: {load:.1f} (2 shared cores)")
     print("| what | figure | baseline | ratio |")
     print("|---|---|---|---|")

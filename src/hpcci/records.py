@@ -116,6 +116,8 @@ class ClusterDeploy:
     error: str | None = None
     image_ref: str = ""  # where the image is fetched from: repo@sha256:<manifest digest>, or s3://bucket/key
     sif_sha256: str | None = None  # of the converted image on the cluster
+    runtime_version: str | None = None  # as the runtime's version command printed it (None: not asked/known)
+    compression: str | None = None  # the mksquashfs words conversions passed, or "gzip" (none passed)
 
 
 @dataclass(frozen=True)

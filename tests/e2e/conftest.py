@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from act_harness import E2E_RELEASES, REPO, UserRepo, make_user_repo
+from act_harness import ACT_TIMEOUT, E2E_RELEASES, REPO, UserRepo, make_user_repo
 
 from hpcci.process import run
 from stack_env import read_env, require_services
@@ -31,11 +31,17 @@ from swift_cleanup import delete_keys
 SERVICES = ("docker", "registry", "s3", "cluster", "github")
 
 
+# pytest-timeout for each e2e test: two whole workflows and the session's set-up, then it fails
+E2E_TIMEOUT = 2 * ACT_TIMEOUT + 600
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -152,6 +152,8 @@ class Deploy:
 # -- slurmctld restarted while a job runs ------------------------------------------------------------------------
 
 
+# pytest-timeout: its own waits add up to 660 s (the job running, the failed poll, the deploy)
+@pytest.mark.timeout(900)
 def test_slurmctld_restarted_while_a_job_runs_is_tolerated_and_the_job_completes(
     fib_tar: Path, tmp_path: Path, cluster_restored: None
 ) -> None:

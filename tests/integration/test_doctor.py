@@ -49,7 +49,7 @@ def test_the_local_cluster_is_ready(tmp_path: Path) -> None:
     assert any(line.split()[:1] in (["ok"], ["warn"]) and "GiB free" in line for line in out.splitlines()), (
         out
     )
-    assert "apptainer version 1.3.6+hpcci-standin" in out  # the stand-in, after `module load apptainer`
+    assert "apptainer version 1.4.1+hpcci-standin" in out  # the stand-in, after `module load apptainer`
     assert out.rstrip().endswith("ready")
 
 

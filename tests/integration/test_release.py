@@ -34,6 +34,10 @@ from hpcci.process import Completed, run
 from hpcci.shell import login_argv
 from stack_env import skip_or_fail
 
+# pytest-timeout: the module's story fixture plays a dozen deploys and commands (each up to 900 s) in the first
+# test's set-up, for each module system
+pytestmark = pytest.mark.timeout(3600)
+
 FIB = {"name": "fib", "command": "python3 /app/fib.py 10", "expect": {"output": "^55$"},
        "resources": {"time": "00:05:00", "memory": "512M"}}  # fmt: skip
 WRONG = {**FIB, "name": "fib-wrong", "expect": {"output": "^56$"}}  # fails: a failing release

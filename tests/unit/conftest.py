@@ -1,15 +1,27 @@
 """Unit tests are pure: starting a process or opening a network connection makes the test fail.
 
 Like cibuildwheel's mock_protection: anything that reaches outside the process is a bug in a unit test.
+Being pure, each runs in well under a second: pytest-timeout stops one after UNIT_TIMEOUT s (not the 600 s default).
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+# seconds: a guard against a hang (a unit test waiting on a lock or a queue), not a duration check
+UNIT_TIMEOUT = 60
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
 
 
 class OutsideWorld(AssertionError):

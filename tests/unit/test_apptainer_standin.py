@@ -102,9 +102,34 @@ def test_registry_host_is_docker_hub_unless_the_first_part_is_a_host(ref: str, h
     assert registry_host(ref) == host
 
 
-def test_version_says_it_is_the_stand_in(capsys: pytest.CaptureFixture[str]) -> None:
+def test_version_says_it_is_the_stand_in(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("APPTAINER_STANDIN_VERSION", raising=False)
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == "apptainer version 1.3.6+hpcci-standin\n"
+
+
+def test_the_version_is_the_one_its_module_sets(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.4.1")  # what apptainer/1.4.1-standin sets
+    assert main(["--version"]) == 0 and main(["version"]) == 0
+    assert capsys.readouterr().out == "apptainer version 1.4.1+hpcci-standin\n1.4.1+hpcci-standin\n"
+    monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.4; rm -rf /")  # not N.N.N: the default
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out == "1.3.6+hpcci-standin\n"
+
+
+def test_as_apptainer_1_3_build_has_no_mksquashfs_args_and_ignores_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.3.6")
+    with pytest.raises(UsageError, match=r"^unknown flag: --mksquashfs-args$"):
+        main(["build", "--mksquashfs-args", "-comp zstd", "x.sif", "docker-archive://x.tar"])
+    monkeypatch.setenv("APPTAINER_MKSQUASHFS_ARGS", "-comp lz4")
+    opts, _ = parse(["x.sif", "s"], BUILD_FLAGS, 0, "build")
+    assert mksquashfs_args(opts) == ["-comp", "gzip"]
 
 
 def test_global_options_before_the_command_only() -> None:
@@ -115,6 +140,7 @@ def test_global_options_before_the_command_only() -> None:
 
 
 def test_build_takes_mksquashfs_args_as_one_word_like_apptainer_1_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.4.1")
     monkeypatch.delenv("APPTAINER_MKSQUASHFS_ARGS", raising=False)
     opts, pos = parse(
         ["--force", "--mksquashfs-args", "-comp zstd -processors 4", "x.sif", "docker-archive://x.tar"],
@@ -127,6 +153,7 @@ def test_build_takes_mksquashfs_args_as_one_word_like_apptainer_1_4(monkeypatch:
 
 
 def test_mksquashfs_gets_gzip_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPTAINER_STANDIN_VERSION", "1.4.1")
     monkeypatch.delenv("APPTAINER_MKSQUASHFS_ARGS", raising=False)
     opts, _ = parse(["x.sif", "docker-archive://x.tar"], BUILD_FLAGS, 0, "build")
     assert mksquashfs_args(opts) == ["-comp", "gzip"]

@@ -9,10 +9,13 @@ import pytest
 
 from hpcci.backends.runtime import (
     RUNTIMES,
+    ZSTD_LEVEL,
     ExecOptions,
     GpuKind,
     RuntimeName,
     Squashfs,
+    choose_packing,
+    parse_version,
     pass_env_argv,
     runtime_for,
 )
@@ -53,6 +56,74 @@ def test_runtime_config_gives_squashfs_settings_to_apptainer_only() -> None:
     assert RuntimeConfig(type="singularity", convert_cpus=8).squashfs == Squashfs("gzip", None)
     sing = runtime_for("singularity", squashfs=Squashfs("gzip", 8))
     assert sing.convert("/t", "/i") == [["singularity", "build", "--force", "/i", "docker-archive:///t"]]
+
+
+@pytest.mark.parametrize(
+    ("printed", "version"),
+    [
+        ("apptainer version 1.4.1-1.el9\n", "1.4.1-1.el9"),
+        ("1.3.6+hpcci-standin\n", "1.3.6+hpcci-standin"),
+        ("Lmod: loading apptainer/1.4\napptainer version 1.4.0\n", "1.4.0"),  # a module's message first
+        ("singularity-ce version 4.1.1\n", "4.1.1"),
+        ("command not found\n", None),
+        ("", None),
+    ],
+)
+def test_the_version_is_read_from_what_the_version_command_prints(printed: str, version: str | None) -> None:
+    assert parse_version(printed) == version
+
+
+def test_apptainer_takes_squashfs_options_from_1_4_and_only_apptainer_does() -> None:
+    rt = runtime_for("apptainer")
+    assert [rt.takes_squashfs_options(v) for v in ("1.3.6", "1.4.0", "1.4.1-1.el9", "2.0")] == [
+        False, True, True, True,
+    ]  # fmt: skip
+    assert rt.takes_squashfs_options(None) is None  # not asked: not known
+    for name in ("singularity", "charliecloud", "podman"):
+        assert runtime_for(name).takes_squashfs_options("9.9") is False
+
+
+def test_auto_packs_zstd_where_the_runtime_takes_mksquashfs_args() -> None:
+    packing = choose_packing(runtime_for("apptainer"), "auto", 4, "1.4.1")
+    assert packing.squashfs == Squashfs("zstd", 4) and packing.version == "1.4.1"
+    assert packing.compression == f"-comp zstd -Xcompression-level {ZSTD_LEVEL} -processors 4"
+    assert (
+        packing.why
+        == f"auto: zstd level {ZSTD_LEVEL}, apptainer 1.4.1 takes --mksquashfs-args (apptainer >= 1.4)"
+    )
+
+
+def test_auto_on_an_older_apptainer_is_gzip_with_no_options_at_all() -> None:
+    packing = choose_packing(runtime_for("apptainer"), "auto", 4, "1.3.6")
+    assert packing.squashfs == Squashfs() and packing.compression == "gzip"
+    rt = runtime_for("apptainer", squashfs=packing.squashfs)
+    assert "--mksquashfs-args" not in rt.convert("/t", "/i")[0]  # Apptainer 1.3 would refuse the flag
+    assert packing.why == (
+        "auto: gzip (the runtime's default), apptainer 1.3.6 takes no --mksquashfs-args; "
+        "convert_cpus 4 is not passed to mksquashfs"
+    )
+
+
+def test_auto_with_a_version_not_known_keeps_gzip_and_convert_cpus() -> None:
+    packing = choose_packing(runtime_for("apptainer"), "auto", 2, None)
+    assert packing.squashfs == Squashfs("gzip", 2) and "version is not known" in packing.why
+    assert choose_packing(runtime_for("singularity"), "auto", 2, "3.11").squashfs == Squashfs()
+
+
+def test_a_named_compression_on_an_apptainer_without_the_option_says_what_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"needs `build --mksquashfs-args` \(apptainer >= 1\.4\); the cluster "
+                       r"has apptainer 1\.3\.6: set runtime\.compression to auto or gzip"):  # fmt: skip
+        choose_packing(runtime_for("apptainer"), "zstd", None, "1.3.6")
+    assert choose_packing(runtime_for("apptainer"), "lz4", None, "1.4.1").squashfs == Squashfs("lz4")
+    assert choose_packing(runtime_for("apptainer"), "lz4", None, None).squashfs == Squashfs("lz4")
+
+
+def test_the_chosen_packing_is_what_the_runtime_config_packs_with() -> None:
+    cfg = RuntimeConfig(type="apptainer", convert_cpus=3)
+    assert cfg.compression == "auto" and cfg.packing is None
+    assert cfg.squashfs == Squashfs("gzip", 3)  # not chosen yet: gzip, as before auto existed
+    chosen = cfg.with_packing(choose_packing(runtime_for("apptainer"), "auto", 3, "1.4.1"))
+    assert chosen.squashfs == Squashfs("zstd", 3) and cfg.packing is None  # a copy; the config is unchanged
 
 
 def test_a_compression_other_than_gzip_needs_apptainer() -> None:

@@ -6,9 +6,12 @@ into its image file (``convert``), how to pull from a registry (``pull``) and ho
 ``runtime.exec_args``) and its own form of GPU access for the cluster's GPU kind (``runtime.gpu``). A clean
 environment can keep the variables an MPI launcher gives each rank (``ExecOptions.pass_env``). Apptainer
 packs its SIF with the cluster's SquashFS settings (``Squashfs``: compression and a thread cap), given through
-``--mksquashfs-args`` (Apptainer >= 1.4) only when they differ from Apptainer's own defaults, so older
-versions keep working with the defaults. On the local stack `apptainer` and `singularity` are a stand-in that
-accepts these same command lines.
+``--mksquashfs-args`` only when they differ from Apptainer's own defaults. Whether a runtime takes those options
+is its capability ``takes_squashfs_options(version)``: Apptainer from 1.4 (apptainer/apptainer#2707, "Add
+--mksquashfs-args build option"; https://apptainer.org/docs/user/main/cli/apptainer_build.html), from the version
+its ``version()`` command prints. ``choose_packing`` turns ``runtime.compression`` (``auto``: zstd where options
+are taken, gzip otherwise) and that version into the Squashfs a build uses and the sentence saying why. On the
+local stack `apptainer` and `singularity` are a stand-in that accepts these same command lines.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from hpcci.errors import ConfigError
 RuntimeName = Literal["apptainer", "singularity", "charliecloud", "podman"]
 GpuKind = Literal["nvidia", "amd"]
 Compression = Literal["gzip", "lz4", "zstd", "xz", "lzo"]
+CompressionChoice = Literal[
+    "auto", "gzip", "lz4", "zstd", "xz", "lzo"
+]  # auto: zstd where the runtime takes it
+# mksquashfs's zstd level. Measured on a 1 GiB tree of programs and libraries, 2 threads, three interleaved runs
+# (benchmarks/bench_convert.py): gzip (Apptainer's default) 158-165 s for 303 MiB; zstd 3 5.6-7.7 s for 314 MiB;
+# zstd 1 2.7-4.8 s for 330 MiB; zstd 6 15.6 s for 296 MiB; mksquashfs's own default 15 slower than gzip. Both 1 and
+# 3 are 20x+ faster than gzip; 3 costs 1-5 s more per GiB for an image 5% smaller (kept releases, read from shared
+# file systems), 6 doubles the time for 6% less. Reading every file back: alike (3-6 s).
+ZSTD_LEVEL = 3
+SQUASHFS_OPTIONS_SINCE = (1, 4)  # Apptainer 1.4.0 added `build --mksquashfs-args` (apptainer/apptainer#2707)
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,23 @@ class Squashfs:
         """The value of Apptainer's --mksquashfs-args, or None when the defaults need none."""
         words = [] if self.compression == "gzip" else ["-comp", self.compression]
         if self.compression == "zstd":
-            words += ["-Xcompression-level", "3"]  # mksquashfs's default 15 is slower than gzip
+            words += ["-Xcompression-level", str(ZSTD_LEVEL)]
         if self.processors:
             words += ["-processors", str(self.processors)]
         return " ".join(words) or None
+
+
+def parse_version(text: str) -> str | None:
+    """The version a runtime's ``version()`` command printed: the line "apptainer version 1.4.1-1.el9" (or just
+    "1.4.1"), wherever a module's messages put it; None when no line is one."""
+    m = re.search(r"^(?:\S+ version )?(\d+\.\d+(?:\.\d+)?[\w.+~-]*)\s*$", text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version ("1.4.1-1.el9" -> (1, 4, 1)), for comparisons."""
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
 
 
 @dataclass(frozen=True)
@@ -105,8 +131,8 @@ class Runtime:
     suffix = ".sif"
     # converts from `oci:<layout>:<tag>` (containers/image's OCI layout): layer staging
     builds_from_layout = True
-    # build --mksquashfs-args (Apptainer >= 1.4): compression and -processors
-    takes_squashfs_options = True
+    # whether some version's build takes mksquashfs options (Apptainer's, from 1.4: takes_squashfs_options)
+    may_take_squashfs_options = True
     env_prefix = "APPTAINER"
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": ("--nv",), "amd": ("--rocm",)}
 
@@ -116,6 +142,12 @@ class Runtime:
 
     def version(self) -> list[str]:
         return [self.executable, "--version"]
+
+    def takes_squashfs_options(self, version: str | None) -> bool | None:
+        """Whether `build` takes mksquashfs options (--mksquashfs-args) at ``version``; None: not known."""
+        if version is None:
+            return None
+        return version_tuple(version) >= SQUASHFS_OPTIONS_SINCE
 
     def gpu(self, kind: GpuKind | None) -> list[str]:
         """This runtime's options that give the container the cluster's GPUs of ``kind`` (none for None)."""
@@ -187,8 +219,11 @@ class Runtime:
 
 class Singularity(Runtime):
     name = "singularity"
-    takes_squashfs_options = False  # SingularityCE's build has no --mksquashfs-args
+    may_take_squashfs_options = False  # SingularityCE's build has no --mksquashfs-args
     env_prefix = "SINGULARITY"
+
+    def takes_squashfs_options(self, version: str | None) -> bool | None:
+        return False  # Singularity (3.x, SingularityCE): mksquashfs settings live in singularity.conf
 
     def build(self, source: str, image: str) -> list[list[str]]:
         # Singularity (3.x, SingularityCE) has no --mksquashfs-args: gzip, threads as singularity.conf's
@@ -201,13 +236,16 @@ class Charliecloud(Runtime):
 
     name = "charliecloud"
     builds_from_layout = False
-    takes_squashfs_options = False
+    may_take_squashfs_options = False
     suffix = ".sqfs"
     # ch-run has no GPU option: the host's GPU libraries are injected into the image (ch-fromhost --nvidia).
     gpu_args: Mapping[GpuKind, Sequence[str]] = {"nvidia": (), "amd": ()}
 
     def __init__(self, executable: str | None = None, squashfs: Squashfs | None = None) -> None:
         super().__init__(executable or "ch-run", squashfs)
+
+    def takes_squashfs_options(self, version: str | None) -> bool | None:
+        return False  # ch-convert packs with its own mksquashfs settings
 
     def _tool(self, tool: str) -> str:
         # ch-run, ch-image and ch-convert live side by side; a configured ch-run path gives the folder.
@@ -259,7 +297,7 @@ class Podman(Runtime):
 
     name = "podman"
     builds_from_layout = False
-    takes_squashfs_options = False
+    may_take_squashfs_options = False
     suffix = ""
     # NVIDIA through CDI (nvidia-ctk cdi generate); ROCm needs the compute device and the render nodes.
     gpu_args: Mapping[GpuKind, Sequence[str]] = {
@@ -269,6 +307,9 @@ class Podman(Runtime):
 
     def tmp_env(self, tmpdir: str) -> dict[str, str]:
         return {"TMPDIR": tmpdir}
+
+    def takes_squashfs_options(self, version: str | None) -> bool | None:
+        return False  # images live in podman's store, no SquashFS
 
     def image_path(self, cache_dir: str, key: str) -> str:
         # docker save's image id is the config digest, which is the cache key: `podman load` keeps it.
@@ -319,3 +360,55 @@ def runtime_for(name: str, executable: str | None = None, squashfs: Squashfs | N
         return RUNTIMES[name](executable, squashfs)
     except KeyError:
         raise ConfigError(f"unknown runtime {name!r}; use one of: {', '.join(RUNTIMES)}") from None
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How a deploy's conversions pack the image, and the one sentence that says why (doctor, plan, the log)."""
+
+    squashfs: Squashfs
+    why: str
+    version: str | None = (
+        None  # the runtime's, as its version() command printed it; None: not asked or not known
+    )
+
+    @property
+    def compression(self) -> str:
+        """For records and logs: the mksquashfs words passed, or "gzip" (Apptainer's default, none passed)."""
+        return self.squashfs.mksquashfs_args() or "gzip"
+
+
+def choose_packing(
+    rt: Runtime, compression: CompressionChoice, processors: int | None, version: str | None
+) -> Packing:
+    """``runtime.compression`` and ``runtime.convert_cpus`` for ``rt`` at ``version`` (None: not known).
+
+    auto: zstd at ZSTD_LEVEL where the runtime takes mksquashfs options, else gzip (Apptainer's default) with no
+    options at all, so an older runtime never sees --mksquashfs-args; a version not known keeps gzip and passes
+    convert_cpus as before. A named compression other than gzip on a runtime known not to take options is a
+    ConfigError saying what to set instead.
+    """
+    takes = rt.takes_squashfs_options(version)
+    at = f"{rt.name} {version}" if version else f"{rt.name} (version not known)"
+    since = ".".join(map(str, SQUASHFS_OPTIONS_SINCE))
+    if takes is False:
+        if compression not in ("auto", "gzip"):
+            raise ConfigError(
+                f"runtime.compression {compression} needs `build --mksquashfs-args` (apptainer >= {since}); "
+                f"the cluster has {at}: set runtime.compression to auto or gzip"
+            )
+        dropped = f"; convert_cpus {processors} is not passed to mksquashfs" if processors else ""
+        why = f"{compression}: gzip (the runtime's default), {at} takes no --mksquashfs-args{dropped}"
+        return Packing(Squashfs(), why, version)
+    if compression == "auto":
+        if takes is None:
+            return Packing(
+                Squashfs("gzip", processors),
+                f"auto: gzip, the runtime's version is not known (auto picks zstd on apptainer >= {since})",
+                version,
+            )
+        chosen = Squashfs("zstd", processors)
+        why = f"auto: zstd level {ZSTD_LEVEL}, {at} takes --mksquashfs-args (apptainer >= {since})"
+        return Packing(chosen, why, version)
+    chosen = Squashfs(compression, processors)
+    return Packing(chosen, f"{compression}: as runtime.compression says ({at})", version)

@@ -25,8 +25,9 @@ from hpcci.errors import ClusterProblem, HpcciError, Interrupted, SmokeTestFaile
 from hpcci.log import Log
 
 if TYPE_CHECKING:
+    from hpcci.backends.runtime import Packing
     from hpcci.config.models import Cluster, Pipeline
-    from hpcci.records import PublishRecord, Results
+    from hpcci.records import ClusterDeploy, PublishRecord, Results
     from hpcci.stages.deploy.journal import Journal
     from hpcci.stages.deploy.outcome import Outcome
     from hpcci.stages.release.plan import ReleaseRequest
@@ -314,6 +315,21 @@ class _stop_on_signals:
 # -- plan --------------------------------------------------------------------------------------------------------
 
 
+def _packing(cluster: Cluster, last: ClusterDeploy | None) -> tuple[Packing, str]:
+    """The packing a deploy would choose, from the runtime version the last deploy found; and where that came from."""
+    from hpcci.backends.runtime import choose_packing
+    from hpcci.stages.cluster import runtime
+
+    version = last.runtime_version if last else None
+    asked = (
+        f"{cluster.runtime.type} {version} is the last deploy's; a deploy asks the runtime again"
+        if version
+        else "a deploy asks the runtime for its version first"
+    )
+    conf = cluster.runtime
+    return choose_packing(runtime(cluster), conf.compression, conf.convert_cpus, version), asked
+
+
 def plan_section(ctx: common.PlanContext) -> str:
     """Per cluster: the very steps a deploy runs - remote commands and full batch scripts (nothing is contacted)."""
     from hpcci import records as rec
@@ -325,6 +341,12 @@ def plan_section(ctx: common.PlanContext) -> str:
     publish_path = ctx.records / rec.RECORD_FILES[rec.PublishRecord]
     published = (
         sources_from_publish(rec.read(rec.PublishRecord, publish_path)) if publish_path.exists() else {}
+    )
+    deploy_path = ctx.records / rec.RECORD_FILES[rec.DeployRecord]
+    deployed = (
+        {c.cluster: c for c in rec.read(rec.DeployRecord, deploy_path).clusters}
+        if deploy_path.exists()
+        else {}
     )
     out: list[str] = []
     if not published:
@@ -339,6 +361,8 @@ def plan_section(ctx: common.PlanContext) -> str:
         identity = wiring.run_identity(pipe, None, "RUN_ID")
         scheduler = wiring.make_scheduler(cluster)
         try:
+            packing, asked = _packing(cluster, deployed.get(name))
+            cluster = cluster.model_copy(update={"runtime": cluster.runtime.with_packing(packing)})
             paths, tag = unresolved_paths(cluster, "RUN_ID"), file_tag("RUN_ID", cluster)
             plan = plan_cluster(pipe, cluster, sources, paths, tag, scheduler, identity)
         except HpcciError as e:
@@ -348,6 +372,7 @@ def plan_section(ctx: common.PlanContext) -> str:
         out.append(
             f"### cluster {name}: {login.host}:{login.port} ({cluster.runtime.type}, {scheduler.NAME})"
         )
+        out.append(f"image packing: {packing.why} ({asked})")
         out += plan_lines(plan)
         out.append(
             "then: the queue and the history for all jobs in one call each per round, cancel at the deadline "

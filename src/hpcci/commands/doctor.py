@@ -1,7 +1,7 @@
 """`hpcci doctor --cluster NAME`: is the cluster reachable and ready, and if not, what to fix.
 
 Checks, in order: SSH (reachability, host key, key), the login environment (paths), the container runtime after
-its module loads, Slurm (partitions, GPU gres, account), MPI, curl for S3 staging, free space on scratch, the size of the layer blob store.
+its module loads and how conversions will pack images (runtime.compression for its version), Slurm (partitions, GPU gres, account), MPI, curl for S3 staging, free space on scratch, the size of the layer blob store.
 """
 
 from __future__ import annotations
@@ -113,7 +113,21 @@ def _automation_node(cluster: Cluster, remote: SSHRemote) -> list[Check]:
                             "ask the site which commands the automation node allows"))  # fmt: skip
     checks.append(Check("runtime", "skip", "login.mode automation: the runtime, MPI and S3 downloads run inside "
                         "jobs, not on the login node; a deploy's conversion job checks them"))  # fmt: skip
+    checks.append(_compression(cluster, None))
     return checks
+
+
+def _compression(cluster: Cluster, version: str | None) -> Check:
+    """Which compression a deploy's conversions use with this runtime version, and why (choose_packing)."""
+    from hpcci.backends.runtime import choose_packing, runtime_for
+
+    conf = cluster.runtime
+    rt = runtime_for(conf.type, conf.executable)
+    try:
+        packing = choose_packing(rt, conf.compression, conf.convert_cpus, version)
+    except HpcciError as e:
+        return failed("compression", e, "set runtime.compression: auto (zstd where the runtime takes it)")
+    return Check("compression", "ok", packing.why)
 
 
 def _run(
@@ -139,7 +153,7 @@ def _last_line(text: str) -> str:
 
 def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     from hpcci.backends.launchers import probe_argv
-    from hpcci.backends.runtime import runtime_for
+    from hpcci.backends.runtime import parse_version, runtime_for
     from hpcci.shell import parse_env0
     from hpcci.stages.deploy.paths import needed_variables, resolve_paths
 
@@ -169,6 +183,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
     rt = runtime_for(cluster.runtime.type, cluster.runtime.executable)
     mods = [*base, *cluster.runtime.modules]
     ok, out = _run(remote, [rt.version()], mods)
+    packing_check = _compression(cluster, parse_version(out) if ok else None)
     if ok:
         checks.append(
             Check("runtime", "ok", f"{_first_line(out)} (after module load {' '.join(mods) or '-'})")
@@ -180,6 +195,7 @@ def _environment(cluster: Cluster, remote: SSHRemote) -> list[Check]:
         checks.append(Check("runtime", "FAIL", _last_line(out),
                             f"fix runtime.modules ({', '.join(cluster.runtime.modules) or 'none'}) or "
                             "runtime.executable, or set runtime.convert_on: compute"))  # fmt: skip
+    checks.append(packing_check)
 
     ok, out = _run(remote, [scheduler.partitions_argv()], base)
     if not ok:

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from hpcci.backends.launchers import LauncherName
-from hpcci.backends.runtime import RUNTIMES, Compression, GpuKind, RuntimeName, Squashfs
+from hpcci.backends.runtime import RUNTIMES, CompressionChoice, GpuKind, Packing, RuntimeName, Squashfs
 from hpcci.backends.schedulers import SchedulerName
 from hpcci.config.release import ReleaseConfig
 from hpcci.config.staging import StagingConfig
@@ -321,15 +321,22 @@ class RuntimeConfig(ConfigModel):
         "each, e.g. {podman: [--ulimit=nofile=1024:1024]} where rootless podman cannot raise its limits",
     )
 
-    compression: Compression = Field("gzip", description="SquashFS compression (not gzip: apptainer >= 1.4)")
+    compression: CompressionChoice = Field(
+        "auto",
+        description="SquashFS compression of converted images. auto: zstd where the cluster's runtime takes "
+        "mksquashfs options (apptainer >= 1.4, from its version at deploy time), gzip otherwise; any other "
+        "than gzip needs apptainer >= 1.4",
+    )
     convert_cpus: int | None = Field(None, ge=1, description="Conversion job CPUs and mksquashfs -processors")
+    # choose_packing's answer for the cluster's runtime version, set by a deploy once it has asked (with_packing)
+    _packing: Packing | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _compression_is_apptainers(self) -> RuntimeConfig:
-        if self.compression != "gzip" and not RUNTIMES[self.type].takes_squashfs_options:
+        if self.compression not in ("auto", "gzip") and not RUNTIMES[self.type].may_take_squashfs_options:
             raise ValueError(
                 f"runtime.compression {self.compression} needs apptainer >= 1.4 (--mksquashfs-args); "
-                f"{self.type} packs its images its own way: leave compression at gzip"
+                f"{self.type} packs its images its own way: use auto or gzip"
             )
         return self
 
@@ -339,10 +346,23 @@ class RuntimeConfig(ConfigModel):
         return self.exec_args.get(self.type, [])
 
     @property
+    def packing(self) -> Packing | None:
+        """How a deploy packs images, chosen for the runtime's version (None: not asked yet)."""
+        return self._packing
+
+    def with_packing(self, packing: Packing) -> RuntimeConfig:
+        """This config with the packing a deploy chose from the runtime's version (choose_packing)."""
+        out = self.model_copy()
+        out._packing = packing
+        return out
+
+    @property
     def squashfs(self) -> Squashfs:
-        """How the runtime packs converted images (only apptainer takes mksquashfs options)."""
-        options = RUNTIMES[self.type].takes_squashfs_options
-        return Squashfs(self.compression, self.convert_cpus if options else None)
+        """How the runtime packs converted images: the chosen packing, else what the config says (auto: gzip)."""
+        if self._packing is not None:
+            return self._packing.squashfs
+        cpus = self.convert_cpus if RUNTIMES[self.type].may_take_squashfs_options else None
+        return Squashfs("gzip" if self.compression == "auto" else self.compression, cpus)
 
 
 class PathsConfig(ConfigModel):

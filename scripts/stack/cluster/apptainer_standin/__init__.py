@@ -10,9 +10,28 @@ real work with real tools:
   the calling uid, in an unprivileged user namespace (charliecloud's ch-run), from an unpacked copy in the cache
   (cache.py).
 
-Differences from the real tool are kept small and deliberate; the version string says "hpcci-standin". Python 3
+Differences from the real tool are kept small and deliberate; the version string says "hpcci-standin". The
+version it reports is $APPTAINER_STANDIN_VERSION (the stack's modulefiles apptainer/1.3.6-standin and
+apptainer/1.4.1-standin set it; 1.3.6 when unset), and it behaves as that version: `build --mksquashfs-args` and
+$APPTAINER_MKSQUASHFS_ARGS exist from 1.4 on, as in Apptainer (apptainer/apptainer#2707). Python 3
 standard library only: it runs with the system /usr/bin/python3 of the login node and compute nodes, where hpcci
 itself is not installed. The command line starts in cli.py; options are parsed like Apptainer's (options.py).
 """
 
-VERSION = "1.3.6+hpcci-standin"
+import os
+import re
+
+DEFAULT_VERSION = "1.3.6"
+SUFFIX = "+hpcci-standin"
+
+
+def version() -> str:
+    """The Apptainer version the stand-in is: $APPTAINER_STANDIN_VERSION (N.N.N), else DEFAULT_VERSION."""
+    v = os.environ.get("APPTAINER_STANDIN_VERSION", "")
+    return (v if re.fullmatch(r"\d+\.\d+\.\d+", v) else DEFAULT_VERSION) + SUFFIX
+
+
+def at_least(major: int, minor: int) -> bool:
+    """Whether the stand-in is Apptainer ``major.minor`` or newer."""
+    parts = version().split("+")[0].split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from apptainer_standin import VERSION
+from apptainer_standin import version
 from apptainer_standin.cache import cmd_cache
 from apptainer_standin.console import OUTPUT, PROG, Fatal, UsageError, unknown_flag
 from apptainer_standin.convert import cmd_build, cmd_pull
 from apptainer_standin.image import cmd_inspect
 from apptainer_standin.launch import runtime_cmd
 
-HELP = f"""Usage:
-  {PROG} [global options...] <command>
+HELP = """Usage:
+  {prog} [global options...] <command>
 
-hpcci STAND-IN for Apptainer {VERSION.split("+")[0]} (not the real Apptainer): skopeo + umoci +
+hpcci STAND-IN for Apptainer {version} (not the real Apptainer): skopeo + umoci +
 squashfs-tools build SquashFS images, charliecloud's ch-run runs programs in them as your uid.
 
 Available Commands:
@@ -30,17 +30,22 @@ Available Commands:
   pull        Pull an image from a URI (docker://)
   inspect     Show metadata for an image
   cache       Manage the local cache (clean)
-  version     Show the version for {PROG}
+  version     Show the version for {prog}
   help        Help about any command
 
 Global Options:
   -d, --debug     print debugging information
-  -h, --help      help for {PROG}
+  -h, --help      help for {prog}
   -q, --quiet     suppress normal output
   -s, --silent    only print errors
   -v, --verbose   print additional information
-      --version   version for {PROG}
+      --version   version for {prog}
 """
+
+
+def _help() -> str:
+    return HELP.format(prog=PROG, version=version().split("+")[0])
+
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "build": cmd_build,
@@ -59,10 +64,10 @@ def main(argv: list[str]) -> int:
     while i < len(argv) and argv[i].startswith("-"):
         a = argv[i]
         if a in ("-h", "--help"):
-            print(HELP)
+            print(_help())
             return 0
         if a == "--version":
-            print(f"{PROG} version {VERSION}")
+            print(f"{PROG} version {version()}")
             return 0
         if a in ("-q", "--quiet", "-s", "--silent"):
             OUTPUT.quiet = True
@@ -72,11 +77,11 @@ def main(argv: list[str]) -> int:
             raise UsageError(unknown_flag(a))
         i += 1
     if i >= len(argv) or argv[i] == "help":
-        print(HELP)
+        print(_help())
         return 0
     cmd, rest = argv[i], argv[i + 1 :]
     if cmd == "version":
-        print(VERSION)
+        print(version())
         return 0
     if cmd not in COMMANDS:
         raise UsageError(f'unknown command "{cmd}" for "{PROG}"')

@@ -4,7 +4,8 @@ skopeo copies the source to an OCI layout (fetch.py), umoci unpacks it rootless,
 mount points and /.singularity.d metadata (image.py), and mksquashfs packs the tree into the target file - or, with
 --sandbox, the tree itself becomes the target directory. As Apptainer 1.4 does, mksquashfs gets `-comp gzip` unless
 `build --mksquashfs-args "..."` (or $APPTAINER_MKSQUASHFS_ARGS) names another compression, and those words are
-passed on as they are. The target appears only when complete: mksquashfs writes a temporary file that is renamed.
+passed on as they are; as an earlier stand-in version (apptainer/1.3.6-standin), the option is unknown and the
+variable ignored, as in Apptainer 1.3. The target appears only when complete: mksquashfs writes a temporary file that is renamed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import shlex
 import shutil
 import tempfile
 
+from apptainer_standin import at_least
 from apptainer_standin.cache import cache_root
-from apptainer_standin.console import UsageError, fatal, info, usage
+from apptainer_standin.console import UsageError, fatal, info, unknown_flag, usage
 from apptainer_standin.fetch import fetch_oci, oci_config
 from apptainer_standin.host import make_writable, rmtree, run_tool, tmp_root
 from apptainer_standin.image import add_mount_points, image_meta, write_metadata
@@ -80,7 +82,8 @@ def mksquashfs_args(opts: Options) -> list[str]:
     """The user's mksquashfs words (--mksquashfs-args, else $APPTAINER_MKSQUASHFS_ARGS), after `-comp gzip`
     unless they name a compression themselves."""
     given = opts.value("mksquashfs_args")
-    words = shlex.split(given if given is not None else os.environ.get("APPTAINER_MKSQUASHFS_ARGS", ""))
+    from_env = os.environ.get("APPTAINER_MKSQUASHFS_ARGS", "") if at_least(1, 4) else ""
+    words = shlex.split(given if given is not None else from_env)
     return words if "-comp" in words else ["-comp", "gzip", *words]
 
 
@@ -103,6 +106,9 @@ def _pack(rootfs: str, target: str, extra: list[str], doing: str) -> None:
 def cmd_build(args: list[str]) -> int:
     """`build [-F] [-s] [--tmpdir DIR] [--arch A] [--nohttps] IMAGE SOURCE`."""
     opts, pos = parse(args, BUILD_FLAGS, 0, BUILD_FORM)
+    if opts.value("mksquashfs_args") is not None and not at_least(1, 4):
+        # Apptainer 1.4 added the option (apptainer/apptainer#2707): before, it is unknown
+        raise UsageError(unknown_flag("--mksquashfs-args"))
     if opts.on("help"):
         print(
             f"{usage(BUILD_FORM)}\n\n"

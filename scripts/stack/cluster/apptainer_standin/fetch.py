@@ -49,8 +49,11 @@ def auth_file(tmp: str, host: str) -> str:
 
 
 def fetch_oci(source: str, tmp: str, opts: Options, doing: str) -> tuple[str, str]:
-    """Copy ``source`` into an OCI layout tmp/oci:img with skopeo; returns (bootstrap agent, skopeo source)."""
-    argv = ["skopeo", "--insecure-policy", "copy", "--quiet"]
+    """Copy ``source`` into an OCI layout tmp/oci:img with skopeo; returns (bootstrap agent, skopeo source).
+
+    The layout is unpacked at once and removed: uncompressed layers (a docker-archive's) are gzipped into it at
+    level 1 (skopeo would use 6; umoci 0.4.7 reads no zstd), already compressed ones are copied as they are."""
+    argv = ["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-compress-level", "1"]
     arch = opts.value("arch")
     if arch:
         argv += ["--override-arch", arch]

@@ -13,7 +13,7 @@ import subprocess
 import time
 from typing import Any
 
-from apptainer_standin import VERSION
+from apptainer_standin import version
 from apptainer_standin.console import fatal, usage
 from apptainer_standin.host import host_arch, touch
 from apptainer_standin.options import INSPECT_FLAGS, parse
@@ -60,13 +60,13 @@ def image_meta(cfg: dict[str, Any], what: str, src: str) -> Meta:
             "org.label-schema.build-arch": arch,
             "org.label-schema.build-date": time.strftime("%A_%d_%B_%Y_%H:%M:%S_%Z"),
             "org.label-schema.schema-version": "1.0",
-            "org.label-schema.usage.apptainer.version": VERSION,
+            "org.label-schema.usage.apptainer.version": version(),
             "org.label-schema.usage.singularity.deffile.bootstrap": what,
             "org.label-schema.usage.singularity.deffile.from": src.split(":", 1)[1],
         }
     )
     return {
-        "standin": f"hpcci apptainer stand-in {VERSION}",
+        "standin": f"hpcci apptainer stand-in {version()}",
         "architecture": arch,
         "variant": cfg.get("variant", ""),
         "os": cfg.get("os", "linux"),

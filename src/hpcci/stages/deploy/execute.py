@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from hpcci.backends.runtime import Packing, choose_packing, parse_version
 from hpcci.backends.schedulers import Scheduler
 from hpcci.backends.ssh.remote import Remote
 from hpcci.config.models import Cluster, Pipeline, resolve_value
@@ -119,12 +120,43 @@ class Deployer:
         env = parse_env0(done.stdout)
         return {k: env[k] for k in needed_variables(self.cluster) if k in env}
 
+    def login_facts(self) -> tuple[dict[str, str], str | None]:
+        """The login shell's environment (for $SCRATCH and friends in cluster paths) and the runtime's version,
+        asked once per connection and together, in one login shell after the runtime's modules load (one bash -l
+        start-up for both). Where that fails (a login node without the runtime: runtime.convert_on compute) the
+        environment alone is asked and the version is not known; so too when the runtime's packing does not
+        depend on its version, or under login.mode automation (no login shell at all)."""
+        if automation(self.cluster):
+            return {}, None
+        rt = runtime(self.cluster)
+        if rt.takes_squashfs_options(None) is not None:
+            return self.remote_env(), None
+        modules = [*self.cluster.modules, *self.cluster.runtime.modules]
+        argv = login_argv([["env", "-0"], rt.version()], modules=modules)
+        done = self.remote.run(argv, timeout=60, echo=f"bash -lc 'env -0; {shlex.join(rt.version())}'")
+        if not done.ok:
+            self.info(f"{rt.name} not in a login shell: {tail(done.stdout + done.stderr)}")
+            return self.remote_env(), None
+        listed, _, printed = done.stdout.rpartition("\0")  # env -0 ends every variable with NUL
+        env = parse_env0(listed + "\0")
+        return {k: env[k] for k in needed_variables(self.cluster) if k in env}, parse_version(printed)
+
+    def packing(self, version: str | None) -> Packing:
+        """How this deploy packs its images, from runtime.compression and the runtime's version (choose_packing)."""
+        rt, conf = runtime(self.cluster), self.cluster.runtime
+        packing = choose_packing(rt, conf.compression, conf.convert_cpus, version)
+        self.info(f"image packing: {packing.why}")
+        return packing
+
     def plan(self, sources: dict[str, ImageSource]) -> ClusterPlan:
-        env = {} if automation(self.cluster) else self.remote_env()
         if automation(self.cluster):
             require_absolute_paths(self.cluster)
+        env, version = self.login_facts()
         paths = resolve_paths(self.cluster, env, self.run_id)
         self._tmpdir = paths.tmpdir
+        # every later step (the conversion's --mksquashfs-args) sees the packing chosen for this runtime
+        runtime_conf = self.cluster.runtime.with_packing(self.packing(version))
+        self.cluster = self.cluster.model_copy(update={"runtime": runtime_conf})
         tag = file_tag(self.run_id, self.cluster)  # temporary files in the image cache clusters may share
         return plan_cluster(self.pipeline, self.cluster, sources, paths, tag, self.scheduler, self.identity)
 

@@ -108,6 +108,7 @@ def outcome(pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], d
     tests = [test_result(pipe, cluster, i, by_index.get(i), done, platform) for i in indexes]
     staged = list(done.staged.values())
     error = str(done.error) if done.error else None
+    packing = plan.cluster.runtime.packing if plan else None  # chosen from the runtime's version
     deploy = ClusterDeploy(
         cluster=cluster.name,
         login_host=cluster.login.host,
@@ -124,6 +125,8 @@ def outcome(pipe: Pipeline, cluster: Cluster, sources: dict[str, ImageSource], d
         error=error,
         image_ref=image_ref(source),
         sif_sha256=done.sif_sha256.get(platform),
+        runtime_version=packing.version if packing else None,
+        compression=packing.compression if packing else None,
     )
     result = ClusterResult(
         cluster=cluster.name,
