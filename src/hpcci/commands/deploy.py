@@ -353,8 +353,13 @@ def plan_section(ctx: common.PlanContext) -> str:
             f"### cluster {name}: {login.host}:{login.port} ({cluster.runtime.type}, {scheduler.NAME})"
         )
         out += plan_lines(plan)
+        judged = (
+            "output tail judged against expect"
+            if cluster.report.output == "tail"
+            else "expect.output matched on the login node with grep -E (report.output none: no output is read)"
+        )
         out.append(
             "then: the queue and the history for all jobs in one call each per round, cancel at the deadline "
-            f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, output tail judged against expect"
+            f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, {judged}"
         )
     return "\n".join(out)
