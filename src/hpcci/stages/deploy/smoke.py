@@ -11,9 +11,9 @@ budget (scheduler.max_queue_wait) is cancelled then: the cluster could not run i
 
 Judging (``judge``, the one place a verdict is decided) keeps the scheduler's meaning: exit code and expected output
 for finished jobs (with the cluster's report.output none, the output never leaves the cluster: expect.output is
-matched there by ``output_match_argv`` and the verdict names the output file instead of quoting it), and every step of the job (an `srun` that failed fails the test even when the batch script went
-on and exited 0); timeout, cancelled, out of memory, node failure, ... each with its own verdict and a sentence a
-person understands.
+matched there by ``output_match_argv`` and the verdict names the output file instead of quoting it), and every
+step of the job (an `srun` that failed fails the test even when the batch script went on and exited 0); timeout,
+cancelled, out of memory, node failure, ... each with its own verdict and a sentence a person understands.
 """
 
 from __future__ import annotations
@@ -202,9 +202,8 @@ class KeptOutput:
     """report.output none: the job's output stayed on the cluster; expect.output was matched there (grep -E)."""
 
     path: str  # the output file on the cluster
-    matched: bool | None = (
-        None  # None: no expect.output to match, or it could not be matched (error says why)
-    )
+    # None: no expect.output to match, or it could not be matched (error says why)
+    matched: bool | None = None
     error: str = ""
 
 
