@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import xmlschema
 from deploy_support import Project, cluster_config, login, on_login
 
 from hpcci.process import Completed, run
+
+XSD = Path(__file__).resolve().parents[1] / "unit" / "data" / "junit" / "junit-10.xsd"
 
 
 def _hpcci(proj: Project, env: dict[str, str], *args: str) -> Completed:
@@ -71,6 +74,7 @@ def test_output_none_judges_on_the_cluster_and_nothing_of_the_output_leaves_it(
     assert "stays on local (report.output none)" in json.dumps(check), check
     records = {p.name: p.read_text(errors="replace") for p in proj.records.iterdir() if p.is_file()}
     assert {"results.json", "results.junit.xml", "deploy.json"} <= set(records), sorted(records)
+    xmlschema.XMLSchema(XSD).validate(records["results.junit.xml"])  # the deploy's own file, as CI reads it
     places = {"github": state.text, "summary": summary.read_text(), **records,
               "deploy log": deploy.stdout + deploy.stderr, "report log": report.stdout + report.stderr}  # fmt: skip
     assert [where for where, text in places.items() if marker in text] == []
