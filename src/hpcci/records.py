@@ -138,6 +138,8 @@ class TestResult:
     verdict: Verdict
     reason: str  # one sentence a person understands
     output_tail: str = ""
+    # report.output none: the job's output file, kept on the cluster (output_tail stays empty)
+    output_on_cluster: str = ""
     source_file: str | None = None  # the hpcci.yaml that defines the test
     source_line: int | None = None
     usage: Usage | None = None  # None: never submitted

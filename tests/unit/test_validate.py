@@ -181,3 +181,22 @@ def test_dash_c_with_files_checks_the_pipeline_against_them(tmp_path: Path) -> N
     )
     (line,) = refusal("-c", str(p), str(c))
     assert line.startswith(f"{p}:5:42: test 't' asks for 4 CPUs on a node")
+
+
+def test_output_none_with_expect_output_on_an_automation_node_is_refused_as_deploy_does(
+    tmp_path: Path,
+) -> None:
+    text = (
+        CLUSTER.replace("user: u,", "user: u, mode: automation,")
+        + "paths: {scratch: /s, image_cache: /s/c, tmpdir: /s/t}\nreport: {output: none}\n"
+    )
+    cluster = write(tmp_path, text, "cluster-configs/c.yaml")
+    tests = "tests:\n  - {name: t, command: 'true', expect: {output: ok}}\n  - {name: u, command: 'true'}\n"
+    pipe = write(tmp_path, PIPELINE + tests)
+    (problem,) = refusal("-c", str(pipe))
+    assert f"{cluster}:8:18: report.output none matches expect.output with grep" in problem, problem
+    assert "(tests t);" in problem, problem
+    write(
+        tmp_path, PIPELINE + "tests:\n  - {name: u, command: 'true'}\n"
+    )  # no expect.output: nothing to match
+    assert run("-c", str(pipe)) == 0

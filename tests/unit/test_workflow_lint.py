@@ -30,6 +30,7 @@ KIT = "octo-org/hpcci"  # how users (and the reusable workflows) reference this 
 ONLY_USES = {
     "actions/build/buildx/action.yml",
     "actions/setup/cache/action.yml",
+    "actions/report/artifact/action.yml",
     ".github/workflows/build-and-publish.yml",
     ".github/workflows/deploy.yml",
     ".github/workflows/trigger.yml",
@@ -42,6 +43,7 @@ NO_KIT_REFERENCES = {
     "actions/trigger/checkout/action.yml",
     "actions/setup/source/action.yml",
     "actions/setup/cache/action.yml",
+    "actions/report/artifact/action.yml",
     ".github/workflows/ci.yml",
 }
 
@@ -216,7 +218,11 @@ def test_kit_references_point_at_files_in_this_repository(path: Path) -> None:
         assert file.is_file(), f"{rel(path)}: {where} uses {uses}, but {rel(file)} does not exist"
 
 
-OPTIONAL = {"actions/build/buildx/action.yml", "actions/setup/cache/action.yml"}  # wrap remote actions
+OPTIONAL = {  # wrap remote actions
+    "actions/build/buildx/action.yml",
+    "actions/setup/cache/action.yml",
+    "actions/report/artifact/action.yml",
+}
 
 
 def test_remote_actions_are_only_behind_optional_wrapper_actions() -> None:
@@ -237,7 +243,11 @@ def test_remote_actions_are_only_behind_optional_wrapper_actions() -> None:
         for where, step in steps_of(load(path))
         if f"{step.get('uses', '').removeprefix(f'{KIT}/').partition('@')[0]}/action.yml" in OPTIONAL
     ]
-    assert {w[0] for w in wrapped} >= {"actions/build/action.yml", "actions/setup/action.yml"}, wrapped
+    assert {w[0] for w in wrapped} >= {
+        "actions/build/action.yml",
+        "actions/setup/action.yml",
+        "actions/report/action.yml",
+    }, wrapped
     for file, where, step in wrapped:
         assert step.get("if"), f"{file}: {where} uses {step['uses']} without an `if:`"
 

@@ -1,7 +1,8 @@
 """`hpcci deploy`: stage, convert and smoke-test the image on every named cluster, concurrently.
 
 Each cluster runs in its own thread with its own SSH connection and gets its own result: one failing cluster
-never hides the others'. Writes .hpcci/deploy.json (DeployRecord) and .hpcci/results.json (Results), and every
+never hides the others'. Writes .hpcci/deploy.json (DeployRecord), .hpcci/results.json (Results) and the same
+results as JUnit XML (.hpcci/results.junit.xml, stages/report/junit.py), and every
 job id the moment it is submitted to .hpcci/journal.json (stages/journal.py): the same run deployed again
 re-attaches to its jobs instead of submitting them twice. SIGTERM/SIGINT (a cancelled CI run) and the deploy
 deadline cancel the jobs already submitted; `--cancel` cancels a crashed run's jobs.
@@ -144,10 +145,12 @@ def connect_and_deploy(
 def main(args: argparse.Namespace, log: Log) -> int:
     from hpcci import records as rec
     from hpcci.durations import duration_seconds
+    from hpcci.files import write_atomic
     from hpcci.stages.deploy import run as stage
     from hpcci.stages.deploy.cancel import cancel_run
     from hpcci.stages.deploy.journal import Journal
     from hpcci.stages.release.plan import release_request
+    from hpcci.stages.report import junit
 
     pipe = common.pipeline(args)
     clusters = common.clusters(args, pipe)
@@ -216,6 +219,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
         sha=context.var("GITHUB_SHA"),
     )
     rec.write(results, records / "results.json")
+    write_atomic(records / junit.FILE, junit.junit_xml(results))  # the same results, for CI test dashboards
     _report(ordered, results, log)
     if stop.is_set():
         raise Interrupted("deploy stopped by SIGTERM/SIGINT; its submitted jobs were cancelled")
@@ -374,8 +378,13 @@ def plan_section(ctx: common.PlanContext) -> str:
         )
         out.append(f"image packing: {packing.why} ({asked})")
         out += plan_lines(plan)
+        judged = (
+            "output tail judged against expect"
+            if cluster.report.output == "tail"
+            else "expect.output matched on the login node with grep -E (report.output none: no output is read)"
+        )
         out.append(
             "then: the queue and the history for all jobs in one call each per round, cancel at the deadline "
-            f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, output tail judged against expect"
+            f"({pipe.deploy.deadline}) or on SIGTERM/SIGINT, {judged}"
         )
     return "\n".join(out)

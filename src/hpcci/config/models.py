@@ -388,6 +388,18 @@ class MpiConfig(ConfigModel):
         return self
 
 
+class ClusterReport(ConfigModel):
+    """What of a job's output leaves the site (a site that reviews test output first says none)."""
+
+    output: Literal["tail", "none"] = Field(
+        "tail",
+        description=(
+            "tail: the end of each job's output goes to the check run and the records; none: not a byte of it "
+            "leaves the cluster (expect.output is matched there with grep -E) and the check run says where it is"
+        ),
+    )
+
+
 class Cluster(ConfigModel):
     name: Name
     description: str = ""
@@ -408,6 +420,7 @@ class Cluster(ConfigModel):
         description="Modules every remote step loads first (e.g. slurm), before the runtime's",
     )
     release: ReleaseConfig | None = None  # tested releases installed as modules (config_release.py)
+    report: ClusterReport = Field(default_factory=ClusterReport)
 
     _source: Source | None = PrivateAttr(default=None)
 

@@ -33,7 +33,8 @@ class Progress:
     jobs: dict[int, str] = field(default_factory=dict)  # test index -> job id
     refused: dict[int, str] = field(default_factory=dict)  # test index -> why the scheduler refused it
     followed: smoke.Followed | None = None
-    outputs: dict[int, str] = field(default_factory=dict)  # test index -> tail of its output
+    # test index -> tail of its output, or (report.output none) whether expect.output matched it on the cluster
+    outputs: dict[int, str | smoke.KeptOutput] = field(default_factory=dict)
     error: HpcciError | None = None
     sif_sha256: dict[str, str] = field(default_factory=dict)  # platform -> sha256 of its converted image
 
@@ -51,7 +52,8 @@ def test_result(
         st = done.followed.states.get(job_id, unknown(job_id))
         cancelled, action = done.followed.cancelled.get(job_id), done.followed.action_required.get(job_id)
         why = smoke.Circumstances(cluster_error=error, cancelled_why=cancelled, action_required=action)
-    verdict = smoke.judge(test, st, done.outputs.get(index, ""), why)
+    output = done.outputs.get(index, "")
+    verdict = smoke.judge(test, st, output, why)
     return TestResult(
         cluster=cluster.name,
         test=test.name,
@@ -62,7 +64,8 @@ def test_result(
         elapsed_s=st.elapsed_s if st else None,
         verdict=verdict.verdict,
         reason=verdict.reason,
-        output_tail=smoke.bounded_tail(done.outputs.get(index, "")),
+        output_tail=smoke.bounded_tail(output) if isinstance(output, str) else "",
+        output_on_cluster=output.path if isinstance(output, smoke.KeptOutput) else "",
         source_file=pipe.source.file,
         source_line=pipe.test_line(index),
         usage=job_usage(st) if st else None,

@@ -18,7 +18,7 @@ from hpcci.errors import ConfigError, UsageError
 from hpcci.modules import load_argv
 from hpcci.platforms import machine_platform, platform_machine
 from hpcci.shell import command_line
-from hpcci.stages.cluster import runtime, shell_modules, template
+from hpcci.stages.cluster import automation, runtime, shell_modules, template
 from hpcci.stages.deploy.identity import RunIdentity, labelled
 from hpcci.stages.deploy.image_plan import ImagePlan, plan_image, setup_steps
 from hpcci.stages.deploy.paths import Paths
@@ -199,6 +199,20 @@ def plan_test(
     return TestJob(index, test, platform, part.name, spec.output, r.time, submit)
 
 
+def check_output_matching(pipeline: Pipeline, cluster: Cluster) -> None:
+    """report.output none matches expect.output with grep on the login node (stages/deploy/smoke.py), a command an
+    automation node's wrapper does not run: refused before anything is submitted, not judged an error after."""
+    if cluster.report.output != "none" or not automation(cluster):
+        return
+    tests = [t.name for _, t in tests_for(pipeline, cluster.name) if t.expect.output is not None]
+    if tests:
+        raise ConfigError(
+            f"{cluster.source.where(('report', 'output'))}: report.output none matches expect.output with grep on "
+            f"the login node, which login.mode automation does not allow (tests {', '.join(tests)}); use "
+            "login.mode shell, report.output tail, or no expect.output for this cluster's tests"
+        )
+
+
 def plan_cluster(
     pipeline: Pipeline,
     cluster: Cluster,
@@ -211,6 +225,7 @@ def plan_cluster(
     """Every step a deploy of ``sources`` to ``cluster`` runs (pure); ``identity``: the run the jobs are named for."""
     if problems := check_fits(pipeline, cluster):
         raise ConfigError("\n".join(problems))
+    check_output_matching(pipeline, cluster)
     images: dict[str, ImagePlan] = {}
     for platform in platforms_needed(pipeline, cluster):
         source = sources.get(platform)

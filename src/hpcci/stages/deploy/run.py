@@ -113,7 +113,12 @@ def _deploy(
             done.error = done.error or _convert_job_error(cluster, s, followed, remote, info)
     for job in plan.tests:
         if job.index in done.jobs:
-            done.outputs[job.index] = _tail(remote, _output_path(plan, job, attached), info)
+            path = _output_path(plan, job, attached)
+            done.outputs[job.index] = (
+                _tail(remote, path, info)
+                if cluster.report.output == "tail"
+                else _match_on_cluster(remote, job.test.expect.output, path, info)
+            )
     if followed.error:
         done.error = done.error or SchedulerError(f"cluster {cluster.name}: {followed.error}")
     converted = [p for p, s in done.staged.items() if not s.cache_hit and p not in kept]
@@ -160,6 +165,20 @@ def _tail(remote: Remote, path: str, info: Callable[[str], None]) -> str:
         return ""
 
 
+def _match_on_cluster(
+    remote: Remote, pattern: str | None, path: str, info: Callable[[str], None]
+) -> smoke.KeptOutput:
+    """report.output none: expect.output matched on the login node; nothing of the output is read back."""
+    if pattern is None:
+        return smoke.KeptOutput(path)
+    try:
+        done = remote.run(smoke.output_match_argv(pattern, path), timeout=120)
+    except HpcciError as e:
+        info(f"expect.output not matched: {e}")
+        return smoke.KeptOutput(path, error=str(e))
+    return smoke.kept_output(path, done.returncode, done.stderr)
+
+
 def _convert_job_error(
     cluster: Cluster, staged: Staged, followed: smoke.Followed, remote: Remote, info: Callable[[str], None]
 ) -> HpcciError | None:
@@ -168,7 +187,13 @@ def _convert_job_error(
     st = followed.states.get(job_id)
     if st is not None and st.status == "completed" and not st.exit_code:
         return None
-    out = _tail(remote, job.script.path.rsplit(".", 1)[0] + ".out", info)
+    out_path = job.script.path.rsplit(".", 1)[0] + ".out"
+    kept = cluster.report.output == "none"  # not a byte of a job's output leaves the site
+    out = (
+        f"its output stays on the cluster (report.output none): {out_path}"
+        if kept
+        else tail(_tail(remote, out_path, info))
+    )
     leftovers = [staged.plan.image_tmp] if staged.plan.image_tmp != staged.plan.image else []
     if staged.plan.checksum_file:  # login.mode automation: the job's inputs (the tar, its checksum, the URL)
         leftovers += [staged.plan.tar_tmp, staged.plan.checksum_file, *filter(None, [staged.plan.url_file])]
@@ -177,7 +202,7 @@ def _convert_job_error(
             remote.run(remove_argv(path), timeout=60, interruptible=False)
     what = st.sentence() if st is not None else "its state is unknown"
     return RuntimeConvertError(
-        f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {tail(out)}"
+        f"cluster {cluster.name}: the conversion job {job_id} did not succeed ({what}): {out}"
     )
 
 

@@ -10,9 +10,10 @@ reason that never clears (an invalid account) is cancelled at once, and one stil
 budget (scheduler.max_queue_wait) is cancelled then: the cluster could not run it, an infra verdict (neutral).
 
 Judging (``judge``, the one place a verdict is decided) keeps the scheduler's meaning: exit code and expected output
-for finished jobs, and every step of the job (an `srun` that failed fails the test even when the batch script went
-on and exited 0); timeout, cancelled, out of memory, node failure, ... each with its own verdict and a sentence a
-person understands.
+for finished jobs (with the cluster's report.output none, the output never leaves the cluster: expect.output is
+matched there by ``output_match_argv`` and the verdict names the output file instead of quoting it), and every
+step of the job (an `srun` that failed fails the test even when the batch script went on and exited 0); timeout,
+cancelled, out of memory, node failure, ... each with its own verdict and a sentence a person understands.
 """
 
 from __future__ import annotations
@@ -197,6 +198,32 @@ def _cancel(jobs: JobQuery, ids: list[str], out: Followed, why: str, info: Calla
 
 
 @dataclass(frozen=True)
+class KeptOutput:
+    """report.output none: the job's output stayed on the cluster; expect.output was matched there (grep -E)."""
+
+    path: str  # the output file on the cluster
+    # None: no expect.output to match, or it could not be matched (error says why)
+    matched: bool | None = None
+    error: str = ""
+
+
+def output_match_argv(pattern: str, path: str) -> list[str]:
+    """expect.output matched on the login node over the whole output file: exit 0 a match, 1 none, 2 an error.
+    -q prints nothing (not a byte of the output comes back), -a reads it as text; the pattern is an argument."""
+    return ["grep", "-E", "-q", "-a", "-e", pattern, "--", path]
+
+
+def kept_output(path: str, returncode: int, stderr: str) -> KeptOutput:
+    """What ``output_match_argv`` said: grep's own message (the file or the pattern, never the output) on error."""
+    if returncode in (0, 1):
+        return KeptOutput(path, matched=returncode == 0)
+    why = next(
+        (ln.strip() for ln in stderr.splitlines() if ln.strip()), f"grep exited with code {returncode}"
+    )
+    return KeptOutput(path, error=why[:300])
+
+
+@dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
     reason: str
@@ -215,7 +242,7 @@ class Circumstances:
 
 
 def judge(
-    test: SmokeTest, st: JobState | None, output: str, why: Circumstances = Circumstances()
+    test: SmokeTest, st: JobState | None, output: str | KeptOutput, why: Circumstances = Circumstances()
 ) -> Judgement:
     """THE verdict on one test: from its job's final state, exit code and output, or from why it never ran."""
     if st is None:  # never submitted
@@ -231,7 +258,7 @@ def judge(
     return _judge_end(test, st, output)
 
 
-def _judge_end(test: SmokeTest, st: JobState, output: str) -> Judgement:
+def _judge_end(test: SmokeTest, st: JobState, output: str | KeptOutput) -> Judgement:
     """A job that ended on its own."""
     if st.status == "timeout":
         return Judgement("timed_out", f"{st.sentence()} (resources.time {test.resources.time})")
@@ -251,10 +278,11 @@ def _judge_end(test: SmokeTest, st: JobState, output: str) -> Judgement:
         return Judgement("fail", f"{st.sentence()}; a job that ends {st.state} never passes")
     step = failed_step(st, want.exit_code)
     if code != want.exit_code:
-        last = _last_line(output)
-        shown = f"; last output line: {last!r}" if last else "; no output"
         also = f"; {step}" if step else ""
-        return Judgement("fail", f"the job exited with code {code}, expected {want.exit_code}{also}{shown}")
+        return Judgement(
+            "fail",
+            f"the job exited with code {code}, expected {want.exit_code}{also}{_shown(output, 'no output')}",
+        )
     if step:
         return Judgement(
             "fail",
@@ -277,21 +305,35 @@ def failed_step(st: JobState, expected: int) -> str:
     return ""
 
 
-def _judge_output(pattern: str | None, code: int | None, output: str) -> Judgement:
+def _judge_output(pattern: str | None, code: int | None, output: str | KeptOutput) -> Judgement:
     if pattern is None:
         return Judgement("pass", f"exited with code {code}")
-    try:
-        matched = re.search(pattern, output, re.MULTILINE) is not None
-    except re.error as e:
-        return Judgement("error", f"expect.output {pattern!r} is not a valid regular expression: {e}")
+    if isinstance(output, KeptOutput):
+        if output.matched is None:
+            return Judgement(
+                "error", f"expect.output {pattern!r} could not be matched on the cluster: {output.error}"
+            )
+        matched = output.matched
+    else:
+        try:
+            matched = re.search(pattern, output, re.MULTILINE) is not None
+        except re.error as e:
+            return Judgement("error", f"expect.output {pattern!r} is not a valid regular expression: {e}")
     if matched:
         return Judgement("pass", f"exited with code {code} and the output matches {pattern!r}")
-    last = _last_line(output)
     return Judgement(
         "fail",
         f"the job exited with code {code} but its output does not match {pattern!r}"
-        + (f"; last output line: {last!r}" if last else "; it printed nothing"),
+        + _shown(output, "it printed nothing"),
     )
+
+
+def _shown(output: str | KeptOutput, empty: str) -> str:
+    """The end of a reason: the output's last line, or where it stays on the cluster (report.output none)."""
+    if isinstance(output, KeptOutput):
+        return f"; the output stays on the cluster (report.output none): {output.path}"
+    last = _last_line(output)
+    return f"; last output line: {last!r}" if last else f"; {empty}"
 
 
 def _last_line(text: str) -> str:

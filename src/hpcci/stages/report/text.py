@@ -276,6 +276,8 @@ def summary(cr: ClusterResult, *, limit: int = MAX_OUTPUT_CHARS) -> str:
     if line := release_line(cr):
         tail_parts.append(f"**Release:** {line}")
     tail_parts += [usage_line(cr), provenance(cr)]  # before the notes: a long list of notes is what gets cut
+    if line := output_line(cr):
+        tail_parts.append(line)
     if notes:
         tail_parts.append(
             "\n".join(notes[:50]) + (f"\n- … and {len(notes) - 50} more" if len(notes) > 50 else "")
@@ -318,11 +320,26 @@ def _block(t: TestResult, budget: int) -> str:
     job = f"job {t.job_id}, " if t.job_id else ""
     heading = f"### {t.test} ({job}{t.state})"
     reason = t.reason if len(t.reason) <= 1000 else t.reason[:1000] + "…"
+    if t.output_on_cluster:  # report.output none: not a byte of it left the site
+        return f"{heading}\n\n{reason}\n\n{kept_on_cluster(t)}\n"
     out = tail_lines(t.output_tail) if t.output_tail.strip() else "(no output)"
     room = budget - len(heading) - len(reason) - 80
     if len(out) > room:
         out = "… (earlier output cut)\n" + out[-max(0, room) :]
     return f"{heading}\n\n{reason}\n\n{fence(out)}\n"
+
+
+def kept_on_cluster(t: TestResult) -> str:
+    return f"The output stays on {t.cluster} (report.output none): `{t.output_on_cluster}`"
+
+
+def output_line(cr: ClusterResult) -> str:
+    """Where the jobs' output is when the cluster keeps it (report.output none); '' when its tails are shown."""
+    kept = sorted({t.output_on_cluster.rsplit("/", 1)[0] for t in cr.tests if t.output_on_cluster})
+    if not kept:
+        return ""
+    where = ", ".join(f"`{d}`" for d in kept)
+    return f"**Job output:** stays on {cr.cluster} (report.output none), each test's as TEST.out in {where}."
 
 
 # -- annotations ----------------------------------------------------------------------------------------------------
