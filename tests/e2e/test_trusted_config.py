@@ -184,7 +184,7 @@ def test_a_forks_config_is_not_used_and_its_endpoint_hears_nothing(
     repo.edit("hpcci.yaml", "url: 127.0.0.1:5000", f"url: {elsewhere}")
     repo.edit("hpcci.yaml", "{env: HPCCI_REGISTRY_PASSWORD}", "{env: AWS_SECRET_ACCESS_KEY}")
     repo.edit("hpcci.yaml", "endpoint_url: http://127.0.0.1:8080", f"endpoint_url: http://{elsewhere}")
-    repo.edit("Dockerfile", "COPY fib.py /app/fib.py", "COPY fib.py /app/fib.py\nCOPY . /src/")
+    repo.edit("Dockerfile", "COPY fib.py fib_mpi.py /app/", "COPY fib.py fib_mpi.py /app/\nCOPY . /src/")
     repo.edit("fib.py", "fib_num = int(sys.argv[1])", "fib_num = int(sys.argv[1])  # the fork's code")
     head = repo.commit("a fork sending the secrets elsewhere")
     # GitHub checks out the default branch's head for an issue_comment event, with the job's token in .git/config.
@@ -192,6 +192,13 @@ def test_a_forks_config_is_not_used_and_its_endpoint_hears_nothing(
     repo.git("config", "http.https://github.com/.extraheader", f"AUTHORIZATION: basic {FAKE_TOKEN}")
     assert repo.head() == base
     number = 6000 + int(head[:3], 16)
+    # the trigger reads both commits' files and main's head through the API (the stand-in knows no git)
+    for sha in (base, head):
+        files = {
+            n: repo.git("show", f"{sha}:{n}") for n in repo.git("ls-tree", "-r", "--name-only", sha).split()
+        }
+        admin(github_url, "commits", repo=repo.repository, sha=sha, files=files)
+    admin(github_url, "branches", repo=repo.repository, branch="main", sha=base)
     admin(
         github_url,
         "pulls",
@@ -200,6 +207,8 @@ def test_a_forks_config_is_not_used_and_its_endpoint_hears_nothing(
         head_sha=head,
         head_repo="someone/fibonacci",
         head_ref="fork-endpoints",
+        base_ref="main",
+        base_sha=base,
     )
     admin(github_url, "collaborators", repo=repo.repository, user="mona", permission="write")
     body = f"/hpcci deploy @{head} local"
