@@ -65,3 +65,15 @@ def test_every_module_names_its_responsibility_in_its_first_line() -> None:
         if not doc or len(doc.splitlines()[0]) < 15:
             missing.append(rel(p))
     assert missing == [], "open each module with a docstring whose first line says what it holds"
+
+
+def test_github_and_hpcci_variables_are_read_only_in_context() -> None:
+    read = re.compile(r"""environ(?:\.get)?[\[(]\s*["'](?:GITHUB|HPCCI)_""")
+    outside = [
+        f"{rel(p)}:{n}"
+        for p in sources(".py")
+        if rel(p) != "context.py"
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if read.search(line)
+    ]
+    assert outside == [], "name the variable in hpcci.context.VARIABLES and read it with context.var"

@@ -111,7 +111,7 @@ def main(args: argparse.Namespace, log: Log) -> int:
     # Where bases come from first, then where the image goes (its registry may serve a base too).
     auths = [*build_registries(pipe, log), *wiring.registry_auths(pipe, log, required=False)]
     base = common.base_dir(args)
-    workspace = os.environ.get("GITHUB_WORKSPACE")
+    workspace = context.var("GITHUB_WORKSPACE") or None
     meta, spec = plan_build(
         pipe,
         event,
