@@ -94,6 +94,13 @@ class UserRepo:
     def head(self) -> str:
         return self.git("rev-parse", "HEAD")
 
+    def files_at(self, sha: str) -> dict[str, str]:
+        """Every file of commit ``sha`` and its text (what the GitHub stand-in serves as that commit's contents)."""
+        return {
+            name: self.git("show", f"{sha}:{name}")
+            for name in self.git("ls-tree", "-r", "--name-only", sha).split()
+        }
+
     def edit(self, relpath: str, old: str, new: str) -> None:
         file = self.path / relpath
         text = file.read_text(encoding="utf-8")

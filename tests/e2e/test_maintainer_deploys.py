@@ -121,18 +121,11 @@ def open_fork_pr(repo: UserRepo, github: GitHub, *, fork_config: bool = False) -
     head = repo.commit("a contribution from a fork")
     number = 5000 + int(head[:3], 16)  # its own pr-N image tag
     for sha in (base, head):
-        github.admin("commits", repo=repo.repository, sha=sha, files=files_of(repo, sha))
+        github.admin("commits", repo=repo.repository, sha=sha, files=repo.files_at(sha))
     github.admin("branches", repo=repo.repository, branch="main", sha=base)
     pr = {"repo": repo.repository, "number": number, "head_sha": head, "head_repo": "someone/fibonacci"}
     github.admin("pulls", **pr, head_ref="fast-fib", base_ref="main", base_sha=base)
     return number, head
-
-
-def files_of(repo: UserRepo, sha: str) -> dict[str, str]:
-    return {
-        name: repo.git("show", f"{sha}:{name}")
-        for name in repo.git("ls-tree", "-r", "--name-only", sha).split()
-    }
 
 
 def comment(repo: UserRepo, github: GitHub, number: int, user: str, body: str) -> dict[str, Any]:

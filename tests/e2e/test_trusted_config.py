@@ -194,10 +194,7 @@ def test_a_forks_config_is_not_used_and_its_endpoint_hears_nothing(
     number = 6000 + int(head[:3], 16)
     # the trigger reads both commits' files and main's head through the API (the stand-in knows no git)
     for sha in (base, head):
-        tree = {
-            n: repo.git("show", f"{sha}:{n}") for n in repo.git("ls-tree", "-r", "--name-only", sha).split()
-        }
-        admin(github_url, "commits", repo=repo.repository, sha=sha, files=tree)
+        admin(github_url, "commits", repo=repo.repository, sha=sha, files=repo.files_at(sha))
     admin(github_url, "branches", repo=repo.repository, branch="main", sha=base)
     admin(
         github_url,

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from hpcci.records import Results
     from hpcci.stages.report.outputs import Target
 
-DEFAULT_API_URL = "https://api.github.com"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_pipeline_arguments(p)
@@ -55,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=common.run_id,
         help="with --phase crash: the deploy's --run-id (default: the GitHub run)",
     )
-    p.add_argument("--api-url", help=f"GitHub API (default: $GITHUB_API_URL or {DEFAULT_API_URL})")
+    p.add_argument("--api-url", help=f"GitHub API (default: $GITHUB_API_URL or {wiring.DEFAULT_API_URL})")
     g = p.add_argument_group("auth (default: $GITHUB_TOKEN)")
     g.add_argument(
         "--app-id", help="GitHub App id (default: $HPCCI_GITHUB_APP_ID); with the app's private key"
